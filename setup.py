@@ -1,0 +1,44 @@
+"""speechlobes: speech lobes that load original checkpoints, and a Brain to train them."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec(Path("speechlobes/version.py").read_text(), version)
+
+setup(
+    name="speechlobes",
+    version=version["__version__"],
+    description="Speech lobes (BEATs, Wav2Vec2 family, SpeechEncoderDecoder) and a Brain training loop",
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["speechlobes", "speechlobes.*"]),
+    install_requires=[
+        "torch>=2.1",  # pinned to the tested version by constraints.txt
+        "numpy",
+        "soundfile",
+        "hyperpyyaml",
+        "safetensors",
+        "sentencepiece",
+        "sacrebleu",
+        "tqdm",
+    ],
+    extras_require={
+        # The mini-dataset generator speaks with eSpeak NG.
+        "data": ["espeakng-loader"],
+        # Tests, linting and the oracles tests compare against.
+        "dev": [
+            "pytest",
+            "ruff",
+            "soxr",
+            "jiwer",
+            "scikit-learn",
+            "kaldi-native-fbank",
+            "espeakng-loader",
+            "transformers",
+        ],
+        "tensorboard": ["tensorboard"],
+    },
+)

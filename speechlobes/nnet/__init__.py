@@ -1,0 +1,1 @@
+"""Neural building blocks shared by every lobe: attention, position encodings, lengths, losses."""
