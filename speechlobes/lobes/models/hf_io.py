@@ -136,7 +136,7 @@ def save_hf_folder(
         if len(shards) == 1
         else [f"{stem}-{i + 1:05d}-of-{len(shards):05d}.{ext}" for i in range(len(shards))]
     )
-    for name, shard in zip(names, shards):
+    for name, shard in zip(names, shards, strict=True):
         if safe_serialization:
             from safetensors.torch import save_file
 
@@ -145,7 +145,7 @@ def save_hf_folder(
             torch.save(shard, folder / name)
     if len(shards) > 1:
         total = sum(t.numel() * t.element_size() for t in state.values())
-        weight_map = {key: name for name, shard in zip(names, shards) for key in shard}
+        weight_map = {key: name for name, shard in zip(names, shards, strict=True) for key in shard}
         with open(folder / index, "w", encoding="utf-8") as handle:
             json.dump(
                 {"metadata": {"total_size": total}, "weight_map": weight_map}, handle, indent=2
