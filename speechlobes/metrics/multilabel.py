@@ -1,0 +1,197 @@
+"""Multi-label tagging metrics (AudioSet style): per-class AP and ROC-AUC, mAP, mean AUC, d'.
+
+All metrics depend only on the ORDER of the scores within a class, so logits, sigmoid outputs
+or any monotonic transform of them give the same numbers. Tied scores are handled like
+scikit-learn: a group of tied scores is one threshold (AP) and counts one half in the
+pairwise comparisons behind the AUC.
+
+A class without positives has no AP and a class without positives or without negatives has no
+AUC: those entries are NaN and are LEFT OUT of the means (AudioSet evaluation sets cover every
+class, but small or filtered sets may not; ``num_classes_with_ap`` / ``num_classes_with_auc``
+say how many classes the means cover).
+
+Example:
+    >>> scores = torch.tensor([[0.9, 0.1], [0.8, 0.7], [0.2, 0.6]])
+    >>> targets = torch.tensor([[1, 0], [0, 1], [1, 0]])
+    >>> average_precision(scores, targets)
+    tensor([0.8333, 1.0000], dtype=torch.float64)
+    >>> roc_auc(scores, targets)
+    tensor([0.5000, 1.0000], dtype=torch.float64)
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+
+def _check_scores_and_targets(scores: torch.Tensor, targets: torch.Tensor) -> None:
+    if scores.dim() != 2 or scores.shape != targets.shape:
+        raise ValueError(
+            f"scores and targets must both be (samples, classes); got {tuple(scores.shape)} "
+            f"and {tuple(targets.shape)}"
+        )
+    if torch.isnan(scores).any():
+        raise ValueError("scores contain NaN; a NaN score cannot be ranked")
+    if not ((targets == 0) | (targets == 1)).all():
+        raise ValueError("targets must be 0/1 (multi-hot); found other values")
+
+
+def _sort_columns(
+    scores: torch.Tensor, targets: torch.Tensor, descending: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sorts every column; returns sorted targets and, per position, its tie group's first and last index."""
+    scores = scores.double()
+    order = scores.argsort(dim=0, descending=descending, stable=True)
+    sorted_scores = scores.gather(0, order)
+    sorted_targets = targets.double().gather(0, order)
+    num_samples = scores.shape[0]
+    positions = torch.arange(num_samples).unsqueeze(1).expand_as(scores)
+    boundary = sorted_scores[1:] != sorted_scores[:-1]
+    edge = torch.ones(1, scores.shape[1], dtype=torch.bool)
+    is_last = torch.cat([boundary, edge])
+    is_first = torch.cat([edge, boundary])
+    group_last = torch.where(is_last, positions, num_samples).flip(0).cummin(0).values.flip(0)
+    group_first = torch.where(is_first, positions, -1).cummax(0).values
+    return sorted_targets, positions, group_first, group_last
+
+
+def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-class average precision (scikit-learn's definition), NaN for classes without positives.
+
+    scores, targets: (samples, classes). Returns float64 (classes,).
+    """
+    _check_scores_and_targets(scores, targets)
+    sorted_targets, positions, _, group_last = _sort_columns(scores, targets, descending=True)
+    precision = sorted_targets.cumsum(0) / (positions + 1)
+    # Each positive contributes the precision reached at the end of its tie group.
+    precision_at_threshold = precision.gather(0, group_last)
+    num_positives = sorted_targets.sum(0)
+    return (sorted_targets * precision_at_threshold).sum(0) / num_positives.where(
+        num_positives > 0, torch.nan
+    )
+
+
+def roc_auc(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-class area under the ROC curve, NaN for classes lacking positives or negatives.
+
+    Computed as the Mann-Whitney statistic with average ranks for ties, which equals the
+    trapezoidal area scikit-learn reports. Returns float64 (classes,).
+    """
+    _check_scores_and_targets(scores, targets)
+    sorted_targets, _, group_first, group_last = _sort_columns(scores, targets, descending=False)
+    average_rank = (group_first + group_last).double() / 2 + 1
+    num_positives = sorted_targets.sum(0)
+    num_negatives = scores.shape[0] - num_positives
+    rank_sum = (sorted_targets * average_rank).sum(0)
+    pairs = num_positives * num_negatives
+    return (rank_sum - num_positives * (num_positives + 1) / 2) / pairs.where(pairs > 0, torch.nan)
+
+
+def d_prime(auc: torch.Tensor | float) -> torch.Tensor:
+    """Sensitivity index ``sqrt(2) * Phi^-1(auc)`` (= ``2 * erfinv(2 auc - 1)``).
+
+    Example:
+        >>> round(float(d_prime(0.9)), 4)
+        1.8124
+    """
+    return 2 * torch.special.erfinv(2 * torch.as_tensor(auc, dtype=torch.float64) - 1)
+
+
+class MultiLabelStats:
+    """Accumulates clip-level scores and multi-hot targets; reports mAP, mean AUC and d'.
+
+    Example:
+        >>> stats = MultiLabelStats()
+        >>> stats.append(["a", "b"], torch.tensor([[0.9, 0.2], [0.3, 0.8]]), torch.tensor([[1, 0], [0, 1]]))
+        >>> stats.append(["c"], torch.tensor([[0.4, 0.1]]), torch.tensor([[0, 1]]))
+        >>> summary = stats.summarize()
+        >>> summary["mAP"], summary["mAUC"], summary["num_classes_with_ap"]
+        (0.9166666666666666, 0.75, 2)
+    """
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self) -> None:
+        self.ids: list[str] = []
+        self._scores: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
+
+    def append(self, ids: Sequence[str], scores: torch.Tensor, targets: torch.Tensor) -> None:
+        """Adds a batch: ``scores`` and ``targets`` are (batch, classes), one row per id."""
+        scores, targets = scores.detach().cpu(), targets.detach().cpu()
+        _check_scores_and_targets(scores, targets)
+        if len(ids) != scores.shape[0]:
+            raise ValueError(
+                f"MultiLabelStats.append: {len(ids)} ids for {scores.shape[0]} rows of scores"
+            )
+        if self._scores and scores.shape[1] != self._scores[0].shape[1]:
+            raise ValueError(
+                f"MultiLabelStats.append: {scores.shape[1]} classes, earlier batches had "
+                f"{self._scores[0].shape[1]}"
+            )
+        self.ids.extend(ids)
+        self._scores.append(scores)
+        self._targets.append(targets)
+
+    def per_class(self) -> dict[str, torch.Tensor]:
+        """Per-class ``average_precision``, ``roc_auc`` and ``num_positives`` over everything appended."""
+        if not self._scores:
+            raise ValueError("MultiLabelStats: nothing appended yet")
+        scores, targets = torch.cat(self._scores), torch.cat(self._targets)
+        return {
+            "average_precision": average_precision(scores, targets),
+            "roc_auc": roc_auc(scores, targets),
+            "num_positives": targets.sum(0).long(),
+        }
+
+    def summarize(self, field: str | None = None) -> dict[str, float | int] | float | int:
+        """mAP and mAUC (means over the classes that have them), d' of mAUC, and class counts."""
+        per_class = self.per_class()
+        ap, auc = per_class["average_precision"], per_class["roc_auc"]
+        mean_auc = float(auc.nanmean())
+        summary = {
+            "mAP": float(ap.nanmean()),
+            "mAUC": mean_auc,
+            "d_prime": float(d_prime(mean_auc)),
+            "num_classes_with_ap": int((~ap.isnan()).sum()),
+            "num_classes_with_auc": int((~auc.isnan()).sum()),
+            "num_samples": len(self.ids),
+        }
+        if field is None:
+            return summary
+        if field not in summary:
+            raise KeyError(
+                f"MultiLabelStats.summarize: unknown field {field!r}; fields are {list(summary)}"
+            )
+        return summary[field]
+
+    def write_per_class_csv(self, path: str | Path, class_names: Sequence[str]) -> None:
+        """One CSV row per class: index, name, positives, AP, AUC (empty where undefined)."""
+        per_class = self.per_class()
+        num_classes = len(per_class["num_positives"])
+        if len(class_names) != num_classes:
+            raise ValueError(
+                f"{path}: {len(class_names)} class names for {num_classes} classes of scores"
+            )
+        with open(path, "w", newline="", encoding="utf-8") as file:
+            writer = csv.writer(file)
+            writer.writerow(["index", "name", "num_positives", "average_precision", "roc_auc"])
+            rows = zip(
+                class_names,
+                per_class["num_positives"].tolist(),
+                per_class["average_precision"].tolist(),
+                per_class["roc_auc"].tolist(),
+                strict=True,
+            )
+            for index, (name, positives, ap, auc) in enumerate(rows):
+                writer.writerow([index, name, positives, _csv_number(ap), _csv_number(auc)])
+
+
+def _csv_number(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:.6f}"
