@@ -641,7 +641,7 @@ class BEATs(nn.Module):
         >>> model = BEATs(cfg={"embed_dim": 32, "encoder_layers": 1, "encoder_embed_dim": 32,
         ...                    "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 4})
         >>> model(torch.randn(1, 10000))[0].shape
-        torch.Size([1, 40, 32])
+        torch.Size([1, 24, 32])
     """
 
     def __init__(
