@@ -1,0 +1,472 @@
+"""What every text decoder of speechlobes shares: config I/O, the KV cache, the two attentions.
+
+The decoders (BERT-as-decoder, GPT-2, BART/MBart, our native Transformer decoder) keep their own
+parameter names, so that Hugging Face state-dict keys map 1:1, and they all speak the same
+interface::
+
+    decoder(input_ids, encoder_hidden_states, encoder_padding_mask, cache=...) -> DecoderOutput
+    decoder.new_cache(encoder_hidden_states, encoder_padding_mask) -> DecoderCache
+
+A :class:`DecoderCache` holds, per layer, the self-attention keys/values (they grow by one step
+at a time) and the cross-attention keys/values, computed ONCE from the encoder output. Search
+rows may be a multiple of the encoder batch (beams, several samples per utterance): row ``r``
+then belongs to utterance ``r // group`` and cross-attention folds the group into the query
+axis, so the encoder keys are never copied per beam.
+
+Example:
+    >>> cache = DecoderCache(num_layers=1)
+    >>> k = v = torch.zeros(2, 4, 1, 8)                 # (rows, heads, new steps, head_dim)
+    >>> cache.append(0, k, v)[0].shape, cache.length
+    (torch.Size([2, 4, 1, 8]), 1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechlobes.lobes.models.hf_io import (
+    check_keys,
+    load_hf_state_dict,
+    read_config,
+    save_hf_folder,
+)
+from speechlobes.nnet.attention import (
+    additive_mask,
+    attend,
+    attention_weights,
+    merge_heads,
+    split_heads,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class DecoderConfigIO:
+    """Mixin for config dataclasses: Hugging Face ``config.json`` in and out.
+
+    Keys the dataclass does not model are kept in ``extra`` and written back unchanged, so a
+    foreign config survives a load/save round trip.
+    """
+
+    model_type = ""
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in values.items() if k in names}
+        extra = {k: v for k, v in values.items() if k not in names and k != "model_type"}
+        return cls(**known, extra=extra)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        extra = values.pop("extra")
+        return {**extra, **values, "model_type": self.model_type}
+
+    @classmethod
+    def from_json(cls, path: str | Path):
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+ACTIVATIONS = {
+    "gelu": F.gelu,
+    "gelu_new": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,
+    "gelu_fast": gelu_tanh,
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+}
+
+
+def activation(name: str):
+    """The activation function a Hugging Face config names (``hidden_act`` and friends)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation {name!r} is not supported; use one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+@dataclass
+class DecoderOutput:
+    """What a decoder returns. ``hidden_states[0]`` is the embedding output and the last entry
+    the input of the LM head; attentions are (batch, heads, query, key) per layer."""
+
+    logits: torch.Tensor
+    cache: DecoderCache | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    cross_attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class DecoderCache:
+    """Per-layer keys/values of a decoding run (all tensors (rows, heads, time, head_dim))."""
+
+    def __init__(self, num_layers: int) -> None:
+        self.self_keys: list[torch.Tensor | None] = [None] * num_layers
+        self.self_values: list[torch.Tensor | None] = [None] * num_layers
+        self.cross_keys: list[torch.Tensor | None] = [None] * num_layers
+        self.cross_values: list[torch.Tensor | None] = [None] * num_layers
+        self.cross_bias: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        """Number of positions already in the self-attention cache."""
+        keys = self.self_keys[0]
+        return 0 if keys is None else keys.shape[2]
+
+    def append(
+        self, layer: int, key: torch.Tensor, value: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add the new steps' keys/values of ``layer``; return all keys/values so far."""
+        if self.self_keys[layer] is not None:
+            key = torch.cat([self.self_keys[layer], key], dim=2)
+            value = torch.cat([self.self_values[layer], value], dim=2)
+        self.self_keys[layer], self.self_values[layer] = key, value
+        return key, value
+
+    def reorder(self, rows: torch.Tensor) -> DecoderCache:
+        """Keep row ``rows[i]`` as row ``i`` (beam reordering, expansion to beams).
+
+        Rows must stay within their utterance group; cross-attention entries are shared by the
+        group and are not touched.
+        """
+        for i, (key, value) in enumerate(zip(self.self_keys, self.self_values, strict=True)):
+            if key is not None:
+                self.self_keys[i] = key.index_select(0, rows)
+                self.self_values[i] = value.index_select(0, rows)
+        return self
+
+
+def padding_bias(padding_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """(batch, keys) bool mask, True = padded -> additive bias (batch, 1, 1, keys), or None."""
+    if padding_mask is None:
+        return None
+    keys = padding_mask.shape[-1]
+    return additive_mask(padding_mask, None, False, 1, keys, dtype, padding_mask.device)
+
+
+def self_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    cache: DecoderCache | None,
+    layer: int,
+    padding_mask: torch.Tensor | None,
+    dropout: float,
+    scale: float | None,
+    need_weights: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Causal self-attention over the cached past plus the new steps.
+
+    query/key/value: (rows, heads, new, head_dim); padding_mask: (rows, past + new), True = padded.
+    Returns the attended values (rows, heads, new, head_dim) and, on request, the weights.
+    """
+    if cache is not None:
+        key, value = cache.append(layer, key, value)
+    causal = query.shape[2] > 1  # a single new query may see every key
+    out = attend(query, key, value, None, padding_mask, causal, dropout, scale)
+    weights = (
+        attention_weights(query, key, None, padding_mask, causal, scale) if need_weights else None
+    )
+    return out, weights
+
+
+def cross_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    bias: torch.Tensor | None,
+    dropout: float,
+    scale: float | None,
+    need_weights: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Attention of decoder rows on encoder frames, the encoder batch shared by row groups.
+
+    query: (rows, heads, steps, head_dim) with rows = group * batch; key/value: (batch, heads,
+    frames, head_dim); bias: (batch, 1, 1, frames) additive padding bias or None.
+    """
+    rows, heads, steps, head_dim = query.shape
+    batch = key.shape[0]
+    group = rows // batch
+    if group * batch != rows:
+        raise ValueError(f"decoder rows ({rows}) are not a multiple of the encoder batch ({batch})")
+    folded = query.view(batch, group, heads, steps, head_dim).transpose(1, 2)
+    folded = folded.reshape(batch, heads, group * steps, head_dim)
+    out = attend(folded, key, value, bias, None, False, dropout, scale)
+    out = out.view(batch, heads, group, steps, head_dim).transpose(1, 2)
+    out = out.reshape(rows, heads, steps, head_dim)
+    weights = None
+    if need_weights:
+        weights = attention_weights(folded, key, bias, None, False, scale)
+        weights = weights.view(batch, heads, group, steps, -1).transpose(1, 2)
+        weights = weights.reshape(rows, heads, steps, -1)
+    return out, weights
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """The usual text-model initialisation: N(0, std) matrices, zero biases, unit norms."""
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            nn.init.normal_(sub.weight, std=std)
+            if sub.bias is not None:
+                nn.init.zeros_(sub.bias)
+        elif isinstance(sub, nn.Embedding):
+            nn.init.normal_(sub.weight, std=std)
+            if sub.padding_idx is not None:
+                with torch.no_grad():
+                    sub.weight[sub.padding_idx].zero_()
+        elif isinstance(sub, nn.LayerNorm):
+            nn.init.ones_(sub.weight)
+            nn.init.zeros_(sub.bias)
+
+
+def load_decoder_state_dict(
+    model: nn.Module,
+    state_dict: dict[str, torch.Tensor],
+    source: str,
+    tied_keys: tuple[str, ...] = (),
+    ignored_prefixes: tuple[str, ...] = (),
+    optional_prefixes: tuple[str, ...] = (),
+) -> None:
+    """Load a (renamed) checkpoint into a decoder, strictly, except for cross-attention.
+
+    Cross-attention weights absent from the checkpoint (a plain language model made into a
+    decoder) keep their fresh initialisation and are logged, and so do missing keys under
+    ``optional_prefixes`` (an LM head absent from a base-model checkpoint); tied keys may be
+    absent and keys under ``ignored_prefixes`` are skipped. Any other missing or unexpected key,
+    or a shape mismatch, is an error naming ``source``.
+    """
+    ignore = [f"^{re.escape(k)}$" for k in tied_keys] + [
+        f"^{re.escape(p)}" for p in ignored_prefixes
+    ]
+    missing, unexpected = check_keys(model, state_dict, strict=False, ignore=ignore, source=source)
+    fresh = [
+        k for k in missing if "cross" in k or "encoder_attn" in k or k.startswith(optional_prefixes)
+    ]
+    absent = [k for k in missing if k not in fresh]
+    if absent or unexpected:
+        raise ValueError(
+            f"{source} does not match {type(model).__name__}: missing {absent}, unexpected "
+            f"{unexpected}. Check config.json against the weights."
+        )
+    if fresh:
+        logger.info(
+            "%s: %d cross-attention / head tensors are not in the checkpoint and were freshly "
+            "initialised (fine-tune before use): %s",
+            source,
+            len(fresh),
+            ", ".join(fresh),
+        )
+    known = model.state_dict()
+    model.load_state_dict({k: v for k, v in state_dict.items() if k in known}, strict=False)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with separate ``q_proj``/``k_proj``/``v_proj``/``out_proj`` (BART
+    naming), used as causal self-attention with a cache or as cross-attention."""
+
+    def __init__(self, width: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if width % num_heads:
+            raise ValueError(f"width {width} is not divisible by {num_heads} attention heads")
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(width, width, bias=bias)
+        self.k_proj = nn.Linear(width, width, bias=bias)
+        self.v_proj = nn.Linear(width, width, bias=bias)
+        self.out_proj = nn.Linear(width, width, bias=bias)
+
+    def attend_self(
+        self,
+        x: torch.Tensor,
+        layer: int,
+        cache: DecoderCache | None,
+        padding_mask: torch.Tensor | None,
+        need_weights: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (rows, steps, width) -> (rows, steps, width), causal over cache + x."""
+        q, k, v = (
+            split_heads(p(x), self.num_heads) for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
+        dropout = self.dropout if self.training else 0.0
+        out, weights = self_attention(
+            q, k, v, cache, layer, padding_mask, dropout, None, need_weights
+        )
+        return self.out_proj(merge_heads(out)), weights
+
+    def cross_kv(self, encoder_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder output (batch, frames, width) -> keys and values (batch, heads, frames, d)."""
+        return (
+            split_heads(self.k_proj(encoder_states), self.num_heads),
+            split_heads(self.v_proj(encoder_states), self.num_heads),
+        )
+
+    def attend_cross(
+        self,
+        x: torch.Tensor,
+        kv: tuple[torch.Tensor, torch.Tensor],
+        bias: torch.Tensor | None,
+        need_weights: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        q = split_heads(self.q_proj(x), self.num_heads)
+        dropout = self.dropout if self.training else 0.0
+        out, weights = cross_attention(q, kv[0], kv[1], bias, dropout, None, need_weights)
+        return self.out_proj(merge_heads(out)), weights
+
+
+class TextDecoder(nn.Module):
+    """Base of every text decoder: the layer loop, the cache and the folder I/O.
+
+    A subclass defines ``config_class``, the ``blocks`` ModuleList (each block is called as
+    ``block(x, index, cache, self_padding, cross_kv, cross_bias, need_weights)`` and returns
+    ``(x, self_weights, cross_weights)`` and has ``cross_kv(encoder_states)``), ``embed(ids,
+    past_length)``, ``lm_logits(x)`` and, if it has one, ``final_norm(x)``.
+    """
+
+    config_class: type = DecoderConfigIO
+    architecture = ""
+    tied_keys: tuple[str, ...] = ()
+    ignored_prefixes: tuple[str, ...] = ()
+    optional_prefixes: tuple[str, ...] = ()
+
+    blocks: nn.ModuleList
+
+    def embed(self, input_ids: torch.Tensor, past_length: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def lm_logits(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def hidden_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    def new_cache(
+        self, encoder_hidden_states: torch.Tensor, encoder_padding_mask: torch.Tensor | None = None
+    ) -> DecoderCache:
+        """A cache whose cross-attention keys/values are computed now, once."""
+        cache = DecoderCache(len(self.blocks))
+        for i, block in enumerate(self.blocks):
+            cache.cross_keys[i], cache.cross_values[i] = block.cross_kv(encoder_hidden_states)
+        cache.cross_bias = padding_bias(encoder_padding_mask, encoder_hidden_states.dtype)
+        return cache
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_padding_mask: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        cache: DecoderCache | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> DecoderOutput:
+        """Logits for ``input_ids`` (rows, steps) that follow the cached positions.
+
+        encoder_padding_mask: (batch, frames), True = padded. attention_mask: (rows, past +
+        steps) Hugging Face style, 1 = real token. Rows may be a multiple of the encoder batch.
+        """
+        if cache is not None and cache.cross_keys[0] is None and encoder_hidden_states is not None:
+            filled = self.new_cache(encoder_hidden_states, encoder_padding_mask)
+            cache.cross_keys, cache.cross_values = filled.cross_keys, filled.cross_values
+            cache.cross_bias = filled.cross_bias
+        if cache is not None and cache.cross_keys[0] is not None:
+            cross_kv = list(zip(cache.cross_keys, cache.cross_values, strict=True))
+            cross_bias = cache.cross_bias
+        elif encoder_hidden_states is not None:
+            cross_kv = [block.cross_kv(encoder_hidden_states) for block in self.blocks]
+            cross_bias = padding_bias(encoder_padding_mask, encoder_hidden_states.dtype)
+        else:
+            cross_kv, cross_bias = [None] * len(self.blocks), None
+        self_padding = None if attention_mask is None else attention_mask == 0
+        x = self.embed(input_ids, 0 if cache is None else cache.length)
+        states, self_weights, cross_weights = [x], [], []
+        for i, block in enumerate(self.blocks):
+            x, weights, cross = block(
+                x, i, cache, self_padding, cross_kv[i], cross_bias, output_attentions
+            )
+            states.append(x)
+            self_weights.append(weights)
+            cross_weights.append(cross)
+        x = self.final_norm(x)
+        states[-1] = x
+        return DecoderOutput(
+            logits=self.lm_logits(x),
+            cache=cache,
+            hidden_states=tuple(states) if output_hidden_states else None,
+            attentions=tuple(self_weights) if output_attentions else None,
+            cross_attentions=tuple(cross_weights)
+            if output_attentions and cross_kv[0] is not None
+            else None,
+        )
+
+    def rename_checkpoint_keys(self, state_dict: dict[str, torch.Tensor]) -> dict:
+        """Map the keys of a foreign checkpoint (other head classes) onto ours; identity here."""
+        return state_dict
+
+    def load_checkpoint(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
+        """Load a checkpoint of this model (any supported head class), see load_decoder_state_dict."""
+        load_decoder_state_dict(
+            self,
+            self.rename_checkpoint_keys(dict(state_dict)),
+            source,
+            self.tied_keys,
+            self.ignored_prefixes,
+            self.optional_prefixes,
+        )
+
+    def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
+        """Our state dict without the tied copies (what Hugging Face writes)."""
+        return {k: v for k, v in self.state_dict().items() if k not in self.tied_keys}
+
+    @classmethod
+    def config_from_dict(cls, values: dict):
+        """The config object for a ``config.json`` dict (checks the model type)."""
+        model_type = values.get("model_type", cls.config_class.model_type)
+        if model_type != cls.config_class.model_type:
+            raise ValueError(
+                f"{cls.__name__} reads model_type {cls.config_class.model_type!r}, the config "
+                f"says {model_type!r}"
+            )
+        return cls.config_class.from_dict(values)
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, **config_overrides):
+        """Load a Hugging Face folder of this model (any of its head classes).
+
+        ``config_overrides`` update config fields first (e.g. ``add_cross_attention=True``);
+        missing cross-attention weights are created and logged.
+        """
+        config = cls.config_from_dict({**read_config(folder), **config_overrides})
+        model = cls(config)
+        model.load_checkpoint(load_hf_state_dict(folder), str(folder))
+        return model
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Write ``config.json`` + ``model.safetensors`` as transformers' causal-LM class would."""
+        config = {**self.config.to_dict(), "architectures": [self.architecture]}
+        save_hf_folder(folder, config, self.checkpoint_state_dict())
