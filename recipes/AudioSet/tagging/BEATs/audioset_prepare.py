@@ -1,0 +1,192 @@
+"""Prepare AudioSet (the official CSVs plus a folder of downloaded clips) as JSON manifests.
+
+Reads ``class_labels_indices.csv`` (``index,mid,display_name``) and any of the segment lists
+``balanced_train_segments.csv``, ``unbalanced_train_segments.csv``, ``eval_segments.csv`` (comment
+lines starting with ``#``, then ``YTID, start_seconds, end_seconds, "mid,mid"``). Clips are searched
+(recursively) in ``clips_folder`` as wav/flac/mp3/ogg, named by YTID either bare (``<YTID>.wav``,
+also ``Y<YTID>.wav``) or with time offsets (``<YTID>_<start>_<end>.flac``, seconds or milliseconds).
+
+Writes ``train.json``, ``valid.json`` and ``test.json`` (``{id: {wav, duration, labels}}``, labels
+as MIDs) and ``class_labels_indices.csv`` into ``save_folder``. Listed clips that are missing or
+unreadable are reported and skipped. Without a validation list, a seeded fraction of the training
+clips becomes the validation set. A rerun with the same options does nothing.
+
+Example:
+    python audioset_prepare.py --data_folder data/mini/AudioSet --save_folder results/prep
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import random
+import re
+import shutil
+from pathlib import Path
+
+from speechlobes.dataio.preparation import (
+    PreparationReport,
+    mark_preparation_done,
+    preparation_done,
+    write_json,
+)
+
+logger = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
+OFFSET_NAME = re.compile(r"^(?P<ytid>.+)_(?P<start>\d+(?:\.\d+)?)_(?P<end>\d+(?:\.\d+)?)$")
+LABELS_FILE = "class_labels_indices.csv"
+
+
+def prepare_audioset(
+    data_folder: str,
+    save_folder: str,
+    clips_folder: str | None = None,
+    train_csvs: list[str] = ("balanced_train_segments.csv",),
+    test_csv: str = "eval_segments.csv",
+    valid_csv: str | None = None,
+    valid_ratio: float = 0.1,
+    seed: int = 1234,
+    skip_prep: bool = False,
+) -> dict[str, Path]:
+    """Write the train/valid/test manifests and return their paths (and the label table's).
+
+    Arguments:
+        data_folder: folder holding the official CSV files.
+        save_folder: where the manifests go.
+        clips_folder: where the audio clips are (default: ``data_folder``).
+        train_csvs: segment lists that make the training set.
+        test_csv: the segment list of the test set.
+        valid_csv: a segment list for validation; None splits ``valid_ratio`` off training.
+        seed: the seed of that split.
+        skip_prep: do nothing but return the expected paths.
+    """
+    data, save = Path(data_folder), Path(save_folder)
+    outputs = {name: save / f"{name}.json" for name in ("train", "valid", "test")}
+    outputs["labels"] = save / LABELS_FILE
+    options = {
+        "data_folder": str(data),
+        "clips_folder": str(clips_folder or data),
+        "train_csvs": list(train_csvs),
+        "test_csv": test_csv,
+        "valid_csv": valid_csv,
+        "valid_ratio": valid_ratio,
+        "seed": seed,
+    }
+    if skip_prep or preparation_done(save, options, [p.name for p in outputs.values()]):
+        logger.info("AudioSet manifests in %s are up to date", save)
+        return outputs
+    known_mids = set(read_class_labels(data / LABELS_FILE))
+    clips = index_clips(Path(clips_folder or data))
+    train = {}
+    for name in train_csvs:
+        train.update(_manifest(data / name, clips, known_mids))
+    test = _manifest(data / test_csv, clips, known_mids)
+    if valid_csv is not None:
+        valid = _manifest(data / valid_csv, clips, known_mids)
+    else:
+        train, valid = _split_off(train, valid_ratio, seed)
+    for name, manifest in (("train", train), ("valid", valid), ("test", test)):
+        write_json(outputs[name], manifest)
+        logger.info("AudioSet %s: %d clips -> %s", name, len(manifest), outputs[name])
+    save.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(data / LABELS_FILE, outputs["labels"])
+    mark_preparation_done(save, options)
+    return outputs
+
+
+def read_class_labels(path: Path) -> dict[str, str]:
+    """``{mid: display_name}`` in index order from ``class_labels_indices.csv``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: AudioSet label table not found")
+    with open(path, newline="", encoding="utf-8") as stream:
+        reader = csv.DictReader(stream)
+        missing = {"index", "mid", "display_name"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(
+                f"{path}: columns {sorted(missing)} missing; found {reader.fieldnames}"
+            )
+        rows = sorted(reader, key=lambda row: int(row["index"]))
+    return {row["mid"]: row["display_name"] for row in rows}
+
+
+def read_segments(path: Path) -> list[tuple[str, float, float, list[str]]]:
+    """``(YTID, start, end, [mid, ...])`` rows of an official segment list."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: AudioSet segment list not found")
+    segments = []
+    with open(path, newline="", encoding="utf-8") as stream:
+        rows = csv.reader(
+            (line for line in stream if line.strip() and not line.startswith("#")),
+            skipinitialspace=True,
+        )
+        for number, row in enumerate(rows, 1):
+            if len(row) != 4:
+                raise ValueError(
+                    f"{path}: data row {number} has {len(row)} fields, expected 4: {row}"
+                )
+            ytid, start, end, labels = row
+            segments.append((ytid, float(start), float(end), labels.split(",")))
+    return segments
+
+
+def index_clips(folder: Path) -> dict[str, Path]:
+    """``{YTID: path}`` for every audio file under ``folder``, whichever naming scheme it uses."""
+    clips = {}
+    for path in sorted(folder.rglob("*")):
+        if path.suffix.lower() not in AUDIO_EXTENSIONS:
+            continue
+        match = OFFSET_NAME.match(path.stem)
+        ytid = match["ytid"] if match else path.stem
+        clips.setdefault(ytid, path)
+    return clips
+
+
+def _find_clip(clips: dict[str, Path], ytid: str) -> Path | None:
+    return clips.get(ytid) or clips.get(f"Y{ytid}")
+
+
+def _manifest(segments_csv: Path, clips: dict[str, Path], known_mids: set[str]) -> dict:
+    report = PreparationReport(f"AudioSet {segments_csv.name}")
+    manifest = {}
+    for ytid, start, end, labels in read_segments(segments_csv):
+        unknown = [mid for mid in labels if mid not in known_mids]
+        if unknown:
+            raise ValueError(f"{segments_csv}: {ytid} has labels {unknown} not in {LABELS_FILE}")
+        clip = _find_clip(clips, ytid)
+        duration = report.probe(ytid, clip)
+        if duration is not None:
+            manifest[ytid] = {
+                "wav": str(clip),
+                "duration": round(duration, 4),
+                "start": start,
+                "end": end,
+                "labels": labels,
+            }
+    report.log_summary()
+    return manifest
+
+
+def _split_off(manifest: dict, ratio: float, seed: int) -> tuple[dict, dict]:
+    ids = sorted(manifest)
+    random.Random(seed).shuffle(ids)
+    n_valid = max(1, round(ratio * len(ids))) if ids else 0
+    valid_ids = set(ids[:n_valid])
+    train = {key: value for key, value in manifest.items() if key not in valid_ids}
+    valid = {key: value for key, value in manifest.items() if key in valid_ids}
+    return train, valid
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data_folder", required=True)
+    parser.add_argument("--save_folder", required=True)
+    parser.add_argument("--clips_folder", default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    prepare_audioset(args.data_folder, args.save_folder, args.clips_folder)
+
+
+if __name__ == "__main__":
+    main()
