@@ -1,0 +1,38 @@
+"""Wav2Vec2, HuBERT and Wav2Vec2-Conformer: the one public import point of the family.
+
+Our own implementation; Hugging Face folders load and save without ``transformers``, and
+module paths mirror transformers' so checkpoint keys map one to one.
+
+Example:
+    >>> import torch
+    >>> from speechlobes.lobes.models.wav2vec2 import ENCODER_MODELS, Wav2Vec2Config
+    >>> config = Wav2Vec2Config(model_type="wav2vec2-conformer", hidden_size=16,
+    ...     num_attention_heads=2, num_hidden_layers=1, intermediate_size=32,
+    ...     conv_dim=[8, 8], conv_stride=[5, 2], conv_kernel=[10, 3],
+    ...     num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)
+    >>> model = ENCODER_MODELS[config.model_type](config).eval()
+    >>> model(torch.randn(1, 800)).last_hidden_state.shape
+    torch.Size([1, 79, 16])
+"""
+
+from speechlobes.lobes.models.wav2vec2_base import (
+    ENCODER_MODELS,
+    HubertModel,
+    Wav2Vec2BaseModelOutput,
+    Wav2Vec2ConformerModel,
+    Wav2Vec2Model,
+    adapter_lengths,
+    conv_stack_lengths,
+)
+from speechlobes.lobes.models.wav2vec2_config import Wav2Vec2Config
+
+__all__ = [
+    "ENCODER_MODELS",
+    "HubertModel",
+    "Wav2Vec2BaseModelOutput",
+    "Wav2Vec2Config",
+    "Wav2Vec2ConformerModel",
+    "Wav2Vec2Model",
+    "adapter_lengths",
+    "conv_stack_lengths",
+]
