@@ -1,0 +1,179 @@
+"""Span masking (wav2vec2 semantics) and SpecAugment: statistics and invariants."""
+
+import numpy as np
+import pytest
+import torch
+
+from speechlobes.processing.augment import SpecAugment, compute_span_mask
+
+
+def _runs(row: torch.Tensor) -> list[int]:
+    """Lengths of the runs of True in a 1-D bool tensor."""
+    padded = torch.cat(
+        [torch.zeros(1, dtype=torch.long), row.long(), torch.zeros(1, dtype=torch.long)]
+    )
+    edges = padded.diff().nonzero().flatten()
+    return (edges[1::2] - edges[::2]).tolist()
+
+
+def _seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_span_mask_counts_use_one_rounding_epsilon_per_call():
+    # mask_length 1: masked count = number of spans = int(0.25 * length + eps).
+    lengths = torch.tensor([100, 50, 30])
+    seen = set()
+    for seed in range(60):
+        mask = compute_span_mask((3, 100), 0.25, 1, lengths=lengths, generator=_seeded(seed))
+        seen.add(tuple(mask.sum(1).tolist()))
+    # 25 + eps, 12.5 + eps, 7.5 + eps: eps < 0.5 gives (25, 12, 7), else (25, 13, 8); never mixed.
+    assert seen == {(25, 12, 7), (25, 13, 8)}
+
+
+def test_span_mask_stays_inside_valid_lengths_with_runs_of_at_least_span_length():
+    lengths = torch.tensor([200, 120, 37, 10, 9])
+    for seed in range(20):
+        mask = compute_span_mask(
+            (5, 200), 0.3, 10, min_masks=2, lengths=lengths, generator=_seeded(seed)
+        )
+        for row, length in zip(mask, lengths.tolist(), strict=True):
+            assert not row[length:].any()
+            assert all(run >= 10 for run in _runs(row))
+        assert not mask[4].any()  # 9 valid frames cannot hold a 10-frame span
+        assert mask[3, :10].all()  # exactly one start fits
+
+
+def test_span_mask_min_masks_and_caps():
+    single = compute_span_mask((4, 50), 0.0, 7, min_masks=1, generator=_seeded(0))
+    assert [_runs(row) for row in single] == [[7]] * 4
+    capped = compute_span_mask((2, 20), 0.0, 1, min_masks=30, generator=_seeded(0))
+    assert capped.all()  # min_masks is capped at time // mask_length
+    short = compute_span_mask((1, 20), 0.0, 1, min_masks=5, lengths=torch.tensor([3]))
+    assert short.sum() == 3  # ... and at the number of valid starts
+
+
+def test_span_mask_is_reproducible_with_a_generator():
+    first = compute_span_mask((8, 300), 0.065, 10, min_masks=2, generator=_seeded(7))
+    again = compute_span_mask((8, 300), 0.065, 10, min_masks=2, generator=_seeded(7))
+    other = compute_span_mask((8, 300), 0.065, 10, min_masks=2, generator=_seeded(8))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_span_mask_accepts_relative_lengths_like_absolute_ones():
+    absolute = compute_span_mask(
+        (2, 40), 0.2, 4, lengths=torch.tensor([40, 20]), generator=_seeded(3)
+    )
+    relative = compute_span_mask(
+        (2, 40), 0.2, 4, lengths=torch.tensor([1.0, 0.5]), generator=_seeded(3)
+    )
+    assert torch.equal(absolute, relative)
+
+
+def test_span_mask_starts_are_uniform_over_valid_positions():
+    mask = compute_span_mask((4000, 20), 0.0, 1, min_masks=1, lengths=torch.full((4000,), 10))
+    counts = mask.sum(0)
+    assert counts[10:].sum() == 0
+    assert ((counts[:10] - 400).abs() < 100).all()
+
+
+def test_span_mask_masked_fraction_matches_transformers_statistics():
+    modeling = pytest.importorskip("transformers.models.wav2vec2.modeling_wav2vec2")
+    np.random.seed(0)
+    lengths = torch.tensor([400, 300, 250, 120])
+    attention = (torch.arange(400)[None, :] < lengths[:, None]).long()
+    theirs = np.mean(
+        [
+            modeling._compute_mask_indices((4, 400), 0.065, 10, attention, 2).mean()
+            for _ in range(300)
+        ]
+    )
+    generator = _seeded(0)
+    ours = np.mean(
+        [
+            compute_span_mask((4, 400), 0.065, 10, 2, lengths, generator).float().mean().item()
+            for _ in range(300)
+        ]
+    )
+    assert abs(ours - theirs) < 0.01, (ours, theirs)
+
+
+def test_span_mask_rejects_span_longer_than_sequence_and_bad_lengths():
+    with pytest.raises(ValueError, match="mask_length"):
+        compute_span_mask((2, 5), 0.5, 6)
+    with pytest.raises(ValueError, match="lengths"):
+        compute_span_mask((2, 5), 0.5, 2, lengths=torch.tensor([6, 5]))
+
+
+def _ramp(batch: int, time: int, bins: int) -> torch.Tensor:
+    """Features whose value is the frame index: (batch, time, bins)."""
+    return torch.arange(time, dtype=torch.float32)[None, :, None].expand(batch, time, bins).clone()
+
+
+def test_spec_augment_is_identity_in_eval_mode():
+    feats = torch.randn(2, 50, 20)
+    assert SpecAugment().eval()(feats) is feats
+
+
+def test_spec_augment_leaves_padded_tail_untouched_and_changes_valid_part():
+    feats = torch.randn(3, 120, 40) + 5.0
+    lengths = torch.tensor([1.0, 0.5, 0.25])
+    out = SpecAugment(warp_window=8, time_mask_width=(5, 20), freq_mask_width=(2, 8)).train()(
+        feats, lengths, _seeded(0)
+    )
+    for row, valid in enumerate([120, 60, 30]):
+        assert torch.equal(out[row, valid:], feats[row, valid:])
+        assert not torch.equal(out[row, :valid], feats[row, :valid])
+
+
+def test_spec_augment_masks_have_requested_widths_inside_valid_frames():
+    augment = SpecAugment(warp_window=0, time_masks=1, time_mask_width=(5, 5), freq_masks=0).train()
+    feats = torch.randn(3, 50, 8) + 10.0
+    out = augment(feats, torch.tensor([1.0, 0.4, 0.06]), _seeded(1))
+    masked_frames = (out == 0).all(-1)
+    assert [_runs(row) for row in masked_frames] == [[5], [5], [3]]
+    assert not masked_frames[1, 20:].any()
+    assert torch.equal(out[~masked_frames], feats[~masked_frames])
+
+
+def test_spec_augment_frequency_masks_cover_all_valid_frames_of_a_band():
+    augment = SpecAugment(warp_window=0, time_masks=0, freq_masks=2, freq_mask_width=(3, 6)).train()
+    feats = torch.randn(2, 30, 40) + 10.0
+    out = augment(feats, torch.tensor([1.0, 0.5]), _seeded(2))
+    masked_bins = (out[:, :15] == 0).all(1)
+    assert torch.equal((out[:, :15] == 0), masked_bins[:, None, :].expand(-1, 15, -1))
+    assert all(3 <= sum(_runs(row)) <= 12 for row in masked_bins)
+    assert not (out[1, 15:] == 0).any()
+
+
+def test_spec_augment_replaces_with_row_mean_over_valid_frames():
+    augment = SpecAugment(
+        warp_window=0, time_masks=1, time_mask_width=(4, 4), freq_masks=0, replace_with_zero=False
+    )
+    feats = torch.randn(2, 20, 6, dtype=torch.float64)
+    out = augment.train()(feats, torch.tensor([1.0, 0.5]), _seeded(3))
+    changed = (out != feats).any(-1)
+    assert changed.sum(1).tolist() == [4, 4]
+    torch.testing.assert_close(out[1][changed[1]], feats[1, :10].mean().expand(4, 6))
+
+
+def test_spec_augment_time_warp_is_one_piecewise_linear_stretch_within_valid_frames():
+    augment = SpecAugment(warp_window=10, time_masks=0, freq_masks=0).train()
+    feats = _ramp(4, 80, 3)
+    out = augment(feats, torch.tensor([1.0, 0.75, 0.5, 0.2]), _seeded(4))
+    for row, valid in enumerate([80, 60, 40, 16]):
+        warped = out[row, :valid, 0].double()
+        assert warped[0] == 0 and (warped.diff() > 0).all() and warped[-1] <= valid - 1
+        assert (warped.diff().diff().abs() > 1e-3).sum() <= 2  # one bend (two if rounding)
+        assert torch.equal(out[row, valid:], feats[row, valid:])
+    assert torch.equal(out[3], feats[3])  # 16 frames <= 2 * window: not warped
+    assert not torch.equal(out[:3], feats[:3])
+
+
+def test_spec_augment_is_reproducible_with_a_generator():
+    augment = SpecAugment().train()
+    feats = torch.randn(2, 300, 40)
+    first = augment(feats, generator=_seeded(5))
+    assert torch.equal(first, augment(feats, generator=_seeded(5)))
+    assert not torch.equal(first, augment(feats, generator=_seeded(6)))
