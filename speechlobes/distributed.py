@@ -1,0 +1,185 @@
+"""torchrun / torch.distributed helpers: ranks, main-process-only work, reductions, DDP.
+
+Launch with the standard launcher, no home-made one::
+
+    torchrun --nproc_per_node=2 train.py hparams.yaml
+
+torchrun sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; :func:`init_distributed` reads them
+and joins the process group (gloo on CPU, nccl on CUDA). It is idempotent and is called by
+:func:`run_on_main`, ``create_experiment_directory`` and the ``Brain``, so a recipe never calls
+it by hand. Outside torchrun every helper behaves as a world of one process.
+
+Example:
+    >>> run_on_main(print, args=["data prepared once"])
+    data prepared once
+    >>> if_main_process()
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+__all__ = [
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_flag",
+    "get_local_rank",
+    "get_rank",
+    "get_world_size",
+    "if_main_process",
+    "init_distributed",
+    "is_distributed",
+    "main_process_only",
+    "rank_device",
+    "run_on_main",
+    "wrap_ddp",
+]
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def is_distributed() -> bool:
+    """True once a process group with more than one process is initialised."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def get_rank() -> int:
+    """Global rank of this process (0 outside torchrun)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return _env_int("RANK", 0)
+
+
+def get_local_rank() -> int:
+    """Rank of this process on its machine (selects the CUDA device)."""
+    return _env_int("LOCAL_RANK", 0)
+
+
+def get_world_size() -> int:
+    """Number of processes (1 outside torchrun)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return _env_int("WORLD_SIZE", 1)
+
+
+def if_main_process() -> bool:
+    """True on rank 0: the process that writes checkpoints, logs and prepared data."""
+    return get_rank() == 0
+
+
+def init_distributed(backend: str | None = None) -> bool:
+    """Join the process group torchrun describes in the environment; return True if distributed.
+
+    Does nothing (and returns False) outside torchrun or with ``WORLD_SIZE=1``. ``backend``
+    defaults to nccl when CUDA is available, gloo otherwise.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return is_distributed()
+    if _env_int("WORLD_SIZE", 1) <= 1:
+        return False
+    if "MASTER_ADDR" not in os.environ:
+        raise RuntimeError(
+            "WORLD_SIZE > 1 but MASTER_ADDR is unset: launch with "
+            "`torchrun --nproc_per_node=N train.py hparams.yaml`"
+        )
+    if backend is None:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(get_local_rank())
+    dist.init_process_group(backend=backend)
+    return True
+
+
+def rank_device(device: str) -> str:
+    """The device this rank should use: ``cuda`` becomes ``cuda:<LOCAL_RANK>`` under torchrun."""
+    if device == "cuda" and is_distributed():
+        return f"cuda:{get_local_rank()}"
+    return device
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op when not distributed)."""
+    if is_distributed():
+        dist.barrier()
+
+
+def main_process_only(function: Callable) -> Callable:
+    """Decorator: run ``function`` on rank 0 only; other ranks get None (no barrier)."""
+
+    @functools.wraps(function)
+    def main_only(*args, **kwargs):
+        if if_main_process():
+            return function(*args, **kwargs)
+        return None
+
+    return main_only
+
+
+def run_on_main(
+    func: Callable,
+    args: list | None = None,
+    kwargs: dict | None = None,
+    post_func: Callable | None = None,
+    post_args: list | None = None,
+    post_kwargs: dict | None = None,
+    run_post_on_main: bool = False,
+) -> Any:
+    """Run ``func`` on rank 0 only, then a barrier, then ``post_func`` on the other ranks.
+
+    The usual use is data preparation: rank 0 writes the manifests, every rank waits, then
+    ``post_func`` (e.g. loading a tokenizer rank 0 trained) runs where it is needed.
+    Returns ``func``'s result on rank 0, None elsewhere.
+    """
+    init_distributed()
+    result = func(*(args or []), **(kwargs or {})) if if_main_process() else None
+    barrier()
+    if post_func is not None and (run_post_on_main or not if_main_process()):
+        post_func(*(post_args or []), **(post_kwargs or {}))
+        barrier()
+    return result
+
+
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """Sum ``values`` over ranks (a copy; returned as is when not distributed).
+
+    gloo reduces CPU tensors, nccl CUDA tensors: the tensor is moved accordingly.
+    """
+    if not is_distributed():
+        return values
+    device = f"cuda:{get_local_rank()}" if dist.get_backend() == "nccl" else "cpu"
+    reduced = values.detach().to(device, copy=True)
+    dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+    return reduced.to(values.device)
+
+
+def broadcast_flag(flag: bool) -> bool:
+    """Rank 0's ``flag`` on every rank: decisions such as "save a checkpoint now" agree."""
+    if not is_distributed():
+        return flag
+    value = torch.tensor([float(flag) if if_main_process() else 0.0])
+    return bool(all_reduce_sum(value).item())
+
+
+def wrap_ddp(
+    module: torch.nn.Module, device: str, find_unused_parameters: bool = False
+) -> torch.nn.Module:
+    """Wrap a module with trainable parameters in DistributedDataParallel (others unchanged).
+
+    ``find_unused_parameters=True`` is needed when part of a module does not take part in a
+    step's loss (a frozen or conditionally used lobe); without it DDP waits forever.
+    """
+    if not is_distributed() or not any(p.requires_grad for p in module.parameters()):
+        return module
+    device_ids = [torch.device(device).index] if device.startswith("cuda") else None
+    return torch.nn.parallel.DistributedDataParallel(
+        module, device_ids=device_ids, find_unused_parameters=find_unused_parameters
+    )
