@@ -38,6 +38,7 @@ from speechlobes.lobes.models.wav2vec2_blocks import (
 )
 from speechlobes.lobes.models.wav2vec2_config import Wav2Vec2Config
 from speechlobes.nnet.lengths import conv_output_length, lengths_to_padding_mask
+from speechlobes.processing.augment import compute_span_mask
 
 # Tensors whose presence depends on settings, not on the architecture: never a mismatch.
 _OPTIONAL_KEYS = (
@@ -215,9 +216,7 @@ class Wav2Vec2BaseModel(PretrainedMixin):
 
     @staticmethod
     def _span_mask(shape, prob, length, min_masks, frame_mask):
-        from speechlobes.processing.augment import compute_span_mask
-
-        lengths = None if frame_mask is None else frame_mask.sum(-1).cpu()
+        lengths = None if frame_mask is None else frame_mask.sum(-1)
         return compute_span_mask(tuple(shape), prob, length, min_masks=min_masks, lengths=lengths)
 
     def forward(
