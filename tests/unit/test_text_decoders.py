@@ -1,0 +1,215 @@
+"""Text decoders: fixture numerics on stored encoder states, caching, folder I/O, checkpoint keys."""
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechlobes.lobes.models.bart import BartDecoder, BartDecoderConfig, MBartDecoderConfig
+from speechlobes.lobes.models.bert_decoder import BertDecoder, BertDecoderConfig
+from speechlobes.lobes.models.gpt2 import GPT2Decoder, GPT2DecoderConfig
+from speechlobes.lobes.models.hf_io import load_hf_state_dict, read_config
+from speechlobes.lobes.models.text_decoder import DecoderCache
+from speechlobes.lobes.models.transformer_decoder import (
+    TransformerDecoder,
+    TransformerDecoderConfig,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hf"
+CLASSES = {"bert": BertDecoder, "bart": BartDecoder, "gpt2": GPT2Decoder}
+
+
+def tiny_decoders():
+    """One small random decoder of every kind (dropout off), widths 16, vocabulary 20."""
+    torch.manual_seed(0)
+    return {
+        "bert": BertDecoder(
+            BertDecoderConfig(
+                vocab_size=20,
+                hidden_size=16,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=32,
+                hidden_dropout_prob=0.0,
+                attention_probs_dropout_prob=0.0,
+            )
+        ),
+        "bart": BartDecoder(
+            BartDecoderConfig(
+                vocab_size=20,
+                d_model=16,
+                decoder_layers=2,
+                decoder_attention_heads=2,
+                decoder_ffn_dim=32,
+                dropout=0.0,
+                scale_embedding=True,
+            )
+        ),
+        "mbart": BartDecoder(
+            MBartDecoderConfig(
+                vocab_size=20,
+                d_model=16,
+                decoder_layers=2,
+                decoder_attention_heads=2,
+                decoder_ffn_dim=32,
+                dropout=0.0,
+            )
+        ),
+        "gpt2": GPT2Decoder(
+            GPT2DecoderConfig(
+                vocab_size=20,
+                n_embd=16,
+                n_layer=2,
+                n_head=2,
+                resid_pdrop=0.0,
+                embd_pdrop=0.0,
+                attn_pdrop=0.0,
+                scale_attn_by_inverse_layer_idx=True,
+            )
+        ),
+        "native": TransformerDecoder(
+            TransformerDecoderConfig(
+                vocab_size=20, d_model=16, num_layers=2, num_heads=2, ffn_dim=32, dropout=0.0
+            )
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", ["sed_bert", "sed_bart", "sed_gpt2"])
+def test_decoder_alone_reproduces_fixture_logits_and_hidden_states(name):
+    folder = FIXTURES / name
+    values = read_config(folder)["decoder"]
+    cls = CLASSES[values["model_type"]]
+    decoder = cls(cls.config_from_dict(values)).eval()
+    state = {k[8:]: v for k, v in load_hf_state_dict(folder).items() if k.startswith("decoder.")}
+    decoder.load_checkpoint(state, str(folder))
+    cases = torch.load(folder / "cases.pt", weights_only=True)
+    with torch.no_grad():
+        out = decoder(
+            cases["decoder_input_ids"],
+            cases["encoder_last_hidden_state"],
+            ~cases["encoder_attention_mask"],
+            output_hidden_states=True,
+        )
+    torch.testing.assert_close(out.logits, cases["logits"], atol=1e-4, rtol=1e-4)
+    hidden = torch.stack(out.hidden_states)
+    torch.testing.assert_close(hidden, cases["decoder_hidden_states"], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["bert", "bart", "mbart", "gpt2", "native"])
+def test_step_by_step_cache_equals_full_forward_and_beams_share_encoder(kind):
+    decoder = tiny_decoders()[kind].eval()
+    gen = torch.Generator().manual_seed(1)
+    encoder = torch.randn(2, 9, 16, generator=gen)
+    padding = torch.zeros(2, 9, dtype=torch.bool)
+    padding[1, 6:] = True
+    ids = torch.randint(3, 20, (2, 5), generator=gen)
+    with torch.no_grad():
+        full = decoder(ids, encoder, padding).logits
+        # three rows per utterance (beams), keys/values of the encoder computed once
+        cache = decoder.new_cache(encoder, padding).reorder(torch.arange(2).repeat_interleave(3))
+        rows = ids.repeat_interleave(3, dim=0)
+        steps = [decoder(rows[:, t : t + 1], cache=cache).logits for t in range(5)]
+    assert cache.length == 5 and cache.cross_keys[0].shape[0] == 2
+    torch.testing.assert_close(torch.cat(steps, 1), full.repeat_interleave(3, 0), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["bert", "bart", "mbart", "gpt2", "native"])
+def test_padded_encoder_frames_are_ignored(kind):
+    decoder = tiny_decoders()[kind].eval()
+    gen = torch.Generator().manual_seed(2)
+    encoder = torch.randn(1, 9, 16, generator=gen)
+    padding = torch.zeros(1, 9, dtype=torch.bool)
+    padding[0, 5:] = True
+    ids = torch.tensor([[1, 4, 7]])
+    with torch.no_grad():
+        masked = decoder(ids, encoder, padding).logits
+        other = encoder.clone()
+        other[:, 5:] = 100.0
+        changed = decoder(ids, other, padding).logits
+        trimmed = decoder(ids, encoder[:, :5]).logits
+    torch.testing.assert_close(masked, changed, atol=1e-5, rtol=0)
+    torch.testing.assert_close(masked, trimmed, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["bert", "bart", "mbart", "gpt2", "native"])
+def test_attention_maps_are_causal_distributions(kind):
+    decoder = tiny_decoders()[kind].eval()
+    encoder = torch.randn(2, 6, 16)
+    out = decoder(torch.tensor([[1, 4, 7], [1, 5, 5]]), encoder, output_attentions=True)
+    weights = out.attentions[0]
+    assert weights.shape == (2, 2, 3, 3)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, 3))
+    assert torch.all(weights.triu(1) == 0)
+    assert out.cross_attentions[1].shape == (2, 2, 3, 6)
+
+
+@pytest.mark.parametrize("kind", ["bert", "bart", "mbart", "gpt2", "native"])
+def test_save_and_load_round_trip_without_tied_copies(kind, tmp_path):
+    decoder = tiny_decoders()[kind].eval()
+    decoder.save_pretrained(tmp_path)
+    stored = load_hf_state_dict(tmp_path)
+    assert not set(decoder.tied_keys) & set(stored)
+    again = type(decoder).from_pretrained(tmp_path).eval()
+    ids, encoder = torch.tensor([[1, 4, 7]]), torch.randn(1, 6, 16)
+    assert torch.equal(decoder(ids, encoder).logits, again(ids, encoder).logits)
+    assert type(again.config) is type(decoder.config)
+
+
+def test_language_model_checkpoint_gets_fresh_cross_attention_and_a_log(tmp_path, caplog):
+    plain = GPT2Decoder(
+        GPT2DecoderConfig(vocab_size=20, n_embd=16, n_layer=1, n_head=2, add_cross_attention=False)
+    )
+    state = plain.checkpoint_state_dict()
+    # a GPT2Model checkpoint of an older transformers: no prefix, causal-mask buffers stored
+    old = {k.removeprefix("transformer."): v for k, v in state.items()}
+    old["h.0.attn.bias"] = torch.ones(1, 1, 8, 8)
+    old["h.0.attn.masked_bias"] = torch.tensor(-1e4)
+    decoder = GPT2Decoder(GPT2DecoderConfig(vocab_size=20, n_embd=16, n_layer=1, n_head=2))
+    with caplog.at_level(logging.INFO):
+        decoder.load_checkpoint(old, "gpt2-folder")
+    assert "crossattention.c_attn.weight" in caplog.text and "gpt2-folder" in caplog.text
+    assert torch.equal(
+        decoder.transformer.h[0].attn.c_attn.weight, plain.transformer.h[0].attn.c_attn.weight
+    )
+
+
+def test_bert_checkpoint_with_gamma_beta_names_and_pretraining_heads_loads():
+    source = tiny_decoders()["bert"]
+    state = {}
+    for key, tensor in source.checkpoint_state_dict().items():
+        key = key.replace("LayerNorm.weight", "LayerNorm.gamma").replace(
+            "LayerNorm.bias", "LayerNorm.beta"
+        )
+        state[key] = tensor
+    state["cls.seq_relationship.weight"] = torch.zeros(2, 16)
+    state["bert.pooler.dense.weight"] = torch.zeros(16, 16)
+    target = BertDecoder(source.config)
+    target.load_checkpoint(state, "bert-base")
+    for (name, a), b in zip(source.state_dict().items(), target.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_unknown_or_missing_weights_are_errors_that_name_the_source():
+    decoder = tiny_decoders()["bart"]
+    state = decoder.checkpoint_state_dict()
+    with pytest.raises(ValueError, match="my-folder.*unexpected.*model.decoder.extra"):
+        decoder.load_checkpoint({**state, "model.decoder.extra": torch.zeros(1)}, "my-folder")
+    del state["model.decoder.layers.0.fc1.weight"]
+    with pytest.raises(ValueError, match="missing.*fc1.weight"):
+        decoder.load_checkpoint(state, "my-folder")
+
+
+def test_positions_beyond_the_table_are_a_clear_error():
+    decoder = tiny_decoders()["bart"]
+    cache = DecoderCache(2)
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        decoder(torch.ones(1, 1030, dtype=torch.long), cache=cache)
+
+
+def test_bart_and_mbart_differ_only_in_normalisation_placement():
+    bart, mbart = tiny_decoders()["bart"], tiny_decoders()["mbart"]
+    assert not hasattr(bart.model.decoder, "layer_norm")
+    assert mbart.model.decoder.layer_norm.normalized_shape == (16,)
+    assert bart.architecture == "BartForCausalLM" and mbart.architecture == "MBartForCausalLM"
