@@ -38,6 +38,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -52,10 +53,12 @@ __all__ = [
     "Checkpointer",
     "RNGState",
     "average_checkpoints",
+    "load_recoverable",
     "load_state",
     "mark_as_loader",
     "mark_as_saver",
     "register_checkpoint_hooks",
+    "save_recoverable",
     "save_state",
 ]
 
@@ -211,7 +214,8 @@ class RNGState:
 # ---------------------------------------------------------------------------------------------
 # Saving/loading one object
 # ---------------------------------------------------------------------------------------------
-def _save_object(obj: Any, path: Path) -> None:
+def save_recoverable(obj: Any, path: Path) -> None:
+    """Save one object as ``path.safetensors/.json`` (or ``path.ckpt`` through its hooks)."""
     hooks = getattr(type(obj), "_ckpt_hooks", None)
     if hooks is not None:
         getattr(obj, hooks["saver"])(path.with_suffix(".ckpt"))
@@ -232,7 +236,8 @@ def _object_files_exist(obj: Any, path: Path) -> bool:
     return Path(f"{path}.safetensors").exists()
 
 
-def _load_object(obj: Any, path: Path, end_of_epoch: bool) -> None:
+def load_recoverable(obj: Any, path: Path, end_of_epoch: bool) -> None:
+    """Load one object saved by :func:`save_recoverable` at ``path``."""
     hooks = getattr(type(obj), "_ckpt_hooks", None)
     if hooks is not None:
         loader = getattr(obj, hooks["loader"])
@@ -334,7 +339,7 @@ class Checkpointer:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         for obj_name, obj in self.recoverables.items():
-            _save_object(obj, staging / obj_name)
+            save_recoverable(obj, staging / obj_name)
         meta.update(unixtime=time.time(), end_of_epoch=end_of_epoch)
         (staging / META_FILE).write_text(json.dumps(meta, indent=2))
         _fsync_tree(staging)
@@ -344,7 +349,7 @@ class Checkpointer:
         return self._read_checkpoint(final)
 
     def _new_folder(self, name: str | None) -> Path:
-        base = name or time.strftime(f"{CKPT_PREFIX}+%Y-%m-%d+%H-%M-%S", time.localtime())
+        base = name or datetime.now().strftime(f"{CKPT_PREFIX}+%Y-%m-%d+%H-%M-%S+%f")
         if not base.startswith(CKPT_PREFIX):
             base = f"{CKPT_PREFIX}+{base}"
         candidate, index = self.checkpoints_dir / base, 0
@@ -409,7 +414,7 @@ class Checkpointer:
             trash = self.checkpoints_dir / f"{TRASH_PREFIX}{ckpt.path.name}"
             os.rename(ckpt.path, trash)
             shutil.rmtree(trash)
-            logger.info("deleted checkpoint %s", ckpt.path)
+            logger.debug("deleted checkpoint %s", ckpt.path)
 
     # ---------------------------------------------------------------- finding
     def list_checkpoints(self) -> list[Checkpoint]:
@@ -489,7 +494,7 @@ class Checkpointer:
                     f"{sorted(p.name for p in checkpoint.path.iterdir())}. Register the same "
                     "objects as when saving, or pass allow_partial_load=True"
                 )
-            _load_object(obj, path, end_of_epoch)
+            load_recoverable(obj, path, end_of_epoch)
         logger.info("recovered checkpoint %s", checkpoint.path)
 
     def _remove_leftovers(self) -> None:

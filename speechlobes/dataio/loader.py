@@ -182,7 +182,8 @@ def make_dataloader(
 
     ``shuffle`` uses :class:`EpochRandomSampler` (``seed + epoch``). With ``world_size > 1``
     a plain loader gets a ``DistributedSampler`` and a given ``batch_sampler`` is split with
-    :class:`DistributedBatchSampler`. ``collate_fn`` defaults to
+    :class:`DistributedBatchSampler`, unless it splits itself (its ``world_size`` attribute
+    already equals ``world_size``, as a ``DynamicBatchSampler``'s does). ``collate_fn`` defaults to
     ``speechlobes.dataio.batch.PaddedBatch``; other kwargs go to ``DataLoader``.
     """
     if collate_fn is None:
@@ -194,7 +195,7 @@ def make_dataloader(
     if batch_sampler is not None:
         if sampler is not None or shuffle or batch_size != 1 or drop_last:
             raise ValueError("batch_sampler excludes sampler, shuffle, batch_size and drop_last")
-        if world_size > 1:
+        if world_size > 1 and getattr(batch_sampler, "world_size", 1) != world_size:
             batch_sampler = DistributedBatchSampler(batch_sampler, rank, world_size)
     else:
         if sampler is not None and shuffle:
