@@ -80,7 +80,10 @@ def relative_position_bias(
 
 
 def gated_relative_bias(
-    query: torch.Tensor, gate_linear: nn.Linear, gate_scale: torch.Tensor, bias: torch.Tensor
+    query: torch.Tensor,
+    gate_linear: nn.Linear,
+    gate_scale: torch.Tensor,
+    bias: torch.Tensor,
 ) -> torch.Tensor:
     """Scale a position bias per query and head by the GRU-like gate.
 
@@ -94,7 +97,9 @@ def gated_relative_bias(
         (batch, heads, time, key_len) gated bias.
     """
     batch, heads, time, _ = query.shape
-    sums = gate_linear(query).view(batch, heads, time, 2, 4).sum(-1)
-    gate_a, gate_b = torch.sigmoid(sums).chunk(2, dim=-1)
+    # The gate acts per head on head_dim; running it on the (batch, time, heads, head_dim)
+    # layout of the projection output avoids copying the transposed query.
+    sums = gate_linear(query.transpose(1, 2)).view(batch, time, heads, 2, 4).sum(-1)
+    gate_a, gate_b = torch.sigmoid(sums).transpose(1, 2).chunk(2, dim=-1)
     gate = gate_a * (gate_b * gate_scale - 1.0) + 2.0
     return gate * bias

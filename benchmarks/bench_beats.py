@@ -1,0 +1,179 @@
+"""BEATs speed: our SDPA attention against a plain matmul-softmax attention, same model, same run.
+
+The base configuration of the released checkpoints (12 layers x 768, relative position bias
+with GRU gate, deep norm) with random weights, batch 8 x 10 s of audio, in inference
+(``no_grad``) and forward + backward (eval mode, so dropout and layer drop do not change the
+work between runs). The plain path swaps only the attention kernel: scores = q k^T * scale
++ gated bias, padded keys to -inf, softmax, times v. Both paths must give the same outputs
+within 1e-4 (checked in float32; ``--dtype bfloat16`` then times both under autocast). Each (path, mode) is timed in a fresh process so peak memory is its own (CUDA:
+``max_memory_allocated``; CPU: the process's peak RSS, which includes the weights).
+
+    python benchmarks/bench_beats.py            # batch 8 x 10 s, CUDA if available
+    python benchmarks/bench_beats.py --quick    # batch 2, fewer iterations
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import time
+from unittest import mock
+
+import torch
+
+from speechlobes.lobes.models import beats
+
+RELEASED_BASE = {
+    "input_patch_size": 16,
+    "embed_dim": 512,
+    "encoder_layers": 12,
+    "encoder_embed_dim": 768,
+    "encoder_ffn_embed_dim": 3072,
+    "encoder_attention_heads": 12,
+    "deep_norm": True,
+    "relative_position_embedding": True,
+    "num_buckets": 320,
+    "max_distance": 800,
+    "gru_rel_pos": True,
+    "conv_pos": 128,
+    "conv_pos_groups": 16,
+}
+SAMPLE_RATE = 16000
+
+
+def plain_attend(
+    query, key, value, bias=None, key_padding_mask=None, causal=False, dropout=0.0, scale=None
+):
+    """The textbook attention the SDPA path replaces (same signature as ``attend``)."""
+    if causal:
+        raise NotImplementedError("BEATs attention is not causal")
+    scale = query.shape[-1] ** -0.5 if scale is None else scale
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scale
+    if bias is not None:
+        scores = scores + bias
+    if key_padding_mask is not None:
+        scores = scores.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
+    probs = torch.nn.functional.dropout(scores.softmax(dim=-1), dropout)
+    return torch.matmul(probs, value)
+
+
+def attention_path(path: str):
+    """Context manager selecting the attention kernel of the BEATs lobe."""
+    if path == "sdpa":
+        return mock.patch.object(beats, "attend", beats.attend)
+    return mock.patch.object(beats, "attend", plain_attend)
+
+
+def build_model(device: str) -> beats.BEATs:
+    torch.manual_seed(0)
+    return beats.BEATs(cfg=RELEASED_BASE, freeze=False).to(device).eval()
+
+
+def make_batch(batch: int, seconds: float, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    wav = 0.1 * torch.randn(batch, int(seconds * SAMPLE_RATE), generator=generator)
+    wav_lens = torch.linspace(1.0, 0.7, batch)  # a padded batch, as in training
+    return wav.to(device), wav_lens.to(device)
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def measure(
+    path: str,
+    mode: str,
+    device: str,
+    dtype: str,
+    batch: int,
+    seconds: float,
+    warmup: int,
+    iters: int,
+):
+    """Run in a child process: (audio seconds per second, peak memory in MiB)."""
+    model = build_model(device)
+    wav, wav_lens = make_batch(batch, seconds, device)
+    autocast = torch.autocast(
+        device.split(":")[0], dtype=torch.bfloat16, enabled=dtype == "bfloat16"
+    )
+
+    def step() -> None:
+        if mode == "inference":
+            with torch.no_grad(), autocast:
+                model(wav, wav_lens)
+        else:
+            model.zero_grad(set_to_none=True)
+            with autocast:
+                features, _ = model(wav, wav_lens)
+            features.float().square().mean().backward()
+
+    with attention_path(path):
+        for _ in range(warmup):
+            step()
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(iters):
+            step()
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return batch * seconds * iters / elapsed, peak
+
+
+def check_equal(device: str) -> float:
+    """Largest difference between the two paths on a short padded batch (same weights)."""
+    model = build_model(device)
+    wav, wav_lens = make_batch(2, 3.0, device)
+    outputs = {}
+    with torch.no_grad():
+        for path in ("sdpa", "plain"):
+            with attention_path(path):
+                outputs[path] = model(wav, wav_lens)[0]
+    return (outputs["sdpa"] - outputs["plain"]).abs().max().item()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="batch 2, one warm-up, two runs")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--dtype", choices=("float32", "bfloat16"), default="float32", help="bfloat16: autocast"
+    )
+    args = parser.parse_args()
+    batch = args.batch or (2 if args.quick else 8)
+    warmup, iters = (1, 2) if args.quick else (3, 10)
+
+    difference = check_equal(args.device)
+    print(f"max |sdpa - plain| on a padded batch: {difference:.2e} (must be <= 1e-4)")
+    if difference > 1e-4:
+        raise SystemExit("the two attention paths disagree")
+    print(
+        f"device {args.device}, threads {torch.get_num_threads()}, batch {batch} x {args.seconds:g} s"
+    )
+    print(f"{'mode':<18}{'path':<8}{'audio s / s':>14}{'peak MiB':>12}{'ratio':>8}")
+    context = multiprocessing.get_context("spawn")
+    for mode in ("inference", "forward+backward"):
+        results = {}
+        for path in ("plain", "sdpa"):
+            with context.Pool(1) as pool:
+                results[path] = pool.apply(
+                    measure,
+                    (path, mode, args.device, args.dtype, batch, args.seconds, warmup, iters),
+                )
+        for path in ("plain", "sdpa"):
+            throughput, peak = results[path]
+            ratio = throughput / results["plain"][0]
+            print(f"{mode:<18}{path:<8}{throughput:>14.1f}{peak:>12.0f}{ratio:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
