@@ -5,7 +5,7 @@ the real datasets' layouts, offline (speech from eSpeak NG through ``espeakng-lo
     python tools/make_mini_datasets.py --output data/mini --datasets covost \\
         --sizes covost.train=300 covost.dev=40 --num-workers 2
 
-Writes ``<output>/LibriSpeech``, ``<output>/AudioSet`` and ``<output>/CommonVoice/en`` (see
+Writes ``<output>/LibriSpeech``, ``<output>/AudioSet`` and ``<output>/CoVoST`` (see
 each module in tools/mini_data for the layout). The same seed and sizes give byte-identical
 files whatever the number of workers; a dataset already made with the same parameters is
 skipped.

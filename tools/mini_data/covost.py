@@ -2,10 +2,10 @@
 
 ::
 
-    CommonVoice/en/
-      clips/common_voice_en_<number>.mp3     English speech, 16 kHz mono MP3
-      validated.tsv                          Common Voice columns (client_id, path, sentence, ...)
-      covost_v2.en_de.tsv                    path, sentence, translation, client_id, split
+    CoVoST/
+      covost_v2.en_de.tsv                  path, sentence, translation, client_id, split
+      cv/en/clips/common_voice_en_<n>.mp3  English speech, 16 kHz mono MP3 (the Common Voice part)
+      cv/en/validated.tsv                  Common Voice columns (client_id, path, sentence, ...)
 
 Sentences come from the English-German grammar in grammar.py. Dev and test sentences are new
 combinations (never a training sentence, every word seen in training) spoken by voices whose
@@ -37,6 +37,7 @@ VALIDATED_COLUMNS = (
     "client_id path sentence up_votes down_votes age gender accent locale segment".split()
 )
 COVOST_COLUMNS = ("path", "sentence", "translation", "client_id", "split")
+COMMON_VOICE = Path("cv", "en")
 _ACCENTS = {
     "en-us": "us",
     "en-us-nyc": "us",
@@ -82,9 +83,9 @@ class _Clip:
 def make_covost(
     output: Path, seed: int = 0, sizes: CovostSizes | None = None, num_workers: int = 1
 ) -> Path:
-    """Write ``<output>/CommonVoice/en`` (skipped when already made with these parameters)."""
+    """Write ``<output>/CoVoST`` (skipped when already made with these parameters)."""
     sizes = sizes or CovostSizes()
-    root = Path(output) / "CommonVoice" / "en"
+    root = Path(output) / "CoVoST"
     parameters = {"dataset": "covost", "seed": seed, "sizes": asdict(sizes), "version": 1}
     if not start_dataset(root, parameters):
         return root
@@ -93,7 +94,7 @@ def make_covost(
     for clip, waveform in zip(clips, speech, strict=True):
         rng = np.random.default_rng([seed, clip.number])
         recording = as_recording(waveform, rng, peak_db=rng.uniform(-6.0, -1.0))
-        write_audio(root / "clips" / clip.path, recording, SAMPLE_RATE)
+        write_audio(root / COMMON_VOICE / "clips" / clip.path, recording, SAMPLE_RATE)
     _write_tables(root, clips, seed)
     finish_dataset(root, parameters)
     return root
@@ -190,5 +191,5 @@ def _write_tables(root: Path, clips: list[_Clip], seed: int) -> None:
             "\t".join((clip.path, clip.sentence, clip.translation, clip.client_id, clip.split))
             + "\n"
         )
-    (root / "validated.tsv").write_text("".join(validated))
+    (root / COMMON_VOICE / "validated.tsv").write_text("".join(validated))
     (root / "covost_v2.en_de.tsv").write_text("".join(covost))
