@@ -378,7 +378,7 @@ class Checkpointer:
         checkpoint = None
         if if_main_process():
             checkpoint = self._write_checkpoint(dict(meta or {}), end_of_epoch, name)
-            keys = _importance_functions(importance_keys, max_keys, min_keys)
+            keys = _importance_functions(importance_keys, max_keys, min_keys) or [_recency]
             self._delete_all_but(
                 protected={checkpoint.path} if keep_recent else set(),
                 num_to_keep=num_to_keep,
@@ -398,14 +398,14 @@ class Checkpointer:
     ) -> None:
         """Delete all checkpoints but the best ``num_to_keep`` by each key (rank 0 only)."""
         if if_main_process():
-            keys = _importance_functions(importance_keys, max_keys, min_keys)
+            keys = _importance_functions(importance_keys, max_keys, min_keys) or [_recency]
             self._delete_all_but(set(), num_to_keep, keys, ckpt_predicate)
         barrier()
 
     def _delete_all_but(self, protected, num_to_keep, keys, ckpt_predicate) -> None:
         protected = set(protected)
         for key in keys:
-            ranked = self.find_checkpoints(importance_key=key)
+            ranked = self.find_checkpoints(importance_key=key, ckpt_predicate=ckpt_predicate)
             best = [ckpt for ckpt in ranked if key(ckpt) != float("-inf")][:num_to_keep]
             protected.update(ckpt.path for ckpt in best)
         for ckpt in self.list_checkpoints():
