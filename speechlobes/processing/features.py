@@ -16,7 +16,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -162,6 +164,22 @@ def _kaldi_window(window_type: WindowType, size: int, blackman_coeff: float) -> 
     )
 
 
+def _full_precision(forward: Callable) -> Callable:
+    """Run a feature ``forward`` outside autocast, float16/bfloat16 input upcast to float32:
+    under AMP the power spectrum of a 2**15-scaled waveform (~1e14) overflows float16."""
+
+    @functools.wraps(forward)
+    def wrapper(self: nn.Module, wav: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if wav.dtype in (torch.float16, torch.bfloat16):
+            wav = wav.float()
+        if not torch.amp.is_autocast_available(wav.device.type):
+            return forward(self, wav, *args, **kwargs)
+        with torch.autocast(wav.device.type, enabled=False):
+            return forward(self, wav, *args, **kwargs)
+
+    return wrapper
+
+
 def _as_batch(wav: torch.Tensor, name: str) -> tuple[torch.Tensor, bool]:
     """(T,) or (B, T) floating waveform -> (B, T) and whether the batch axis was added."""
     if wav.dim() not in (1, 2):
@@ -273,6 +291,7 @@ class Fbank(nn.Module):
             log_energy = log_energy.clamp_min(math.log(self.energy_floor))
         return log_energy
 
+    @_full_precision
     def forward(self, wav: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """wav: (batch, time) or (time,) -> (batch, frames, bins) or (frames, bins).
 
@@ -299,10 +318,11 @@ class Fbank(nn.Module):
     ) -> torch.Tensor:
         """(batch, frames, window_size) raw frames -> (batch, frames, bins)."""
         if self.dither > 0.0:
+            source = generator.device if generator is not None else frames.device
             noise = torch.randn(
-                frames.shape, generator=generator, device=frames.device, dtype=frames.dtype
+                frames.shape, generator=generator, device=source, dtype=frames.dtype
             )
-            frames = frames + self.dither * noise
+            frames = frames + self.dither * noise.to(frames.device)
         if self.remove_dc_offset:
             frames = frames - frames.mean(-1, keepdim=True)
         if self.use_energy and self.raw_energy:
@@ -366,6 +386,7 @@ class Spectrogram(nn.Module):
         padding = self.n_fft // 2 if self.center else 0
         return conv_output_length(num_samples, self.n_fft, self.hop_length, padding)
 
+    @_full_precision
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """wav: (batch, time) or (time,) -> (batch, frames, freq) or (frames, freq)."""
         wav, unbatched = _as_batch(wav, "Spectrogram")
@@ -422,6 +443,7 @@ class MelSpectrogram(nn.Module):
         """Frames produced from ``num_samples`` samples."""
         return self.spectrogram.num_frames(num_samples)
 
+    @_full_precision
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         """wav: (batch, time) or (time,) -> (batch, frames, n_mels) or (frames, n_mels)."""
         spectrum = self.spectrogram(wav)

@@ -169,6 +169,17 @@ def test_fbank_rejects_bad_input_with_clear_errors():
         Fbank()(torch.ones(800, dtype=torch.int16))
 
 
+def test_features_ignore_autocast_and_upcast_half_precision_input():
+    wav = torch.randn(2, 4000) * 2**15
+    for module in (Fbank(), MelSpectrogram(log=True)):
+        expected = module(wav)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under_amp = module(wav)
+        assert under_amp.dtype == torch.float32
+        torch.testing.assert_close(under_amp, expected, atol=0, rtol=0)
+        assert module(wav.half()).dtype == torch.float32
+
+
 def test_fbank_runs_on_meta_device_without_cpu_only_tensors():
     fbank = Fbank(snip_edges=False).to("meta")
     assert fbank(torch.empty(2, 1600, device="meta")).shape == (2, 10, 80)
