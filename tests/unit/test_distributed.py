@@ -1,0 +1,50 @@
+import os
+
+import torch
+import torch.multiprocessing as mp
+
+from speechlobes import distributed
+
+
+def test_single_process_world_behaves_as_rank_zero_of_one():
+    assert distributed.get_rank() == 0 and distributed.get_world_size() == 1
+    assert distributed.if_main_process() and not distributed.is_distributed()
+    assert distributed.init_distributed() is False
+    assert distributed.run_on_main(lambda x: x + 1, args=[1]) == 2
+    assert torch.equal(distributed.all_reduce_sum(torch.tensor([2.0])), torch.tensor([2.0]))
+    module = torch.nn.Linear(1, 1)
+    assert distributed.wrap_ddp(module, "cpu") is module
+
+
+def _worker(rank: int, world_size: int, result_folder: str):
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=os.environ["TEST_PORT"],
+    )
+    torch.set_num_threads(1)
+    assert distributed.init_distributed("gloo") and distributed.get_rank() == rank
+    marker = os.path.join(result_folder, "prepared")
+    distributed.run_on_main(lambda: open(marker, "w").write("once"))
+    assert os.path.exists(marker)  # the barrier made rank 1 wait for rank 0
+    total = distributed.all_reduce_sum(torch.tensor([float(rank + 1)]))
+    flag = distributed.broadcast_flag(rank == 0)
+    wrapped = distributed.wrap_ddp(torch.nn.Linear(2, 2), "cpu")
+    with open(os.path.join(result_folder, f"rank{rank}"), "w") as handle:
+        handle.write(f"{total.item()} {flag} {type(wrapped).__name__}")
+    torch.distributed.destroy_process_group()
+
+
+def test_two_gloo_processes_share_barrier_reductions_and_decisions(tmp_path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        os.environ["TEST_PORT"] = str(probe.getsockname()[1])
+    # fork: the children reuse this process's imported torch (spawn would re-import it)
+    mp.start_processes(_worker, args=(2, str(tmp_path)), nprocs=2, join=True, start_method="fork")
+    for rank in (0, 1):
+        assert (tmp_path / f"rank{rank}").read_text() == "3.0 True DistributedDataParallel"
+    assert (tmp_path / "prepared").read_text() == "once"

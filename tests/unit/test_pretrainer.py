@@ -1,0 +1,110 @@
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from speechlobes.checkpoints import Checkpointer
+from speechlobes.nnet.schedulers import EpochCounter
+from speechlobes.pretrainer import Pretrainer, apply_key_map, read_state_dict
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def small_net():
+    return torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+
+
+def test_original_beats_checkpoint_is_unwrapped_from_its_model_entry():
+    state = read_state_dict(FIXTURES / "beats" / "checkpoint.pt")
+    assert len(state) == 50
+    assert state["encoder.pos_conv.0.weight_g"].shape[:2] == (1, 1)
+
+
+def test_hugging_face_folder_reads_model_safetensors():
+    folder = FIXTURES / "hf" / "wav2vec2_layer"
+    expected = load_file(folder / "model.safetensors")
+    state = read_state_dict(folder)
+    assert state.keys() == expected.keys()
+    assert all(torch.equal(state[k], expected[k]) for k in expected)
+
+
+def test_hugging_face_pytorch_model_bin_is_read_with_weights_only(tmp_path):
+    net = small_net()
+    torch.save(net.state_dict(), tmp_path / "pytorch_model.bin")
+    target = small_net()
+    Pretrainer({"net": target}, {"net": tmp_path}).load_collected()
+    assert torch.equal(target[0].weight, net[0].weight)
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {"w": torch.ones(1)}, "hook": Path("/")}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        read_state_dict(path)
+
+
+def test_our_checkpoint_folder_and_checkpoints_dir_give_the_named_module(tmp_path):
+    net, counter = small_net(), EpochCounter(10)
+    next(counter)
+    checkpointer = Checkpointer(tmp_path, {"encoder": net, "counter": counter})
+    checkpoint = checkpointer.save_checkpoint()
+    for path in (checkpoint.path, tmp_path):
+        target, target_counter = small_net(), EpochCounter(10)
+        Pretrainer({"encoder": target}, {"encoder": path}).load_collected()
+        assert torch.equal(target[2].weight, net[2].weight)
+    Pretrainer({"counter": target_counter}, {"counter": checkpoint.path}).load_collected()
+    assert target_counter.current == 1
+
+
+def test_key_map_strips_a_prefix(tmp_path):
+    net = small_net()
+    save_file(
+        {f"module.{k}": v for k, v in net.state_dict().items()}, str(tmp_path / "w.safetensors")
+    )
+    target = small_net()
+    Pretrainer(
+        {"net": target}, {"net": tmp_path / "w.safetensors"}, key_maps={"net": {"module.": ""}}
+    ).load_collected()
+    assert torch.equal(target[0].bias, net[0].bias)
+    assert apply_key_map({"a.x": 1, "b.x": 2}, {"a.": "c.", "": "z."}) == {"c.x": 1, "z.b.x": 2}
+
+
+def test_strict_loading_lists_missing_and_unexpected_keys(tmp_path):
+    state = small_net().state_dict()
+    state["extra.weight"] = torch.zeros(1)
+    del state["2.bias"]
+    save_file(state, str(tmp_path / "w.safetensors"))
+    with pytest.raises(
+        KeyError, match=r"1 missing keys \['2.bias'\], 1 unexpected keys \['extra.weight'\]"
+    ):
+        Pretrainer({"net": small_net()}, {"net": tmp_path / "w.safetensors"}).load_collected()
+    target = small_net()
+    Pretrainer({"net": target}, {"net": tmp_path / "w.safetensors"}, strict=False).load_collected()
+    assert torch.equal(target[0].weight, state["0.weight"])
+
+
+def test_shape_mismatch_and_missing_paths_are_named(tmp_path):
+    save_file(
+        {"weight": torch.zeros(5, 5), "bias": torch.zeros(5)}, str(tmp_path / "w.safetensors")
+    )
+    with pytest.raises(RuntimeError, match="into 'lin'"):
+        Pretrainer(
+            {"lin": torch.nn.Linear(2, 2)}, {"lin": tmp_path / "w.safetensors"}
+        ).load_collected()
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Pretrainer({"lin": torch.nn.Linear(2, 2)}, {"lin": tmp_path / "nope.pt"}).load_collected()
+    with pytest.raises(ValueError, match="loadables without a path"):
+        Pretrainer({"lin": torch.nn.Linear(2, 2)}, {})
+
+
+def test_collect_in_links_the_files(tmp_path):
+    save_file(torch.nn.Linear(2, 2).state_dict(), str(tmp_path / "w.safetensors"))
+    pretrainer = Pretrainer(
+        {"lin": torch.nn.Linear(2, 2)},
+        {"lin": tmp_path / "w.safetensors"},
+        collect_in=tmp_path / "c",
+    )
+    pretrainer.collect_files()
+    assert (tmp_path / "c" / "lin.safetensors").resolve() == (tmp_path / "w.safetensors").resolve()
