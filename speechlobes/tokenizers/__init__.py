@@ -1,0 +1,1 @@
+"""Tokenizers: ``sentencepiece`` (SentencePiece, trained from a manifest column)."""
