@@ -5,7 +5,8 @@ with GRU gate, deep norm) with random weights, batch 8 x 10 s of audio, in infer
 (``no_grad``) and forward + backward (eval mode, so dropout and layer drop do not change the
 work between runs). The plain path swaps only the attention kernel: scores = q k^T * scale
 + gated bias, padded keys to -inf, softmax, times v. Both paths must give the same outputs
-within 1e-4 (checked in float32; ``--dtype bfloat16`` then times both under autocast). Each (path, mode) is timed in a fresh process so peak memory is its own (CUDA:
+within 1e-4 (checked in float32; ``--dtype bfloat16`` then times both under autocast). Each
+(path, mode) is timed in a fresh process so peak memory is its own (CUDA:
 ``max_memory_allocated``; CPU: the process's peak RSS, which includes the weights).
 
     python benchmarks/bench_beats.py            # batch 8 x 10 s, CUDA if available
@@ -157,7 +158,8 @@ def main() -> None:
     if difference > 1e-4:
         raise SystemExit("the two attention paths disagree")
     print(
-        f"device {args.device}, threads {torch.get_num_threads()}, batch {batch} x {args.seconds:g} s"
+        f"device {args.device}, {args.dtype}, threads {torch.get_num_threads()}, "
+        f"batch {batch} x {args.seconds:g} s, {iters} timed runs after {warmup} warm-up"
     )
     print(f"{'mode':<18}{'path':<8}{'audio s / s':>14}{'peak MiB':>12}{'ratio':>8}")
     context = multiprocessing.get_context("spawn")
