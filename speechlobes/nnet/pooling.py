@@ -1,0 +1,42 @@
+"""Pooling over time that ignores padded frames.
+
+Both poolings take ``x: (batch, time, channels)`` and ``padding_mask: (batch, time)`` (True =
+padded, or None) and return ``(batch, channels)``.
+
+Example:
+    >>> x = torch.tensor([[[1.0], [3.0], [100.0]]])
+    >>> MaskedMeanPooling()(x, torch.tensor([[False, False, True]]))
+    tensor([[2.]])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MaskedMeanPooling(nn.Module):
+    """Mean over the valid frames."""
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if padding_mask is None:
+            return x.mean(dim=1)
+        valid = (~padding_mask).unsqueeze(-1).to(x.dtype)
+        return (x * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)
+
+
+class AttentivePooling(nn.Module):
+    """Attention-weighted mean: a small MLP scores each frame, softmax over valid frames."""
+
+    def __init__(self, input_size: int, hidden_size: int = 128) -> None:
+        super().__init__()
+        self.score = nn.Sequential(
+            nn.Linear(input_size, hidden_size), nn.Tanh(), nn.Linear(hidden_size, 1)
+        )
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        scores = self.score(x).squeeze(-1)
+        if padding_mask is not None:
+            scores = scores.masked_fill(padding_mask, torch.finfo(scores.dtype).min)
+        weights = scores.softmax(dim=1).unsqueeze(-1)
+        return (weights * x).sum(dim=1)

@@ -1,0 +1,109 @@
+"""Each recipe runs end to end in debug mode on a tiny generated corpus, and its experiment
+folder then serves the inference interface."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools.mini_data.audioset import AudioSetSizes, make_audioset
+from tools.mini_data.covost import CovostSizes, make_covost
+from tools.mini_data.librispeech import LibriSpeechSizes, make_librispeech
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = ROOT / "recipes"
+
+
+def run_recipe(folder: Path, hparams: str, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "train.py", hparams, "--debug", "--noprogressbar", *overrides]
+    result = subprocess.run(
+        command, cwd=folder, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return result
+
+
+def last_test_stats(output: Path) -> dict:
+    records = [json.loads(line) for line in (output / "train_log.jsonl").read_text().splitlines()]
+    return next(record["test"] for record in reversed(records) if "test" in record)
+
+
+@pytest.fixture(scope="module")
+def tiny_corpora(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mini")
+    make_librispeech(
+        root,
+        sizes=LibriSpeechSizes(
+            train_utterances=8,
+            dev_utterances=3,
+            test_utterances=3,
+            train_speakers=2,
+            dev_speakers=1,
+            test_speakers=1,
+            sentences=20,
+            held_out_sentences=5,
+        ),
+        num_workers=2,
+    )
+    make_audioset(root, sizes=AudioSetSizes(train_clips=12, eval_clips=4), num_workers=2)
+    make_covost(
+        root,
+        sizes=CovostSizes(
+            train=10, dev=3, test=3, train_speakers=2, dev_speakers=1, test_speakers=1
+        ),
+        num_workers=2,
+    )
+    return root
+
+
+def test_librispeech_ctc_recipe_debug_run_and_transcriber(tiny_corpora, tmp_path):
+    output = tmp_path / "ctc"
+    run_recipe(
+        RECIPES / "LibriSpeech/ASR/CTC",
+        "hparams/conformer_small.yaml",
+        f"--data_folder={tiny_corpora / 'LibriSpeech'}",
+        f"--output_folder={output}",
+    )
+    stats = last_test_stats(output)
+    assert 0 <= stats["CER"] and stats["WER"] >= 0
+    assert (
+        "REF" in (output / "wer_test.txt").read_text()
+        or "ref" in (output / "wer_test.txt").read_text().lower()
+    )
+    from speechlobes.inference.transcriber import Transcriber
+
+    asr = Transcriber.from_experiment(output)
+    flac = next((tiny_corpora / "LibriSpeech" / "test-clean").rglob("*.flac"))
+    assert isinstance(asr.transcribe_file(flac), str)
+
+
+def test_audioset_beats_recipe_debug_run(tiny_corpora, tmp_path):
+    output = tmp_path / "tagging"
+    run_recipe(
+        RECIPES / "AudioSet/tagging/BEATs",
+        "hparams/beats_small_scratch.yaml",
+        f"--data_folder={tiny_corpora / 'AudioSet'}",
+        f"--output_folder={output}",
+    )
+    stats = last_test_stats(output)
+    assert 0 <= stats["mAP"] <= 1
+    header = (output / "per_class_test.csv").read_text().splitlines()[0]
+    assert header == "index,name,num_positives,average_precision,roc_auc"
+
+
+def test_covost_st_recipe_debug_run(tiny_corpora, tmp_path):
+    output = tmp_path / "st"
+    run_recipe(
+        RECIPES / "CoVoST/ST/seq2seq",
+        "hparams/conformer_transformer_small.yaml",
+        f"--covost_folder={tiny_corpora / 'CoVoST'}",
+        f"--output_folder={output}",
+        "--vocab_size=56",
+    )
+    stats = last_test_stats(output)
+    assert 0 <= stats["BLEU"] <= 100
+    assert (output / "bleu_test.txt").is_file()
