@@ -158,3 +158,14 @@ def test_gpt2_language_model_becomes_a_decoder_like_transformers_does(tmp_path):
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     lm_weight = ours.decoder.transformer.h[0].attn.c_attn.weight
     assert torch.equal(lm_weight, gpt2.transformer.h[0].attn.c_attn.weight)
+
+
+def test_folder_saved_by_transformers_loads_with_the_same_outputs(pair, tmp_path):
+    ours, theirs, wav, mask = pair
+    theirs.save_pretrained(tmp_path)
+    again = SpeechEncoderDecoderModel.from_pretrained(tmp_path)
+    ids = torch.tensor([[2, 5, 6, 7], [2, 8, 9, 1]]).repeat(2, 1)[:3]
+    with torch.no_grad():
+        a = again(wav, mask, decoder_input_ids=ids).logits
+        b = theirs(input_values=wav, attention_mask=mask, decoder_input_ids=ids).logits
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

@@ -283,3 +283,35 @@ def test_from_encoder_decoder_pretrained_creates_and_logs_cross_attention(tmp_pa
 def test_missing_start_token_is_a_clear_error():
     with pytest.raises(ValueError, match="decoder_start_token_id"):
         shift_tokens_right(torch.tensor([[3, 2]]), 0, None)
+
+
+def test_beats_encoder_wraps_with_its_patch_mask_and_round_trips(tmp_path):
+    beats = {
+        "model_type": "beats",
+        "embed_dim": 32,
+        "encoder_layers": 1,
+        "encoder_embed_dim": 32,
+        "encoder_ffn_embed_dim": 64,
+        "encoder_attention_heads": 4,
+        "conv_pos": 8,
+        "conv_pos_groups": 4,
+    }
+    decoder = TransformerDecoderConfig(
+        vocab_size=12, d_model=16, num_layers=1, num_heads=2, ffn_dim=32, dropout=0.0
+    )
+    config = SpeechEncoderDecoderConfig.from_encoder_decoder_configs(
+        beats, decoder, decoder_start_token_id=1, pad_token_id=0, eos_token_id=2
+    )
+    torch.manual_seed(0)
+    model = SpeechEncoderDecoderModel(config).eval()
+    assert model.enc_to_dec_proj.in_features == 32
+    wav = torch.randn(2, 16000, generator=torch.Generator().manual_seed(5))
+    mask = torch.ones(2, 16000, dtype=torch.long)
+    mask[1, 8000:] = 0
+    encoded = model.encode(wav, mask)
+    assert encoded.last_hidden_state.shape == (2, 48, 16)
+    assert encoded.padding_mask.sum(-1).tolist() == [0, 24]
+    ids = model.generate(wav, mask, max_new_tokens=4, num_beams=2)
+    model.save_pretrained(tmp_path)
+    again = SpeechEncoderDecoderModel.from_pretrained(tmp_path)
+    assert torch.equal(again.generate(wav, mask, max_new_tokens=4, num_beams=2), ids)
