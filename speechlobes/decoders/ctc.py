@@ -26,9 +26,9 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 
@@ -77,10 +77,18 @@ def ctc_greedy_decode(
 
 
 class LanguageModel(Protocol):
-    """What prefix beam search needs from a language model."""
+    """What prefix beam search needs from a language model: scoring one unit at a time.
 
-    def log_prob(self, history: Sequence[Hashable], unit: Hashable) -> float:
-        """Natural-log probability of ``unit`` following ``history`` (older units first)."""
+    The state summarises the history the model needs (an n-gram model keeps its last n-1
+    units), so that extending a hypothesis costs the same however long it already is.
+    """
+
+    def start_state(self) -> Hashable:
+        """The state before the first unit of a sentence."""
+        ...
+
+    def score(self, state: Hashable, unit: Hashable) -> tuple[float, Hashable]:
+        """Natural-log probability of ``unit`` after ``state``, and the state that follows."""
         ...
 
 
@@ -104,6 +112,22 @@ def split_words(tokens: Sequence[int], word_boundary_id: int) -> list[tuple[int,
     return words
 
 
+class _SentenceStart:
+    """Pads n-gram contexts at the start of a sentence; equal only to itself, whatever the units."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _SentenceStart)
+
+    def __hash__(self) -> int:
+        return hash(_SentenceStart.__name__)
+
+    def __repr__(self) -> str:
+        return "<s>"
+
+
+SENTENCE_START = _SentenceStart()
+
+
 class NGramLM:
     """An n-gram model with add-k smoothing over any hashable units (token ids, characters, words).
 
@@ -119,8 +143,6 @@ class NGramLM:
         0.7
     """
 
-    _START = ("<s>",)  # a tuple, so that it never equals a unit of the training data
-
     def __init__(self, order: int, k: float, counts: Counter, context_counts: Counter, vocab: set):
         if order < 1 or k <= 0:
             raise ValueError(f"NGramLM: order must be >= 1 and k > 0, got order={order}, k={k}")
@@ -134,7 +156,7 @@ class NGramLM:
         """Counts the n-grams of ``sequences`` (e.g. token-id lists, or ``split_words`` output)."""
         counts, context_counts, vocab = Counter(), Counter(), set()
         for sequence in sequences:
-            padded = [cls._START] * (order - 1) + list(sequence)
+            padded = [SENTENCE_START] * (order - 1) + list(sequence)
             vocab.update(sequence)
             for end in range(order - 1, len(padded)):
                 context = tuple(padded[end - order + 1 : end])
@@ -144,12 +166,23 @@ class NGramLM:
             raise ValueError("NGramLM.from_sequences: no units in the training sequences")
         return cls(order, k, counts, context_counts, vocab)
 
+    def start_state(self) -> tuple[Hashable, ...]:
+        return (SENTENCE_START,) * (self.order - 1)
+
+    def score(
+        self, state: tuple[Hashable, ...], unit: Hashable
+    ) -> tuple[float, tuple[Hashable, ...]]:
+        numerator = self.counts[state + (unit,)] + self.k
+        denominator = self.context_counts[state] + self.k * (len(self.vocab) + 1)
+        next_state = (state + (unit,))[1:] if self.order > 1 else ()
+        return math.log(numerator / denominator), next_state
+
     def log_prob(self, history: Sequence[Hashable], unit: Hashable) -> float:
-        recent = list(history)[len(history) - self.order + 1 :] if self.order > 1 else []
-        context = tuple([self._START] * (self.order - 1 - len(recent)) + recent)
-        vocab_size = len(self.vocab) + 1
-        numerator = self.counts[context + (unit,)] + self.k
-        return math.log(numerator / (self.context_counts[context] + self.k * vocab_size))
+        """Log-probability of ``unit`` after the whole ``history`` (older units first)."""
+        state = self.start_state()
+        for previous in history:
+            state = self.score(state, previous)[1]
+        return self.score(state, unit)[0]
 
 
 @dataclass(frozen=True)
@@ -215,7 +248,7 @@ class CTCPrefixBeamSearcher:
     ) -> list[list[CTCHypothesis]]:
         """(batch, frames, vocab) log-probabilities -> per utterance, hypotheses best first."""
         _check_log_probs(log_probs)
-        batch_size, max_frames, vocab_size = log_probs.shape
+        batch_size, max_frames, _ = log_probs.shape
         counts = frame_counts(lengths, batch_size, max_frames).tolist()
         log_probs = log_probs.detach().cpu().double()
         results = []
@@ -247,80 +280,149 @@ class CTCPrefixBeamSearcher:
     def search(self, frames: list[list[tuple[int, float]]]) -> list[CTCHypothesis]:
         """One utterance: per frame, the (token, log-probability) pairs to consider."""
         blank = self.blank_id
-        # prefix -> [log P(alignments ending in blank), log P(alignments ending in its last token)]
-        beams: dict[tuple[int, ...], list[float]] = {(): [0.0, NEG_INF]}
-        lm_states: dict[tuple[int, ...], tuple[float, int]] = {(): (0.0, 0)}
+        prefixes = _PrefixTree(self._start_lm_state())
+        # prefix node -> [log P(alignments ending in blank), log P(alignments ending in its last token)]
+        beams: dict[int, list[float]] = {_PrefixTree.ROOT: [0.0, NEG_INF]}
         for frame in frames:
-            extended: dict[tuple[int, ...], list[float]] = {}
-            for prefix, (blank_end, token_end) in beams.items():
+            # Candidates are keyed by (parent node, last token), which names a prefix uniquely
+            # without creating a tree node for every extension that pruning then discards.
+            extended: dict[tuple[int, int], list[float]] = {}
+            for node, (blank_end, token_end) in beams.items():
                 total = _log_add(blank_end, token_end)
-                last = prefix[-1] if prefix else None
+                own_key = prefixes.key(node)
+                last = own_key[1]
                 for token, lp in frame:
                     if token == blank:
-                        entry = extended.setdefault(prefix, [NEG_INF, NEG_INF])
+                        entry = extended.setdefault(own_key, [NEG_INF, NEG_INF])
                         entry[0] = _log_add(entry[0], total + lp)
                         continue
                     if token == last:
                         # A repeat collapses into the prefix, unless a blank separates the two.
                         if token_end > NEG_INF:
-                            same = extended.setdefault(prefix, [NEG_INF, NEG_INF])
+                            same = extended.setdefault(own_key, [NEG_INF, NEG_INF])
                             same[1] = _log_add(same[1], token_end + lp)
                         if blank_end == NEG_INF:
                             continue
                         new_label = blank_end + lp
                     else:
                         new_label = total + lp
-                    longer = prefix + (token,)
-                    if longer not in lm_states:
-                        lm_states[longer] = self._extend_lm_state(prefix, lm_states[prefix], token)
-                    entry = extended.setdefault(longer, [NEG_INF, NEG_INF])
+                    entry = extended.setdefault((node, token), [NEG_INF, NEG_INF])
                     entry[1] = _log_add(entry[1], new_label)
-            beams = dict(
-                heapq.nlargest(
+            if self.lm is None:
+                survivors = heapq.nlargest(
+                    self.beam_size, extended.items(), key=lambda item: _log_add(*item[1])
+                )
+            else:
+                survivors = heapq.nlargest(
                     self.beam_size,
                     extended.items(),
-                    key=lambda item: self._score(_log_add(*item[1]), *lm_states[item[0]]),
+                    key=lambda item: self._score(
+                        _log_add(*item[1]), prefixes.lm_state_of(item[0], self._extend_lm_state)
+                    ),
                 )
-            )
+            beams = {prefixes.node(key, self._extend_lm_state): ends for key, ends in survivors}
         hypotheses = []
-        for prefix, ends in beams.items():
-            lm_score, num_units = self._final_lm_state(prefix, lm_states[prefix])
+        for node, ends in beams.items():
+            lm_state = self._final_lm_state(prefixes.lm_state[node])
             acoustic = _log_add(*ends)
             hypotheses.append(
                 CTCHypothesis(
-                    tokens=list(prefix),
-                    score=self._score(acoustic, lm_score, num_units),
+                    tokens=prefixes.tokens(node),
+                    score=self._score(acoustic, lm_state),
                     acoustic_score=acoustic,
-                    lm_score=lm_score,
-                    num_lm_units=num_units,
+                    lm_score=lm_state.log_prob,
+                    num_lm_units=lm_state.num_units,
                 )
             )
         return sorted(hypotheses, key=lambda h: h.score, reverse=True)
 
-    def _score(self, acoustic: float, lm_score: float, num_units: int) -> float:
-        return acoustic + self.lm_weight * lm_score + self.insertion_bonus * num_units
+    def _score(self, acoustic: float, lm_state: _LMState) -> float:
+        return (
+            acoustic
+            + self.lm_weight * lm_state.log_prob
+            + self.insertion_bonus * lm_state.num_units
+        )
 
-    def _extend_lm_state(
-        self, prefix: tuple[int, ...], state: tuple[float, int], token: int
-    ) -> tuple[float, int]:
-        """(LM log-prob, scored units) of ``prefix + (token,)`` from those of ``prefix``."""
+    def _start_lm_state(self) -> _LMState:
+        return _LMState(0.0, 0, None if self.lm is None else self.lm.start_state(), ())
+
+    def _extend_lm_state(self, state: _LMState, token: int) -> _LMState:
+        """The LM state of a prefix extended by ``token``."""
         if self.lm is None:
             return state
-        lm_score, num_units = state
         if self.word_boundary_id is None:
-            return lm_score + self.lm.log_prob(prefix, token), num_units + 1
-        if token != self.word_boundary_id or not prefix or prefix[-1] == self.word_boundary_id:
+            return state.scored(*self.lm.score(state.model_state, token))
+        if token != self.word_boundary_id:
+            return state._replace(partial_word=state.partial_word + (token,))
+        if not state.partial_word:
             return state
-        *history, word = split_words(prefix, self.word_boundary_id)
-        return lm_score + self.lm.log_prob(history, word), num_units + 1
+        return state.scored(*self.lm.score(state.model_state, state.partial_word))
 
-    def _final_lm_state(
-        self, prefix: tuple[int, ...], state: tuple[float, int]
-    ) -> tuple[float, int]:
-        """Adds the trailing word (not yet closed by a boundary) in word mode."""
+    def _final_lm_state(self, state: _LMState) -> _LMState:
+        """Scores the trailing word (not yet closed by a boundary) in word mode."""
         if self.lm is None or self.word_boundary_id is None:
             return state
-        return self._extend_lm_state(prefix, state, self.word_boundary_id)
+        return self._extend_lm_state(state, self.word_boundary_id)
+
+
+class _LMState(NamedTuple):
+    """LM bookkeeping of one prefix: summed log-prob, units scored, model state, open word."""
+
+    log_prob: float
+    num_units: int
+    model_state: Hashable
+    partial_word: tuple[int, ...]
+
+    def scored(self, log_prob: float, model_state: Hashable) -> _LMState:
+        return _LMState(self.log_prob + log_prob, self.num_units + 1, model_state, ())
+
+
+class _PrefixTree:
+    """Label prefixes as nodes of a tree; a node is also named by its (parent, last token) key.
+
+    Extending a prefix then costs O(1) instead of copying its tokens, and an LM state is
+    computed once per (parent, token), even for candidates that never become nodes.
+    """
+
+    ROOT = 0
+
+    def __init__(self, root_lm_state: _LMState):
+        self.parent, self.last_token, self.lm_state = [-1], [-1], [root_lm_state]
+        self._nodes: dict[tuple[int, int], int] = {(-1, -1): self.ROOT}
+        self._pending_lm_states: dict[tuple[int, int], _LMState] = {}
+
+    def key(self, node: int) -> tuple[int, int]:
+        return self.parent[node], self.last_token[node]
+
+    def lm_state_of(
+        self, key: tuple[int, int], extend: Callable[[_LMState, int], _LMState]
+    ) -> _LMState:
+        """The LM state of the prefix named ``key``, whether or not it is a node yet."""
+        node = self._nodes.get(key)
+        if node is not None:
+            return self.lm_state[node]
+        if key not in self._pending_lm_states:
+            parent, token = key
+            self._pending_lm_states[key] = extend(self.lm_state[parent], token)
+        return self._pending_lm_states[key]
+
+    def node(self, key: tuple[int, int], extend: Callable[[_LMState, int], _LMState]) -> int:
+        """The node named ``key``, created if needed."""
+        node = self._nodes.get(key)
+        if node is None:
+            lm_state = self.lm_state_of(key, extend)
+            node = self._nodes[key] = len(self.parent)
+            self.parent.append(key[0])
+            self.last_token.append(key[1])
+            self.lm_state.append(lm_state)
+        return node
+
+    def tokens(self, node: int) -> list[int]:
+        tokens = []
+        while node != self.ROOT:
+            tokens.append(self.last_token[node])
+            node = self.parent[node]
+        return tokens[::-1]
 
 
 def ctc_prefix_beam_search(

@@ -1,0 +1,8 @@
+"""Metrics accumulated over a dataset, each with a SpeechBrain-like ``append`` / ``summarize``.
+
+- ``speechlobes.metrics.error_rate``: ``ErrorRateStats`` (WER/CER with alignments), ``edit_distance``.
+- ``speechlobes.metrics.multilabel``: ``MultiLabelStats`` (mAP, mean ROC-AUC, d'), per-class AP/AUC.
+- ``speechlobes.metrics.bleu``: ``BLEUStats`` (sacrebleu corpus BLEU).
+
+Import the module you need; this package imports nothing eagerly.
+"""
