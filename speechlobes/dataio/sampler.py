@@ -45,6 +45,7 @@ class DynamicBatchSampler(Sampler[list[int]]):
             lengths, e.g. seconds). A single longer example forms a batch of its own.
         num_buckets: how many length buckets; boundaries are length quantiles, so buckets
             hold similar numbers of examples. 1 disables bucketing.
+        bucket_boundaries: explicit upper bucket boundaries (replace ``num_buckets``).
         length_func: reads the length from an example's static data; ``length_key`` is the
             shortcut for ``lambda data: float(data[length_key])``.
         shuffle: draw a new order each epoch (otherwise the dataset order is kept).
@@ -62,6 +63,7 @@ class DynamicBatchSampler(Sampler[list[int]]):
         lengths_or_dataset: Sequence[float] | Any,
         max_batch_length: float,
         num_buckets: int = 20,
+        bucket_boundaries: Sequence[float] | None = None,
         length_func: Callable[[dict[str, Any]], float] | None = None,
         length_key: str = "duration",
         shuffle: bool = True,
@@ -87,8 +89,10 @@ class DynamicBatchSampler(Sampler[list[int]]):
         self.epoch = epoch
         self.drop_last = drop_last
         self.rank, self.world_size = _distributed_place(rank, world_size)
-        quantiles = np.linspace(0, 1, num_buckets + 1)[1:-1]
-        self.bucket_boundaries = np.unique(np.quantile(self.lengths, quantiles))
+        if bucket_boundaries is None:
+            quantiles = np.linspace(0, 1, num_buckets + 1)[1:-1]
+            bucket_boundaries = np.quantile(self.lengths, quantiles)
+        self.bucket_boundaries = np.unique(np.asarray(bucket_boundaries, dtype=np.float64))
         too_long = int((self.lengths > max_batch_length).sum())
         if too_long:
             logger.warning(

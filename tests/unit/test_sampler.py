@@ -4,7 +4,10 @@ import logging
 
 import numpy as np
 import pytest
+import torch
+from torch.utils.data import DataLoader
 
+from speechlobes.dataio.batch import PaddedBatch
 from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.dataio.sampler import DynamicBatchSampler
 
@@ -120,3 +123,46 @@ def test_bad_arguments_are_refused():
         DynamicBatchSampler([1.0, float("nan")], 5.0)
     with pytest.raises(ValueError, match="rank 2 is outside world_size 2"):
         DynamicBatchSampler([1.0], 5.0, rank=2, world_size=2)
+
+
+def test_explicit_bucket_boundaries_keep_batches_inside_one_bucket():
+    lengths = durations(300)
+    sampler = DynamicBatchSampler(lengths, 100.0, bucket_boundaries=[5.0, 10.0])
+    for batch in sampler:
+        buckets = {int(np.searchsorted([5.0, 10.0], lengths[i])) for i in batch}
+        assert len(buckets) == 1
+
+
+def test_rank_and_world_size_come_from_torch_distributed_when_initialised(monkeypatch):
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    lengths = durations(100)
+    sampler = DynamicBatchSampler(lengths, 90.0, seed=2)
+    explicit = DynamicBatchSampler(lengths, 90.0, seed=2, rank=1, world_size=2)
+    assert (sampler.rank, sampler.world_size) == (1, 2)
+    assert list(sampler) == list(explicit)
+
+
+def test_padding_ratio_is_logged_once_per_epoch(caplog):
+    sampler = DynamicBatchSampler(durations(100), 90.0)
+    with caplog.at_level(logging.INFO, logger="speechlobes.dataio.sampler"):
+        list(sampler)
+        list(sampler)
+        sampler.set_epoch(1)
+        list(sampler)
+    logged = [r.getMessage() for r in caplog.records if "padding ratio" in r.getMessage()]
+    assert len(logged) == 2 and logged[0].startswith("epoch 0: ") and "epoch 1: " in logged[1]
+    assert f"padding ratio {sampler.padding_ratio():.3f}" in logged[1]
+
+
+def test_drives_a_dataloader_with_padded_batches():
+    data = {f"u{i}": {"duration": float(1 + i % 4)} for i in range(20)}
+    dataset = DynamicItemDataset(data, output_keys=["id", "sig"])
+    dataset.add_dynamic_item(lambda d: torch.ones(int(d * 10)), "duration", "sig")
+    sampler = DynamicBatchSampler(dataset, max_batch_length=8.0, num_buckets=4)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=PaddedBatch)
+    batches = list(loader)
+    assert len(batches) == len(sampler)
+    assert sorted(i for batch in batches for i in batch.id) == sorted(data)
+    assert all(batch.sig.data.shape[1] * len(batch) <= 80 for batch in batches)
