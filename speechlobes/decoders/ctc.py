@@ -218,6 +218,11 @@ class CTCPrefixBeamSearcher:
         min_token_log_prob: ignore tokens below this log-probability in a frame (the frame's
             best token is always considered).
 
+    Without ``top_k`` or ``min_token_log_prob`` every frame tries every token: exact up to
+    the beam, but slow for large vocabularies. On a trained model's peaky outputs,
+    ``min_token_log_prob=-10`` (or ``top_k`` near ``beam_size``) rarely changes the result
+    and leaves a few candidates per frame.
+
     Example:
         >>> searcher = CTCPrefixBeamSearcher(blank_id=0, beam_size=8)
         >>> log_probs = torch.tensor([[[0.5, 0.4, 0.1], [0.5, 0.4, 0.1]]]).log()
@@ -439,13 +444,13 @@ def ctc_prefix_beam_search(
 ) -> list[list[CTCHypothesis]]:
     """Functional form of ``CTCPrefixBeamSearcher`` (same arguments); n-best per utterance."""
     searcher = CTCPrefixBeamSearcher(
-        blank_id,
-        beam_size,
-        lm,
-        lm_weight,
-        insertion_bonus,
-        word_boundary_id,
-        top_k,
-        min_token_log_prob,
+        blank_id=blank_id,
+        beam_size=beam_size,
+        lm=lm,
+        lm_weight=lm_weight,
+        insertion_bonus=insertion_bonus,
+        word_boundary_id=word_boundary_id,
+        top_k=top_k,
+        min_token_log_prob=min_token_log_prob,
     )
     return searcher(log_probs, lengths)

@@ -162,6 +162,43 @@ def test_word_lm_scores_whole_words_including_the_last_one():
     assert (best.lm_score, best.num_lm_units) == (pytest.approx(expected_lm), 2)
 
 
+class PenaliseToken:
+    """A hand-made LM following the protocol: every unit costs 0 except ``token`` (log-prob -3)."""
+
+    def __init__(self, token):
+        self.token, self.calls = token, []
+
+    def start_state(self):
+        return ()
+
+    def score(self, state, unit):
+        self.calls.append((state, unit))
+        return (-3.0 if unit == self.token else 0.0), state + (unit,)
+
+
+def test_any_lm_with_start_state_and_score_can_rerank():
+    lm = PenaliseToken(2)
+    nbest = ctc_prefix_beam_search(token_case(), beam_size=10, lm=lm, lm_weight=1.0)[0]
+    assert nbest[0].tokens == [1, 3] and nbest[0].lm_score == 0.0
+    penalised = next(h for h in nbest if h.tokens == [1, 2])
+    assert penalised.lm_score == -3.0
+    assert penalised.score == pytest.approx(math.log(0.9 * 0.5) - 3.0)
+    assert ((), 1) in lm.calls and ((1,), 2) in lm.calls
+
+
+def test_word_mode_ignores_empty_words_from_repeated_boundaries():
+    # Blank 0, space 1, letters 2..3; the audio says "_ 2 _ _ 3 _" with certainty.
+    path = [1, 2, 1, 0, 1, 3, 1]
+    log_probs = torch.full((1, len(path), 4), 1e-4)
+    log_probs[0, torch.arange(len(path)), torch.tensor(path)] = 1.0
+    log_probs = (log_probs / log_probs.sum(-1, keepdim=True)).log()
+    lm = NGramLM.from_sequences([[(2,), (3,)]], order=2, k=0.5)
+    best = ctc_prefix_beam_search(log_probs, beam_size=4, lm=lm, word_boundary_id=1)[0][0]
+    assert best.tokens == [1, 2, 1, 1, 3, 1]
+    assert best.num_lm_units == 2
+    assert best.lm_score == pytest.approx(lm.log_prob([], (2,)) + lm.log_prob([(2,)], (3,)))
+
+
 def test_ngram_lm_is_a_normalised_add_k_estimate():
     lm = NGramLM.from_sequences(["abcab", "abd"], order=3, k=0.5)
     vocabulary = ["a", "b", "c", "d"]
