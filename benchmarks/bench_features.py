@@ -4,7 +4,9 @@ Both sides get the same float32 inputs, measured in the same run; figures are se
 audio processed per second of wall time (higher is better), best and median of the repeats.
 kaldi-native-fbank works one utterance at a time (its Python API takes a sequence of floats
 and returns one frame at a time); we run ours on the whole batch in one call. Set
-OMP_NUM_THREADS to control torch's threads (soxr and kaldi-native-fbank use one).
+OMP_NUM_THREADS to control torch's threads (soxr and kaldi-native-fbank use one); on a machine
+with more runnable processes than cores, torch's OpenMP threads wait on each other and
+OMP_NUM_THREADS=1 gives the meaningful figure.
 
 Usage:
     OMP_NUM_THREADS=1 python benchmarks/bench_features.py [--quick] [--repeats 5]
