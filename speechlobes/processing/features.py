@@ -196,7 +196,10 @@ class Fbank(nn.Module):
 
     Frame times are in milliseconds. ``high_freq <= 0`` is an offset from Nyquist. Dither, as
     in Kaldi, is added in every mode (set ``dither=0.0`` for deterministic features). The
-    waveform is used as given: Kaldi recipes and BEATs scale it by 2**15 first.
+    waveform is used as given: Kaldi recipes and BEATs scale it by 2**15 first. Rows of a
+    padded batch are framed over the padded length (padding included, as if each row were
+    that long); ``num_frames(lengths)`` gives each row's count of frames from real samples
+    when ``snip_edges`` is True.
 
     Example:
         >>> fbank = Fbank(num_mel_bins=40, use_energy=True)
