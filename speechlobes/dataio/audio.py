@@ -121,7 +121,7 @@ def read_audio(
         wav = wav[:, channels]
     wav = wav.mean(dim=1) if mono else wav
     sample_rate = info.sample_rate
-    if resample_to is not None and resample_to != sample_rate:
+    if resample_to is not None:
         # resample works on time-last tensors; multichannel audio is (time, channels).
         wav = resample(wav.movedim(0, -1), sample_rate, resample_to).movedim(-1, 0)
         sample_rate = resample_to

@@ -100,8 +100,15 @@ class PaddedBatch:
         value = (padding_kwargs or {}).get("value", 0.0)
         tensor_keys = []
         for key in self._keys:
+            if key.startswith("_") or hasattr(PaddedBatch, key):
+                raise ValueError(
+                    f"field {key!r} clashes with a PaddedBatch attribute; rename it, e.g. "
+                    f"dataset.set_output_keys({{'{key}_': '{key}', ...}})"
+                )
             values = [_as_tensor(example[key]) for example in examples]
             is_tensor = all(isinstance(item, torch.Tensor) for item in values)
+            if padded_keys is not None and key in padded_keys and not is_tensor:
+                raise ValueError(f"field {key!r} is in padded_keys but not every value is a tensor")
             if (padded_keys is not None and key in padded_keys) or (
                 padded_keys is None and is_tensor and values[0].dim() > 0
             ):

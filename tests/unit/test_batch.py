@@ -94,3 +94,10 @@ def test_collates_a_dynamic_item_dataset_through_a_dataloader():
     assert [batch.id for batch in batches] == [["u0", "u1", "u2"], ["u3"]]
     assert batches[0].sig.abs_lengths.tolist() == [1, 2, 3]
     assert batches[1].sig.lengths.tolist() == [1.0]
+
+
+def test_field_names_clashing_with_batch_methods_or_unpaddable_keys_are_refused():
+    with pytest.raises(ValueError, match="field 'to' clashes with a PaddedBatch attribute"):
+        PaddedBatch([{"to": torch.ones(2)}])
+    with pytest.raises(ValueError, match="field 'id' is in padded_keys but not every value"):
+        PaddedBatch([{"id": "a"}], padded_keys=["id"])
