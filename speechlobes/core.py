@@ -615,7 +615,8 @@ class Brain:
     def _compile_modules(self) -> None:
         if self.compile:
             for name, module in self.modules.items():
-                self.modules[name] = torch.compile(module)
+                if not hasattr(module, "_orig_mod"):  # not compiled yet
+                    self.modules[name] = torch.compile(module)
 
     def _wrap_distributed(self) -> None:
         for name, module in self.modules.items():

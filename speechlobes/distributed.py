@@ -177,6 +177,8 @@ def wrap_ddp(
     ``find_unused_parameters=True`` is needed when part of a module does not take part in a
     step's loss (a frozen or conditionally used lobe); without it DDP waits forever.
     """
+    if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+        return module
     if not is_distributed() or not any(p.requires_grad for p in module.parameters()):
         return module
     device_ids = [torch.device(device).index] if device.startswith("cuda") else None

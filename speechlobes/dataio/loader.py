@@ -83,6 +83,11 @@ class DistributedBatchSampler(Sampler[list[int]]):
 
     The batch list is padded by repeating its first batches so every rank gets the same number
     (DDP needs equal step counts). ``set_epoch`` is forwarded to the wrapped sampler.
+
+    Example:
+        >>> batches = [[0, 1], [2, 3], [4]]
+        >>> list(DistributedBatchSampler(batches, rank=1, world_size=2))
+        [[2, 3], [0, 1]]
     """
 
     def __init__(self, batch_sampler: Any, rank: int, world_size: int):
@@ -128,7 +133,13 @@ class ResumableDataLoader(DataLoader):
     """A DataLoader whose position inside an epoch is saved by a Checkpointer.
 
     Build it with :func:`make_dataloader`. Call ``set_epoch(epoch)`` before each epoch (the
-    Brain does) so shuffling depends on (seed, epoch) only.
+    Brain does) so shuffling depends on (seed, epoch) only. ``batches_consumed`` counts the
+    batches handed out in the current epoch; a Checkpointer saves it with the epoch.
+
+    Example:
+        >>> loader = make_dataloader(list(range(6)), batch_size=2, collate_fn=list)
+        >>> iterator = iter(loader); _ = next(iterator); loader.batches_consumed
+        1
     """
 
     def __init__(self, dataset: Any, batch_sampler: Any, seed: int = 0, **kwargs):

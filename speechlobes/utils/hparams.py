@@ -120,11 +120,9 @@ def _failing_key(error: Exception) -> str | None:
         return None
     line, text = found
     try:
-        keys = _key_lines_of_text(text)
+        return _deepest_key_before(_key_lines_of_text(text), line)
     except MarkedYAMLError:
         return None
-    before = [(key_line, key.count("."), key) for key, key_line in keys.items() if key_line <= line]
-    return max(before)[2] if before else None
 
 
 def _reference_line(hparams_file: str | Path, error: Exception) -> int | None:
@@ -151,8 +149,12 @@ def _error_at(
 def _key_at_line(hparams_file: str | Path, line: int) -> str | None:
     """The deepest key defined at or before ``line`` (None if the file does not parse)."""
     try:
-        keys = _key_lines_of_text(Path(hparams_file).read_text(encoding="utf-8"))
+        return _deepest_key_before(_key_lines_of_text(Path(hparams_file).read_text("utf-8")), line)
     except MarkedYAMLError:
         return None
+
+
+def _deepest_key_before(keys: dict[str, int], line: int) -> str | None:
+    """The key defined last at or before ``line`` (the most nested one on a shared line)."""
     before = [(key_line, key.count("."), key) for key, key_line in keys.items() if key_line <= line]
     return max(before)[2] if before else None

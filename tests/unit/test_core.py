@@ -239,6 +239,20 @@ def test_mid_epoch_checkpoints_every_n_steps_keep_only_the_latest(tmp_path):
     assert json.loads((found[0].path / "brain.json").read_text())["optimizer_step"] == 6
 
 
+def test_mid_epoch_checkpoint_after_ckpt_interval_minutes(tmp_path):
+    class LongAgo(Regressor):
+        def on_fit_start(self):
+            super().on_fit_start()
+            self._last_ckpt_time -= 3600  # pretend the last checkpoint is an hour old
+
+    checkpointer = Checkpointer(tmp_path, {})
+    brain = make_brain({"ckpt_interval_minutes": 30}, checkpointer=checkpointer, cls=LongAgo)
+    brain.fit(range(1, 2), regression_data(24), train_loader_kwargs={"batch_size": 4})
+    (found,) = checkpointer.list_checkpoints()  # one save, then the next is 30 minutes away
+    position = json.loads((found.path / "dataloader-TRAIN.ckpt").read_text())
+    assert position == {"epoch": 1, "batches_consumed": 1}
+
+
 def test_evaluate_recovers_the_best_checkpoint_by_min_key(tmp_path):
     model = torch.nn.Linear(3, 1)
     checkpointer = Checkpointer(tmp_path, {"model": model})

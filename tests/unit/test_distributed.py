@@ -32,6 +32,13 @@ def _worker(rank: int, world_size: int, result_folder: str):
     total = distributed.all_reduce_sum(torch.tensor([float(rank + 1)]))
     flag = distributed.broadcast_flag(rank == 0)
     wrapped = distributed.wrap_ddp(torch.nn.Linear(2, 2), "cpu")
+    assert distributed.wrap_ddp(wrapped, "cpu") is wrapped
+    partly_used = torch.nn.ModuleDict(
+        {"used": torch.nn.Linear(2, 1), "unused": torch.nn.Linear(2, 1)}
+    )
+    ddp = distributed.wrap_ddp(partly_used, "cpu", find_unused_parameters=True)
+    for _ in range(2):  # without find_unused_parameters the second backward raises
+        ddp.module["used"](torch.ones(1, 2)).sum().backward()
     with open(os.path.join(result_folder, f"rank{rank}"), "w") as handle:
         handle.write(f"{total.item()} {flag} {type(wrapped).__name__}")
     torch.distributed.destroy_process_group()
