@@ -6,8 +6,9 @@ sequence, with the counts of substitutions, insertions and deletions and the ali
 readable report (summary, then every utterance's aligned REF / OPS / HYP lines).
 
 When several alignments have the same (minimal) number of edits, the one chosen takes, from
-the start, a match or substitution first, then a deletion, then an insertion. Totals (and thus WER) never depend
-on that choice; the split between substitutions, insertions and deletions can.
+the start, a match or substitution first, then a deletion, then an insertion. Totals (and
+thus WER) never depend on that choice; the split between substitutions, insertions and
+deletions can.
 
 Example:
     >>> details = edit_distance("the cat sat".split(), "the hat sat down".split())
@@ -77,11 +78,16 @@ def edit_distance(reference: Sequence[Hashable], hypothesis: Sequence[Hashable])
     for j in range(num_hyp + 1):
         remaining[num_ref][j] = num_hyp - j
     for i in range(num_ref - 1, -1, -1):
-        row, below = remaining[i], remaining[i + 1]
-        row[num_hyp] = num_ref - i
+        row, below, ref_token = remaining[i], remaining[i + 1], reference[i]
+        right = row[num_hyp] = num_ref - i
         for j in range(num_hyp - 1, -1, -1):
-            diagonal = below[j + 1] + (reference[i] != hypothesis[j])
-            row[j] = min(diagonal, below[j] + 1, row[j + 1] + 1)
+            # Explicit comparisons instead of min(): this loop is the metric's whole cost.
+            best = below[j + 1] + (ref_token != hypothesis[j])
+            if below[j] < best:
+                best = below[j] + 1
+            if right < best:
+                best = right + 1
+            row[j] = right = best
 
     steps: list[AlignmentStep] = []
     i = j = 0
