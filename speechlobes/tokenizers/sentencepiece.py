@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 
 import sentencepiece
@@ -40,6 +41,8 @@ class SentencePiece:
         split_by_whitespace: pieces never cross spaces.
         add_dummy_prefix: prefix every text with a space, as SentencePiece does by default.
         annotation_format: "csv" or "json"; guessed from the file name when None.
+
+    Under distributed training, build it on the main process first (training writes files).
 
     Example:
         >>> import csv, tempfile
@@ -74,25 +77,22 @@ class SentencePiece:
     ):
         if model_type not in MODEL_TYPES:
             raise ValueError(f"model_type {model_type!r}: choose one of {MODEL_TYPES}")
-        self.model_dir = os.fspath(model_dir)
-        self.model_type = model_type
-        self.prefix = os.path.join(self.model_dir, f"{vocab_size}_{model_type}")
-        self.model_file = self.prefix + ".model"
+        prefix = os.path.join(os.fspath(model_dir), f"{vocab_size}_{model_type}")
+        self.model_file = prefix + ".model"
         if not os.path.isfile(self.model_file):
             if annotation_train is None or annotation_read is None:
                 raise FileNotFoundError(
                     f"{self.model_file}: no model there; pass annotation_train and "
                     "annotation_read to train one"
                 )
-            os.makedirs(self.model_dir, exist_ok=True)
-            text_file = self._write_text(
-                os.fspath(annotation_train), annotation_read, annotation_format
-            )
+            os.makedirs(model_dir, exist_ok=True)
+            text_file = prefix + ".txt"
+            write_manifest_text(annotation_train, annotation_read, text_file, annotation_format)
             if isinstance(user_defined_symbols, str):
                 user_defined_symbols = user_defined_symbols.split(",")
             options = dict(
                 input=text_file,
-                model_prefix=self.prefix,
+                model_prefix=prefix,
                 model_type=model_type,
                 character_coverage=character_coverage,
                 user_defined_symbols=list(user_defined_symbols or []),
@@ -115,30 +115,33 @@ class SentencePiece:
                     f"training SentencePiece from {annotation_train} (field "
                     f"'{annotation_read}') failed: {error}"
                 ) from error
-        self.sp = sentencepiece.SentencePieceProcessor(model_file=self.model_file)
+        self.load(self.model_file)
+
+    @classmethod
+    def from_file(cls, model_file: str | os.PathLike) -> SentencePiece:
+        """Load a trained model file, e.g. a SpeechBrain ``tokenizer.ckpt``."""
+        tokenizer = cls.__new__(cls)
+        tokenizer.load(model_file)
+        return tokenizer
+
+    def load(self, model_file: str | os.PathLike) -> None:
+        """Replace the model with the one in ``model_file``."""
+        model_file = os.fspath(model_file)
+        if not os.path.isfile(model_file):
+            raise FileNotFoundError(f"{model_file}: no SentencePiece model there")
+        self.model_file = model_file
+        self.sp = sentencepiece.SentencePieceProcessor(model_file=model_file)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model to ``path`` (atomically), loadable with :meth:`from_file`."""
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        with tempfile.NamedTemporaryFile("wb", dir=folder, delete=False) as tmp:
+            tmp.write(self.sp.serialized_model_proto())
+        os.replace(tmp.name, path)
 
     def __len__(self) -> int:
         return self.sp.get_piece_size()
-
-    def _write_text(self, manifest: str, field: str, annotation_format: str | None) -> str:
-        """Write one line of text per manifest row; returns the text file."""
-        annotation_format = annotation_format or ("json" if manifest.endswith(".json") else "csv")
-        if annotation_format == "json":
-            rows = load_data_json(manifest)
-        else:
-            rows = load_data_csv(manifest)
-        texts = []
-        for example_id, fields in rows.items():
-            if field not in fields:
-                raise KeyError(
-                    f"{manifest}: example '{example_id}' has no field '{field}' "
-                    f"(fields: {sorted(fields)})"
-                )
-            texts.append(str(fields[field]).replace("\n", " "))
-        text_file = self.prefix + ".txt"
-        with open(text_file, "w", encoding="utf-8") as out:
-            out.writelines(text + "\n" for text in texts)
-        return text_file
 
     def encode_as_ids(self, text: str | list[str]) -> list[int] | list[list[int]]:
         """Token ids of a text (or of each text of a list)."""
@@ -172,3 +175,23 @@ class SentencePiece:
 
     def piece_to_id(self, piece: str) -> int:
         return self.sp.piece_to_id(piece)
+
+
+def write_manifest_text(
+    manifest: str | os.PathLike,
+    field: str,
+    text_file: str,
+    annotation_format: str | None = None,
+) -> None:
+    """Write the ``field`` of every manifest example (CSV or JSON) to ``text_file``, one a line."""
+    manifest = os.fspath(manifest)
+    annotation_format = annotation_format or ("json" if manifest.endswith(".json") else "csv")
+    rows = load_data_json(manifest) if annotation_format == "json" else load_data_csv(manifest)
+    with open(text_file, "w", encoding="utf-8") as out:
+        for example_id, fields in rows.items():
+            if field not in fields:
+                raise KeyError(
+                    f"{manifest}: example '{example_id}' has no field '{field}' "
+                    f"(fields: {sorted(fields)})"
+                )
+            out.write(str(fields[field]).replace("\n", " ") + "\n")

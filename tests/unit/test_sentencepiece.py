@@ -107,3 +107,14 @@ def test_tokenizes_inside_a_dataset_pipeline(tmp_path, manifest):
     dataset.set_output_keys(["wrd", "tokens"])
     example = dataset[1]
     assert tokenizer.decode(example["tokens"]) == example["wrd"] == SENTENCES[1]
+
+
+def test_save_and_from_file_give_the_same_tokenization(tmp_path, manifest):
+    tokenizer = train(tmp_path / "train", manifest, model_type="bpe")
+    tokenizer.save(tmp_path / "tokenizer.ckpt")
+    loaded = SentencePiece.from_file(tmp_path / "tokenizer.ckpt")
+    text = "the quick dog sat on the friends"
+    assert loaded.encode_as_ids(text) == tokenizer.encode_as_ids(text)
+    assert loaded.encode_as_pieces(text) == tokenizer.encode_as_pieces(text)
+    with pytest.raises(FileNotFoundError, match="missing.model: no SentencePiece model there"):
+        SentencePiece.from_file(tmp_path / "missing.model")
