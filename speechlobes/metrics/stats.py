@@ -1,0 +1,72 @@
+"""Averaging any per-utterance metric over a dataset (losses, classification error, ...).
+
+Example:
+    >>> def absolute_error(predictions, targets):
+    ...     return (predictions - targets).abs()
+    >>> stats = MetricStats(absolute_error)
+    >>> stats.append(["a", "b"], torch.tensor([1.0, 2.0]), torch.tensor([1.5, 2.0]))
+    >>> stats.append(["c"], predictions=torch.tensor([0.0]), targets=torch.tensor([2.0]))
+    >>> stats.summarize()
+    {'average': 0.8333333333333334, 'min_score': 0.0, 'min_id': 'b', 'max_score': 2.0, 'max_id': 'c'}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+import torch
+
+
+class MetricStats:
+    """Accumulates ``metric(*args, **kwargs)``, which returns one value per utterance.
+
+    ``summarize`` gives the average and the best/worst utterances; ``write_stats`` lists every
+    utterance, highest value first.
+    """
+
+    def __init__(self, metric: Callable[..., torch.Tensor]):
+        self.metric = metric
+        self.clear()
+
+    def clear(self) -> None:
+        self.ids: list[str] = []
+        self.scores: list[float] = []
+
+    def append(self, ids: Sequence[str], *args, **kwargs) -> None:
+        """Scores a batch; the metric must return a (batch,) tensor, one value per id."""
+        scores = self.metric(*args, **kwargs).detach()
+        if scores.shape != (len(ids),):
+            raise ValueError(
+                f"MetricStats.append: {getattr(self.metric, '__name__', self.metric)} returned "
+                f"shape {tuple(scores.shape)} for {len(ids)} ids; it must return one value per utterance"
+            )
+        self.ids.extend(ids)
+        self.scores.extend(scores.cpu().tolist())
+
+    def summarize(self, field: str | None = None) -> dict[str, float | str] | float | str:
+        """average, min_score, min_id, max_score, max_id (or one of them with ``field``)."""
+        if not self.scores:
+            raise ValueError("MetricStats: nothing appended yet")
+        low = min(range(len(self.scores)), key=self.scores.__getitem__)
+        high = max(range(len(self.scores)), key=self.scores.__getitem__)
+        summary = {
+            "average": sum(self.scores) / len(self.scores),
+            "min_score": self.scores[low],
+            "min_id": self.ids[low],
+            "max_score": self.scores[high],
+            "max_id": self.ids[high],
+        }
+        if field is None:
+            return summary
+        if field not in summary:
+            raise KeyError(
+                f"MetricStats.summarize: unknown field {field!r}; fields are {list(summary)}"
+            )
+        return summary[field]
+
+    def write_stats(self, filestream: TextIO) -> None:
+        """Writes the average, then ``id: value`` for every utterance, highest value first."""
+        filestream.write(f"Average score: {self.summarize('average')}\n")
+        for score, utt_id in sorted(zip(self.scores, self.ids, strict=True), reverse=True):
+            filestream.write(f"{utt_id}: {score}\n")
