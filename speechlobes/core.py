@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 import speechlobes
@@ -349,6 +349,12 @@ class Brain:
         if isinstance(dataset, DataLoader):
             if loader_kwargs:
                 raise ValueError(f"{stage.value}: loader kwargs given with a ready DataLoader")
+            if distributed.is_distributed() and not _splits_across_ranks(dataset):
+                logger.warning(
+                    "%s: the given DataLoader has no distributed sampler, so every rank sees all "
+                    "the data; pass the dataset instead and the Brain adds one",
+                    stage.value,
+                )
             loader = dataset
         else:
             loader = make_dataloader(
@@ -407,8 +413,7 @@ class Brain:
         return self._evaluate_stage(test_loader, Stage.TEST, None, progressbar)
 
     def _train_epoch(self, loader: DataLoader, epoch: int, progressbar: bool) -> None:
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
+        _set_loader_epoch(loader, epoch)
         self.on_stage_start(Stage.TRAIN, epoch)
         self.modules.train()
         self._zero_grad()
@@ -674,6 +679,25 @@ class Brain:
         self.optimizer_step = state["optimizer_step"]
         self.nonfinite_count = state["nonfinite_count"]
         self._loss_sum, self._loss_count = state["loss_sum"], state["loss_count"]
+
+
+def _set_loader_epoch(loader: Any, epoch: int) -> None:
+    """Tell the loader (or, for a plain DataLoader, its samplers) which epoch starts."""
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+        return
+    for sampler in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+
+
+def _splits_across_ranks(loader: DataLoader) -> bool:
+    sampler, batch_sampler = loader.sampler, loader.batch_sampler
+    world_size = distributed.get_world_size()
+    return (
+        isinstance(sampler, DistributedSampler)
+        or getattr(batch_sampler, "world_size", 1) == world_size
+    )
 
 
 def _batch_elements(batch: Any) -> int:

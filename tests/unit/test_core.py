@@ -313,8 +313,15 @@ def test_compile_option_wraps_modules_with_torch_compile():
     assert type(brain.modules.model).__name__ == "OptimizedModule"
 
 
-def test_a_ready_dataloader_is_used_as_is():
-    loader = torch.utils.data.DataLoader([torch.ones(3)] * 4, batch_size=2)
+def test_a_ready_dataloader_is_used_as_is_and_its_sampler_told_the_epoch():
+    class EpochSampler(torch.utils.data.SequentialSampler):
+        epochs = []
+
+        def set_epoch(self, epoch):
+            self.epochs.append(epoch)
+
+    data = [torch.ones(3)] * 4
+    loader = torch.utils.data.DataLoader(data, batch_size=2, sampler=EpochSampler(data))
 
     class Plain(Brain):
         def compute_forward(self, batch, stage):
@@ -325,4 +332,4 @@ def test_a_ready_dataloader_is_used_as_is():
 
     brain = make_brain(cls=Plain)
     brain.fit(range(1, 3), loader)
-    assert brain.optimizer_step == 4
+    assert brain.optimizer_step == 4 and loader.sampler.epochs == [1, 2]
