@@ -506,7 +506,7 @@ class SpeechEncoderDecoderModel(nn.Module):
     def reorder(self, cache: DecoderCache, rows: torch.Tensor) -> DecoderCache:
         return cache.reorder(rows)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(
         self,
         inputs: torch.Tensor | None = None,

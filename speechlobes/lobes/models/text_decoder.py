@@ -155,8 +155,11 @@ class DecoderCache:
 
 
 def padding_bias(padding_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """(batch, keys) bool mask, True = padded -> additive bias (batch, 1, 1, keys), or None."""
-    if padding_mask is None:
+    """(batch, keys) bool mask, True = padded -> additive bias (batch, 1, 1, keys).
+
+    None when nothing is padded, so attention runs without a mask.
+    """
+    if padding_mask is None or not bool(padding_mask.any()):
         return None
     keys = padding_mask.shape[-1]
     return additive_mask(padding_mask, None, False, 1, keys, dtype, padding_mask.device)
