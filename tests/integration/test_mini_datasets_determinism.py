@@ -21,7 +21,7 @@ LIBRISPEECH = LibriSpeechSizes(
     held_out_sentences=8,
 )
 AUDIOSET = AudioSetSizes(train_clips=8, eval_clips=4, missing_fraction=0.1, short_fraction=0.2)
-COVOST = CovostSizes(train=40, dev=4, test=4, train_speakers=2, dev_speakers=1, test_speakers=1)
+COVOST = CovostSizes(train=30, dev=3, test=3, train_speakers=2, dev_speakers=1, test_speakers=1)
 
 
 def _tree_digest(root):
@@ -43,18 +43,15 @@ def test_same_seed_gives_byte_identical_files_with_one_or_three_workers(tmp_path
     first = _make_all(tmp_path / "one_worker", num_workers=1)
     second = _make_all(tmp_path / "three_workers", num_workers=3)
     assert first == second
-    assert sum(name.endswith((".flac", ".wav", ".mp3")) for name in first) > 100
+    assert sum(name.endswith((".flac", ".wav", ".mp3")) for name in first) > 60
 
 
-def test_another_seed_gives_other_data(tmp_path):
-    output = tmp_path / "seed1"
-    make_covost(output, seed=1, sizes=COVOST, num_workers=2)
-    other = _tree_digest(output)
-    make_covost(tmp_path / "seed0", seed=0, sizes=COVOST, num_workers=2)
-    assert (
-        other["CoVoST/covost_v2.en_de.tsv"]
-        != _tree_digest(tmp_path / "seed0")["CoVoST/covost_v2.en_de.tsv"]
-    )
+def test_another_seed_gives_other_sentences_and_voices(tmp_path):
+    make_librispeech(tmp_path / "seed0", seed=0, sizes=LIBRISPEECH, num_workers=2)
+    make_librispeech(tmp_path / "seed1", seed=1, sizes=LIBRISPEECH, num_workers=2)
+    seed0, seed1 = _tree_digest(tmp_path / "seed0"), _tree_digest(tmp_path / "seed1")
+    assert seed0["LibriSpeech/SPEAKERS.TXT"] != seed1["LibriSpeech/SPEAKERS.TXT"]
+    assert not set(seed0.values()) & set(seed1.values())
 
 
 def test_an_utterance_sounds_the_same_whatever_was_spoken_before():

@@ -26,11 +26,9 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from tools.mini_data.grammar import sentence_pairs
-from tools.mini_data.output import finish_dataset, random_hex, start_dataset, write_audio
-from tools.mini_data.tts import SAMPLE_RATE, SpeechRequest, as_recording, synthesize
+from tools.mini_data.output import finish_dataset, random_hex, start_dataset
+from tools.mini_data.tts import SpeechRequest, Take, record
 from tools.mini_data.voices import Speaker, make_speakers
 
 VALIDATED_COLUMNS = (
@@ -86,15 +84,21 @@ def make_covost(
     """Write ``<output>/CoVoST`` (skipped when already made with these parameters)."""
     sizes = sizes or CovostSizes()
     root = Path(output) / "CoVoST"
-    parameters = {"dataset": "covost", "seed": seed, "sizes": asdict(sizes), "version": 1}
+    parameters = {"dataset": "covost", "seed": seed, "sizes": asdict(sizes), "version": 2}
     if not start_dataset(root, parameters):
         return root
     clips = _plan(sizes, seed)
-    speech = synthesize([SpeechRequest(c.sentence, c.speaker.voice) for c in clips], num_workers)
-    for clip, waveform in zip(clips, speech, strict=True):
-        rng = np.random.default_rng([seed, clip.number])
-        recording = as_recording(waveform, rng, peak_db=rng.uniform(-6.0, -1.0))
-        write_audio(root / COMMON_VOICE / "clips" / clip.path, recording, SAMPLE_RATE)
+    levels = random.Random(f"covost-levels-{seed}")
+    takes = [
+        Take(
+            request=SpeechRequest(clip.sentence, clip.speaker.voice),
+            path=root / COMMON_VOICE / "clips" / clip.path,
+            noise_seed=(seed, clip.number),
+            peak_db=round(levels.uniform(-6.0, -1.0), 2),
+        )
+        for clip in clips
+    ]
+    record(takes, num_workers)
     _write_tables(root, clips, seed)
     finish_dataset(root, parameters)
     return root

@@ -27,12 +27,10 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
 from tools.mini_data.english import english_sentences
-from tools.mini_data.output import finish_dataset, start_dataset, write_audio
+from tools.mini_data.output import finish_dataset, start_dataset
 from tools.mini_data.text import librispeech_normalise
-from tools.mini_data.tts import SAMPLE_RATE, SpeechRequest, as_recording, synthesize
+from tools.mini_data.tts import SpeechRequest, Take, record
 from tools.mini_data.voices import Speaker, make_speakers
 
 TRAIN, DEV, TEST = "train-clean-100", "dev-clean", "test-clean"
@@ -103,23 +101,22 @@ def make_librispeech(
     """Write ``<output>/LibriSpeech`` (skipped when already made with these parameters)."""
     sizes = sizes or LibriSpeechSizes()
     root = Path(output) / "LibriSpeech"
-    parameters = {"dataset": "librispeech", "seed": seed, "sizes": asdict(sizes), "version": 1}
+    parameters = {"dataset": "librispeech", "seed": seed, "sizes": asdict(sizes), "version": 2}
     if not start_dataset(root, parameters):
         return root
     utterances = _plan(sizes, seed)
-    speech = synthesize(
-        [SpeechRequest(u.transcript.lower(), u.speaker.voice) for u in utterances], num_workers
-    )
+    takes = [
+        Take(
+            request=SpeechRequest(u.transcript.lower(), u.speaker.voice),
+            path=u.audio_path(root),
+            noise_seed=(seed, u.speaker_id, u.chapter_id, u.index),
+            peak_db=-1.0 - 1.25 * (u.speaker_id % 5),
+        )
+        for u in utterances
+    ]
     minutes: dict[int, float] = {}
-    for utterance, waveform in zip(utterances, speech, strict=True):
-        rng = np.random.default_rng(
-            [seed, utterance.speaker_id, utterance.chapter_id, utterance.index]
-        )
-        recording = as_recording(waveform, rng, peak_db=-1.0 - 5.0 * (utterance.speaker_id % 5) / 4)
-        write_audio(utterance.audio_path(root), recording, SAMPLE_RATE)
-        minutes[utterance.speaker_id] = (
-            minutes.get(utterance.speaker_id, 0.0) + len(recording) / SAMPLE_RATE / 60
-        )
+    for utterance, seconds in zip(utterances, record(takes, num_workers), strict=True):
+        minutes[utterance.speaker_id] = minutes.get(utterance.speaker_id, 0.0) + seconds / 60
     _write_transcripts(root, utterances)
     _write_speakers(root, utterances, minutes, seed)
     finish_dataset(root, parameters)

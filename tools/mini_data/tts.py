@@ -19,8 +19,11 @@ import ctypes
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from tools.mini_data.output import write_audio
 
 SAMPLE_RATE = 16000
 
@@ -120,7 +123,24 @@ class _ESpeak:
         return np.concatenate(self._chunks)
 
 
-def _speak_in_fresh_process(request: SpeechRequest) -> np.ndarray:
+@dataclass(frozen=True)
+class Take:
+    """An utterance spoken straight into an audio file (see :func:`as_recording`); the noise
+    floor is drawn from ``noise_seed``.
+
+    Example:
+        >>> from pathlib import Path
+        >>> Take(SpeechRequest("hi", Voice("en")), Path("hi.flac"), (0, 1), -3.0).peak_db
+        -3.0
+    """
+
+    request: SpeechRequest
+    path: Path
+    noise_seed: tuple[int, ...]
+    peak_db: float
+
+
+def _speak(request: SpeechRequest) -> np.ndarray:
     import soxr
 
     engine = _ESpeak()
@@ -128,19 +148,37 @@ def _speak_in_fresh_process(request: SpeechRequest) -> np.ndarray:
     return soxr.resample(samples, engine.sample_rate, SAMPLE_RATE).astype(np.float32)
 
 
+def _record(take: Take) -> float:
+    rng = np.random.default_rng(take.noise_seed)
+    recording = as_recording(_speak(take.request), rng, take.peak_db)
+    write_audio(take.path, recording, SAMPLE_RATE)
+    return len(recording) / SAMPLE_RATE
+
+
+def _in_fresh_processes(function, items: list, num_workers: int) -> list:
+    """``function`` over ``items``, each call in a new process forked from a clean server."""
+    if not items:
+        return []
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["numpy", "soxr", "soundfile", "espeakng_loader", __name__])
+    with ProcessPoolExecutor(
+        max_workers=max(1, num_workers), mp_context=context, max_tasks_per_child=1
+    ) as pool:
+        return list(pool.map(function, items))
+
+
 def synthesize(requests: list[SpeechRequest], num_workers: int = 1) -> list[np.ndarray]:
     """Speak each request in its own fresh process; float32 waveforms at 16 kHz, in order.
 
     The result depends only on the requests, not on ``num_workers`` nor on their order.
     """
-    if not requests:
-        return []
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["numpy", "soxr", "espeakng_loader", __name__])
-    with ProcessPoolExecutor(
-        max_workers=max(1, num_workers), mp_context=context, max_tasks_per_child=1
-    ) as pool:
-        return list(pool.map(_speak_in_fresh_process, requests))
+    return _in_fresh_processes(_speak, requests, num_workers)
+
+
+def record(takes: list[Take], num_workers: int = 1) -> list[float]:
+    """Speak and write each take in its own fresh process (encoding runs in parallel too);
+    returns the seconds written per take."""
+    return _in_fresh_processes(_record, takes, num_workers)
 
 
 def as_recording(waveform: np.ndarray, rng: np.random.Generator, peak_db: float) -> np.ndarray:
