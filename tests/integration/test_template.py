@@ -1,4 +1,4 @@
-"""The minimal template trains, tests and records its experiment folder; --debug is a smoke test."""
+"""The minimal template trains, tests and records its experiment folder."""
 
 import json
 import os
@@ -34,12 +34,3 @@ def test_minimal_template_learns_the_toy_task_and_records_the_experiment(tmp_pat
     assert records[2]["train"]["loss"] < records[0]["train"]["loss"]
     for name in ("hyperparams.yaml", "train.py", "command.txt", "env.json", "log.txt"):
         assert (tmp_path / "run" / name).is_file(), name
-
-
-def test_debug_mode_is_a_smoke_test_of_two_short_epochs(tmp_path):
-    run_template(tmp_path / "debug", "--debug", "--debug_batches=1")
-    records = [
-        json.loads(line)
-        for line in (tmp_path / "debug" / "train_log.jsonl").read_text().splitlines()
-    ]
-    assert [record["epoch"] for record in records] == [1, 2, "test"]

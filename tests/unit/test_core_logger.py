@@ -29,3 +29,15 @@ def test_train_logger_converts_tensors_to_numbers(tmp_path):
 
     TrainLogger(tmp_path).log_stats({"epoch": 2}, {"loss": torch.tensor(0.5)}, verbose=False)
     assert json.loads((tmp_path / "train_log.jsonl").read_text())["train"] == {"loss": 0.5}
+
+
+def test_tensorboard_is_optional(tmp_path, caplog):
+    import importlib.util
+
+    train_logger = TrainLogger(tmp_path, tensorboard=True)
+    train_logger.log_stats({"epoch": 1}, {"loss": 1.0}, verbose=False)
+    if importlib.util.find_spec("tensorboard") is None:
+        assert train_logger.writer is None and "pip install tensorboard" in caplog.text
+    else:
+        assert any((tmp_path / "tensorboard").iterdir())
+    assert (tmp_path / "train_log.jsonl").is_file()
