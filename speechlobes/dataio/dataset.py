@@ -79,18 +79,14 @@ class DynamicItemDataset(Dataset):
         cls, csv_path: str | os.PathLike, replacements: dict[str, str] | None = None, **kwargs
     ) -> DynamicItemDataset:
         """Load a CSV manifest with an ``ID`` column; ``$key`` in fields is replaced."""
-        csv_path = os.fspath(csv_path)
-        data = load_data_csv(csv_path, replacements)
-        return cls(data, source=csv_path, **kwargs)
+        return cls(load_data_csv(csv_path, replacements), source=os.fspath(csv_path), **kwargs)
 
     @classmethod
     def from_json(
         cls, json_path: str | os.PathLike, replacements: dict[str, str] | None = None, **kwargs
     ) -> DynamicItemDataset:
         """Load a JSON manifest ``{id: {field: value}}``; ``$key`` in strings is replaced."""
-        json_path = os.fspath(json_path)
-        data = load_data_json(json_path, replacements)
-        return cls(data, source=json_path, **kwargs)
+        return cls(load_data_json(json_path, replacements), source=os.fspath(json_path), **kwargs)
 
     def __len__(self) -> int:
         return len(self.data_ids)
@@ -219,7 +215,7 @@ def set_output_keys(datasets: Iterable[DynamicItemDataset], output_keys: OutputK
 
 
 def load_data_csv(
-    csv_path: str, replacements: dict[str, str] | None = None
+    csv_path: str | os.PathLike, replacements: dict[str, str] | None = None
 ) -> dict[str, dict[str, Any]]:
     """Read a CSV manifest into ``{ID: {column: value}}``; ``duration`` becomes a float."""
     replacements = replacements or {}
@@ -249,7 +245,7 @@ def load_data_csv(
 
 
 def load_data_json(
-    json_path: str, replacements: dict[str, str] | None = None
+    json_path: str | os.PathLike, replacements: dict[str, str] | None = None
 ) -> dict[str, dict[str, Any]]:
     """Read a JSON manifest ``{id: {field: value}}``, replacing ``$key`` in every string."""
     with open(json_path, encoding="utf-8") as json_file:
