@@ -3,7 +3,7 @@
 Quick start (a runnable version with comments is ``templates/minimal/train.py``)::
 
     import sys, torch
-    from speechlobes.core import Brain, Stage, parse_arguments
+    from speechlobes.core import Brain, parse_arguments
     from speechlobes.utils.hparams import load_hparams
 
     class Regressor(Brain):
@@ -29,7 +29,9 @@ What the Brain carries so a recipe does not:
   pre-scan, a progress bar with the running loss.
 - checkpoints: the Brain registers what it creates (optimizer, GradScaler, train-loader
   position, RNG states, its own counters) with the given ``Checkpointer``; a killed run restarted
-  with the same command continues bit-identically.
+  with the same command continues bit-identically (register your modules, counters and
+  schedulers too). Limits of exactness: random draws made inside DataLoader workers restart
+  with the epoch, and under torchrun rank 0's random states are restored on every rank.
 - torchrun: ``torchrun --nproc_per_node=N train.py hparams.yaml`` trains with DDP; losses are
   averaged over ranks, rank 0 alone writes.
 
