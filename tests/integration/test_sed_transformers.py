@@ -169,3 +169,18 @@ def test_folder_saved_by_transformers_loads_with_the_same_outputs(pair, tmp_path
         a = again(wav, mask, decoder_input_ids=ids).logits
         b = theirs(input_values=wav, attention_mask=mask, decoder_input_ids=ids).logits
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["sed_bert", "sed_bart", "sed_gpt2"])
+def test_fixture_saved_by_us_loads_in_transformers_with_the_same_logits(name, tmp_path):
+    ours = SpeechEncoderDecoderModel.from_pretrained(FIXTURES / name)
+    ours.save_pretrained(tmp_path)
+    theirs = transformers.SpeechEncoderDecoderModel.from_pretrained(tmp_path).eval()
+    cases = torch.load(FIXTURES / name / "cases.pt", weights_only=True)
+    with torch.no_grad():
+        out = theirs(
+            input_values=cases["input_values"],
+            attention_mask=cases["attention_mask"],
+            labels=cases["labels"],
+        )
+    torch.testing.assert_close(out.logits, cases["logits"], atol=1e-4, rtol=1e-4)

@@ -315,3 +315,11 @@ def test_beats_encoder_wraps_with_its_patch_mask_and_round_trips(tmp_path):
     model.save_pretrained(tmp_path)
     again = SpeechEncoderDecoderModel.from_pretrained(tmp_path)
     assert torch.equal(again.generate(wav, mask, max_new_tokens=4, num_beams=2), ids)
+
+
+def test_decoder_without_cross_attention_is_rejected_with_advice():
+    decoder = TransformerDecoderConfig(vocab_size=12, d_model=16, num_layers=1, num_heads=2)
+    decoder.add_cross_attention = False
+    config = SpeechEncoderDecoderConfig(encoder=tiny_encoder_config(), decoder=decoder)
+    with pytest.raises(ValueError, match="add_cross_attention"):
+        SpeechEncoderDecoderModel(config)

@@ -33,7 +33,6 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,6 @@ from speechlobes.lobes.models.hf_io import load_hf_state_dict, read_config, save
 from speechlobes.lobes.models.text_decoder import DecoderCache, TextDecoder
 from speechlobes.lobes.models.transformer_decoder import TransformerDecoder
 from speechlobes.lobes.models.wav2vec2 import ENCODER_MODELS, Wav2Vec2Config
-
-logger = logging.getLogger(__name__)
 
 MODEL_TYPE = "speech-encoder-decoder"
 BEATS_TYPE = "beats"
@@ -291,6 +288,11 @@ class SpeechEncoderDecoderModel(nn.Module):
             if decoder is not None
             else decoder_class(config.decoder.model_type)(config.decoder)
         )
+        if not getattr(self.decoder.config, "add_cross_attention", False):
+            raise ValueError(
+                "the decoder config has add_cross_attention=False: build the config with "
+                "SpeechEncoderDecoderConfig.from_encoder_decoder_configs or set it to True"
+            )
         width = encoder_output_width(config.encoder)
         cross_width = config.decoder.extra.get("cross_attention_hidden_size")
         if cross_width is not None and cross_width != width:

@@ -51,6 +51,7 @@ class TransformerDecoderConfig(DecoderConfigIO):
     pad_token_id: int | None = 0
     bos_token_id: int | None = 1
     eos_token_id: int | None = 2
+    is_decoder: bool = True
     add_cross_attention: bool = True
     tie_word_embeddings: bool = True
     extra: dict = field(default_factory=dict)
