@@ -401,7 +401,7 @@ class ConformerLayer(nn.Module):
         self.ffn1_layer_norm = nn.LayerNorm(hidden)
         self.ffn1 = FeedForward(config)
         self.self_attn_layer_norm = nn.LayerNorm(hidden)
-        self.self_attn_dropout = nn.Dropout(config.hidden_dropout)
+        self.self_attn_dropout = nn.Dropout(config.attention_dropout)
         self.self_attn = ConformerSelfAttention(config)
         self.conv_module = ConformerConvModule(config)
         self.ffn2_layer_norm = nn.LayerNorm(hidden)
