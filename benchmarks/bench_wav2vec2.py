@@ -64,11 +64,11 @@ ROWS = {
 }
 
 
-def _time(fn, repeats: int) -> float:
-    fn()  # warm-up
+def _time(run, model, repeats: int) -> float:
+    run(model)  # warm-up
     start = time.perf_counter()
     for _ in range(repeats):
-        fn()
+        run(model)
     return (time.perf_counter() - start) / repeats
 
 
@@ -110,8 +110,8 @@ def bench_row(name: str, batch: int, seconds: float, repeats: int) -> list[tuple
         ("inference", lambda m: _infer(m, wav, mask)),
         ("forward+backward", lambda m: _train(m.train(), wav, mask, labels)),
     ):
-        t_ours = _time(lambda: run(ours), repeats)
-        t_hf = _time(lambda: run(theirs), repeats)
+        t_ours = _time(run, ours, repeats)
+        t_hf = _time(run, theirs, repeats)
         ours.eval()
         theirs.eval()
         rows.append((name, mode, t_ours, t_hf, audio, error))
