@@ -2,9 +2,10 @@
 
 eSpeak NG keeps state in static variables from one utterance to the next (and re-initialising
 the library does not clear it), so the same sentence can come out a few samples different
-depending on what was spoken before. :func:`synthesize` therefore speaks every utterance in a
-fresh process forked from a clean server process: an utterance's audio depends only on its own
-text and voice, whatever the number of workers or the order of the requests.
+depending on what was spoken before. :func:`synthesize` (waveforms back) and :func:`record`
+(straight to audio files) therefore speak every utterance in a fresh process forked from a clean
+server process: an utterance's audio depends only on its own text and voice, whatever the
+number of workers or the order of the requests.
 
 Example:
     >>> voice = Voice(language="en-us", variant="m3", rate=160, pitch=45)
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soxr
 
 from tools.mini_data.output import write_audio
 
@@ -141,8 +143,6 @@ class Take:
 
 
 def _speak(request: SpeechRequest) -> np.ndarray:
-    import soxr
-
     engine = _ESpeak()
     samples = engine.speak(request.text, request.voice).astype(np.float32) / 32768.0
     return soxr.resample(samples, engine.sample_rate, SAMPLE_RATE).astype(np.float32)
