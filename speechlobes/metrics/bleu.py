@@ -21,6 +21,8 @@ from typing import TextIO
 
 from sacrebleu.metrics import BLEU
 
+from speechlobes.metrics.stats import first_occurrences, gather_from_ranks
+
 SEPARATOR_LINE = "=" * 80
 
 
@@ -76,7 +78,21 @@ class BLEUStats:
 
     def summarize(self, field: str | None = None) -> dict[str, float | int | str | list[float]]:
         """Corpus BLEU and its parts: BLEU, precisions (1- to 4-gram, %), BP, ratio,
-        sys_len, ref_len, num_sentences and sacrebleu's signature."""
+        sys_len, ref_len, num_sentences and sacrebleu's signature. Under torch.distributed,
+        merges all ranks' utterances first: call it on every rank (see ``speechlobes.metrics.stats``).
+        """
+        parts = gather_from_ranks((self.ids, self.hypotheses, self.references))
+        if len(parts) > 1:
+            ids, hypotheses, references = (
+                [row for part in parts for row in part[k]] for k in range(3)
+            )
+            keep = first_occurrences(ids)
+            self.ids = [ids[i] for i in keep]
+            self.hypotheses = [hypotheses[i] for i in keep]
+            self.references = [references[i] for i in keep]
+        return self._summary(field)
+
+    def _summary(self, field: str | None = None) -> dict[str, float | int | str | list[float]]:
         if not self.hypotheses:
             raise ValueError("BLEUStats: nothing appended yet")
         reference_streams = [list(stream) for stream in zip(*self.references, strict=True)]
@@ -101,7 +117,7 @@ class BLEUStats:
 
     def write_stats(self, filestream: TextIO) -> None:
         """Writes corpus BLEU with its signature, then per utterance: sentence BLEU, HYP and REF(s)."""
-        summary = self.summarize()
+        summary = self._summary()
         precisions = "/".join(f"{p:.1f}" for p in summary["precisions"])
         filestream.write(
             f"BLEU = {summary['BLEU']:.2f} {precisions} (BP = {summary['BP']:.3f} "

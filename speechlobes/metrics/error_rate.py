@@ -26,6 +26,7 @@ from typing import TextIO
 
 import torch
 
+from speechlobes.metrics.stats import first_occurrences, gather_from_ranks
 from speechlobes.nnet.lengths import relative_to_absolute_lengths
 
 EQUAL, SUBSTITUTION, INSERTION, DELETION = "=", "S", "I", "D"
@@ -221,8 +222,16 @@ class ErrorRateStats:
 
         Fields: WER (= error_rate, percent), SER (percent of utterances with an edit),
         num_edits, num_scored_tokens, num_erroneous_sents, num_scored_sents, insertions,
-        deletions, substitutions.
+        deletions, substitutions. Under torch.distributed, merges all ranks' utterances first:
+        call it on every rank (see ``speechlobes.metrics.stats``).
         """
+        parts = gather_from_ranks(self.utterances)
+        if len(parts) > 1:
+            merged = [utterance for part in parts for utterance in part]
+            self.utterances = [merged[i] for i in first_occurrences([u.id for u in merged])]
+        return self._summary(field)
+
+    def _summary(self, field: str | None = None) -> dict[str, float | int] | float | int:
         totals = {
             "num_edits": sum(u.details.num_edits for u in self.utterances),
             "num_scored_tokens": sum(u.details.num_ref_tokens for u in self.utterances),
@@ -249,7 +258,7 @@ class ErrorRateStats:
 
     def write_stats(self, filestream: TextIO) -> None:
         """Writes the summary, then each utterance's rate and aligned REF / OPS / HYP lines."""
-        summary = self.summarize()
+        summary = self._summary()
         totals = [summary[key] for key in ("num_edits", "num_scored_tokens")]
         totals += [summary[key] for key in ("insertions", "deletions", "substitutions")]
         filestream.write(_rate_line(*totals) + "\n")

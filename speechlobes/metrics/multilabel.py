@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from speechlobes.metrics.stats import first_occurrences, gather_from_ranks
+
 
 def _check_scores_and_targets(scores: torch.Tensor, targets: torch.Tensor) -> None:
     if scores.dim() != 2 or scores.shape != targets.shape:
@@ -121,6 +123,7 @@ class MultiLabelStats:
         self.ids: list[str] = []
         self._scores: list[torch.Tensor] = []
         self._targets: list[torch.Tensor] = []
+        self._per_class: dict[str, torch.Tensor] | None = None
 
     def append(self, ids: Sequence[str], scores: torch.Tensor, targets: torch.Tensor) -> None:
         """Adds a batch: ``scores`` and ``targets`` are (batch, classes), one row per id."""
@@ -138,20 +141,29 @@ class MultiLabelStats:
         self.ids.extend(ids)
         self._scores.append(scores)
         self._targets.append(targets)
+        self._per_class = None
 
     def per_class(self) -> dict[str, torch.Tensor]:
-        """Per-class ``average_precision``, ``roc_auc`` and ``num_positives`` over everything appended."""
+        """Per-class ``average_precision``, ``roc_auc`` and ``num_positives`` over the clips this
+        process holds (all ranks' clips once ``summarize`` has run on every rank)."""
         if not self._scores:
             raise ValueError("MultiLabelStats: nothing appended yet")
-        scores, targets = torch.cat(self._scores), torch.cat(self._targets)
-        return {
-            "average_precision": average_precision(scores, targets),
-            "roc_auc": roc_auc(scores, targets),
-            "num_positives": targets.sum(0).long(),
-        }
+        if self._per_class is None:
+            scores, targets = torch.cat(self._scores), torch.cat(self._targets)
+            self._per_class = {
+                "average_precision": average_precision(scores, targets),
+                "roc_auc": roc_auc(scores, targets),
+                "num_positives": targets.sum(0).long(),
+            }
+        return self._per_class
 
     def summarize(self, field: str | None = None) -> dict[str, float | int] | float | int:
-        """mAP and mAUC (means over the classes that have them), d' of mAUC, and class counts."""
+        """mAP and mAUC (means over the classes that have them), d' of mAUC, and class counts.
+
+        Under torch.distributed, merges all ranks' clips first: call it on every rank (see
+        ``speechlobes.metrics.stats``).
+        """
+        self._merge_ranks()
         per_class = self.per_class()
         ap, auc = per_class["average_precision"], per_class["roc_auc"]
         mean_auc = float(auc.nanmean())
@@ -170,6 +182,21 @@ class MultiLabelStats:
                 f"MultiLabelStats.summarize: unknown field {field!r}; fields are {list(summary)}"
             )
         return summary[field]
+
+    def _merge_ranks(self) -> None:
+        local = (
+            (self.ids, torch.cat(self._scores), torch.cat(self._targets)) if self._scores else None
+        )
+        gathered = gather_from_ranks(local)
+        parts = [part for part in gathered if part is not None]
+        if len(gathered) == 1 or not parts:
+            return
+        ids = [utt_id for part_ids, _, _ in parts for utt_id in part_ids]
+        keep = torch.tensor(first_occurrences(ids))
+        self.ids = [ids[i] for i in keep.tolist()]
+        self._scores = [torch.cat([scores for _, scores, _ in parts])[keep]]
+        self._targets = [torch.cat([targets for _, _, targets in parts])[keep]]
+        self._per_class = None
 
     def write_per_class_csv(self, path: str | Path, class_names: Sequence[str]) -> None:
         """One CSV row per class: index, name, positives, AP, AUC (empty where undefined)."""

@@ -1,4 +1,10 @@
-"""Averaging any per-utterance metric over a dataset (losses, classification error, ...).
+"""Averaging any per-utterance metric over a dataset, and merging metrics across ranks.
+
+Under ``torch.distributed`` every rank evaluates a shard of the data, and the loaders repeat
+a few batches so that shards have equal sizes. Each metric's ``summarize`` therefore first
+merges the utterances of all ranks, keeping each id once; it is a collective call, to be made
+on EVERY rank (as ``on_stage_end`` does). Afterwards each rank holds all utterances, so
+``write_stats`` on the main process alone writes the whole dataset.
 
 Example:
     >>> def absolute_error(predictions, targets):
@@ -12,10 +18,38 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TextIO
+from collections.abc import Callable, Hashable, Sequence
+from typing import TextIO, TypeVar
 
 import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+
+
+def gather_from_ranks(local: T) -> list[T]:
+    """``[local]`` in a single process; under torch.distributed, every rank's ``local`` in rank
+    order (a collective: every rank must call it)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [local]
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, local)
+    return parts
+
+
+def first_occurrences(ids: Sequence[Hashable]) -> list[int]:
+    """Indices of the first occurrence of every id, in order.
+
+    Example:
+        >>> first_occurrences(["a", "b", "a", "c", "b"])
+        [0, 1, 3]
+    """
+    seen, keep = set(), []
+    for index, utt_id in enumerate(ids):
+        if utt_id not in seen:
+            seen.add(utt_id)
+            keep.append(index)
+    return keep
 
 
 class MetricStats:
@@ -45,7 +79,19 @@ class MetricStats:
         self.scores.extend(scores.cpu().tolist())
 
     def summarize(self, field: str | None = None) -> dict[str, float | str] | float | str:
-        """average, min_score, min_id, max_score, max_id (or one of them with ``field``)."""
+        """average, min_score, min_id, max_score, max_id (or one of them with ``field``).
+
+        Merges all ranks' utterances first (see the module docstring).
+        """
+        parts = gather_from_ranks((self.ids, self.scores))
+        if len(parts) > 1:
+            ids = [utt_id for part_ids, _ in parts for utt_id in part_ids]
+            scores = [score for _, part_scores in parts for score in part_scores]
+            keep = first_occurrences(ids)
+            self.ids, self.scores = [ids[i] for i in keep], [scores[i] for i in keep]
+        return self._summary(field)
+
+    def _summary(self, field: str | None) -> dict[str, float | str] | float | str:
         if not self.scores:
             raise ValueError("MetricStats: nothing appended yet")
         low = min(range(len(self.scores)), key=self.scores.__getitem__)
@@ -67,6 +113,6 @@ class MetricStats:
 
     def write_stats(self, filestream: TextIO) -> None:
         """Writes the average, then ``id: value`` for every utterance, highest value first."""
-        filestream.write(f"Average score: {self.summarize('average')}\n")
+        filestream.write(f"Average score: {self._summary('average')}\n")
         for score, utt_id in sorted(zip(self.scores, self.ids, strict=True), reverse=True):
             filestream.write(f"{utt_id}: {score}\n")
