@@ -308,11 +308,13 @@ class Checkpointer:
             self.add_recoverables(recoverables)
 
     def add_recoverable(self, name: str, obj: Any) -> None:
-        """Register ``obj`` under ``name`` (a file name: letters, digits, ``_`` and ``-``)."""
+        """Register ``obj`` under ``name`` (a file name: letters, digits, ``_`` and ``-``).
+
+        Registering a name again replaces the object (e.g. a new optimizer when ``fit`` runs
+        a second time).
+        """
         if not name or "/" in name or name.startswith(".") or name == Path(META_FILE).stem:
             raise ValueError(f"invalid recoverable name {name!r}")
-        if name in self.recoverables and self.recoverables[name] is not obj:
-            raise ValueError(f"recoverable name {name!r} is already registered to another object")
         self.recoverables[name] = obj
 
     def add_recoverables(self, recoverables: dict[str, Any]) -> None:

@@ -333,3 +333,14 @@ def test_a_ready_dataloader_is_used_as_is_and_its_sampler_told_the_epoch():
     brain = make_brain(cls=Plain)
     brain.fit(range(1, 3), loader)
     assert brain.optimizer_step == 4 and loader.sampler.epochs == [1, 2]
+
+
+def test_fit_can_run_twice_with_a_new_optimizer_registered(tmp_path):
+    checkpointer = Checkpointer(tmp_path, {})
+    brain = make_brain(checkpointer=checkpointer)
+    brain.fit(range(1, 2), regression_data(8), train_loader_kwargs={"batch_size": 4})
+    first = brain.optimizer
+    brain.fit(range(1, 2), regression_data(8), train_loader_kwargs={"batch_size": 4})
+    assert (
+        brain.optimizer is not first and checkpointer.recoverables["optimizer"] is brain.optimizer
+    )
