@@ -422,7 +422,8 @@ class ConformerLayer(nn.Module):
 class ConformerEncoder(_LayerStack):
     """Zero padded frames -> conformer layers -> ``layer_norm``.
 
-    ``pos_conv_embed`` exists because checkpoints store it, but the conformer never uses it.
+    ``pos_conv_embed`` exists because checkpoints store it, but the conformer never uses it;
+    it is frozen so optimizers and DDP do not wait for gradients that never come.
     """
 
     def __init__(self, config: Wav2Vec2Config) -> None:
@@ -432,7 +433,7 @@ class ConformerEncoder(_LayerStack):
             self.embed_positions = RotaryEmbedding(
                 config.hidden_size // config.num_attention_heads, config.rotary_embedding_base
             )
-        self.pos_conv_embed = PositionalConvEmbedding(config)
+        self.pos_conv_embed = PositionalConvEmbedding(config).requires_grad_(False)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout)
         self.layers = nn.ModuleList(ConformerLayer(config) for _ in range(config.num_hidden_layers))
