@@ -25,6 +25,11 @@ logger = logging.getLogger(__name__)
 HPARAMS_FILE = "hyperparams.yaml"
 
 
+def is_experiment_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder holding an experiment's ``hyperparams.yaml``."""
+    return (Path(path) / HPARAMS_FILE).is_file()
+
+
 def load_experiment(
     folder: str | Path,
     min_key: str | None = None,

@@ -1,0 +1,210 @@
+"""Tag audio files with AudioSet-style labels: the top-k classes, their names and scores.
+
+Two sources of a model:
+
+- an experiment folder of the AudioSet tagging recipe (``recipes/AudioSet/tagging/BEATs``):
+  its YAML provides ``tagger`` ((wav, relative lengths) -> logits), ``sample_rate``,
+  ``clip_seconds`` and ``label_encoder_file``; the folder's ``class_labels_indices.csv``
+  gives the display names. Scores are the sigmoid of the logits.
+- an original fine-tuned BEATs checkpoint (unilm format, with a ``predictor`` head), whose
+  output already is class probabilities. Its classes are the checkpoint's ``label_dict``
+  (index -> MID) when it has one, else the rows of ``class_labels_indices.csv`` in index order.
+
+A file longer than ``clip_seconds`` is cut into consecutive windows of that length, the last
+one ending at the file's end (so it overlaps its predecessor rather than being padded or
+dropped); the file's score of a class is the mean of its window scores. A shorter file is
+tagged whole.
+
+Example:
+    >>> tagger = Tagger.from_experiment("results/beats_small_scratch/1986")  # doctest: +SKIP
+    >>> tagger.tag_file("dog.wav", top_k=2)  # doctest: +SKIP
+    [('/m/0bt9lr', 'Dog', 0.93), ('/m/09x0r', 'Speech', 0.12)]
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from speechlobes.inference.experiment import load_experiment, prepare_waveform
+
+LABELS_FILE = "class_labels_indices.csv"
+WINDOWS_PER_FORWARD = 8
+
+Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def read_class_labels(path: str | Path) -> dict[str, str]:
+    """``{mid: display_name}`` in index order from an AudioSet ``class_labels_indices.csv``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: AudioSet label table (index,mid,display_name) not found")
+    with open(path, newline="", encoding="utf-8") as stream:
+        reader = csv.DictReader(stream)
+        missing = {"index", "mid", "display_name"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(
+                f"{path}: columns {sorted(missing)} missing; found {reader.fieldnames}"
+            )
+        rows = sorted(reader, key=lambda row: int(row["index"]))
+    return {row["mid"]: row["display_name"] for row in rows}
+
+
+def clip_windows(wav: torch.Tensor, window: int) -> torch.Tensor:
+    """(time,) -> (windows, window): consecutive windows, the last one ending at the end;
+    a signal no longer than ``window`` is returned whole as (1, time)."""
+    total = wav.shape[-1]
+    if total <= window:
+        return wav.unsqueeze(0)
+    starts = list(range(0, total - window + 1, window))
+    if starts[-1] + window < total:
+        starts.append(total - window)
+    return torch.stack([wav[start : start + window] for start in starts])
+
+
+class Tagger:
+    """Multi-label audio tagger; see the module docstring.
+
+    Arguments:
+        scorer: (wavs (batch, time), relative lengths (batch,)) -> class probabilities
+            (batch, classes).
+        labels: ``(mid, display_name)`` of each class, in output order.
+        sample_rate: the model's input rate (files are resampled to it).
+        clip_seconds: the window length for long files.
+        device: where the inputs go (the scorer's model must already be there).
+    """
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        labels: list[tuple[str, str]],
+        sample_rate: int = 16000,
+        clip_seconds: float = 10.0,
+        device: str = "cpu",
+    ) -> None:
+        self.scorer = scorer
+        self.labels = labels
+        self.sample_rate = sample_rate
+        self.clip_seconds = clip_seconds
+        self.device = device
+
+    @classmethod
+    def from_experiment(
+        cls, folder: str | Path, max_key: str = "mAP", device: str = "cpu"
+    ) -> Tagger:
+        """Load an AudioSet tagging experiment's best checkpoint by ``max_key``."""
+        from speechlobes.dataio.encoders import MultiLabelEncoder
+
+        hparams = load_experiment(folder, max_key=max_key, device=device)
+        encoder = MultiLabelEncoder()
+        encoder.load(hparams["label_encoder_file"])
+        mids = [encoder.decode_label(index) for index in range(len(encoder))]
+        labels = _with_display_names(mids, Path(folder) / LABELS_FILE)
+        model = hparams["tagger"]
+
+        def scorer(wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(model(wavs, wav_lens))
+
+        return cls(scorer, labels, hparams["sample_rate"], hparams["clip_seconds"], device)
+
+    @classmethod
+    def from_beats_checkpoint(
+        cls,
+        ckpt_path: str | Path,
+        class_labels_csv: str | Path | None = None,
+        clip_seconds: float = 10.0,
+        device: str = "cpu",
+    ) -> Tagger:
+        """Load an original fine-tuned BEATs checkpoint (e.g. ``BEATs_iter3_plus_AS2M_finetuned
+        _on_AS2M_cpt2.pt``). ``class_labels_csv`` gives display names; it may be left out when
+        the checkpoint has a ``label_dict`` (the names are then the MIDs)."""
+        from speechlobes.lobes.models.beats import SAMPLE_RATE, BEATs
+
+        model = BEATs(ckp_path=ckpt_path, freeze=True).to(device)
+        if not model.cfg.finetuned_model:
+            raise ValueError(
+                f"{ckpt_path}: not a fine-tuned BEATs checkpoint (cfg finetuned_model is False, "
+                "no predictor head): it yields features, not class scores; train a tagger on it "
+                "with the AudioSet recipe (hparams/beats_finetune.yaml)"
+            )
+        num_classes = model.cfg.predictor_class
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        label_dict = checkpoint.get("label_dict")
+        if label_dict is not None:
+            mids = _mids_of_label_dict(label_dict, num_classes, ckpt_path)
+            labels = (
+                [(mid, mid) for mid in mids]
+                if class_labels_csv is None
+                else _with_display_names(mids, Path(class_labels_csv))
+            )
+        elif class_labels_csv is None:
+            raise ValueError(
+                f"{ckpt_path}: the checkpoint has no 'label_dict'; pass the AudioSet "
+                f"{LABELS_FILE} (class_labels_csv / --labels) to name its {num_classes} classes"
+            )
+        else:
+            labels = list(read_class_labels(class_labels_csv).items())
+            if len(labels) != num_classes:
+                raise ValueError(
+                    f"{class_labels_csv}: {len(labels)} classes but the checkpoint predicts "
+                    f"{num_classes} (cfg predictor_class)"
+                )
+
+        def scorer(wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
+            return model(wavs, wav_lens)[0]
+
+        return cls(scorer, labels, SAMPLE_RATE, clip_seconds, device)
+
+    @torch.no_grad()
+    def scores(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, time) waveforms at the model's rate -> (batch, classes) probabilities."""
+        if wav_lens is None:
+            wav_lens = torch.ones(wavs.shape[0])
+        return self.scorer(wavs.to(self.device), wav_lens.to(self.device)).float().cpu()
+
+    def top(self, scores: torch.Tensor, top_k: int = 5) -> list[tuple[str, str, float]]:
+        """The ``top_k`` best ``(mid, display_name, score)`` of one (classes,) score vector."""
+        best = torch.topk(scores, min(top_k, scores.numel()))
+        return [
+            (*self.labels[index], score)
+            for index, score in zip(best.indices.tolist(), best.values.tolist(), strict=True)
+        ]
+
+    def tag_batch(
+        self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None, top_k: int = 5
+    ) -> list[list[tuple[str, str, float]]]:
+        """Top-k tags of each waveform of a batch, each tagged whole (no windowing)."""
+        return [self.top(row, top_k) for row in self.scores(wavs, wav_lens)]
+
+    def file_scores(self, path: str | Path) -> torch.Tensor:
+        """(classes,) scores of one file: the mean over its ``clip_seconds`` windows."""
+        wav = prepare_waveform(path, self.sample_rate)[0]
+        windows = clip_windows(wav, round(self.clip_seconds * self.sample_rate))
+        scores = [self.scores(chunk) for chunk in windows.split(WINDOWS_PER_FORWARD)]
+        return torch.cat(scores).mean(dim=0)
+
+    def tag_file(self, path: str | Path, top_k: int = 5) -> list[tuple[str, str, float]]:
+        """The ``top_k`` best ``(mid, display_name, score)`` of one audio file (any rate)."""
+        return self.top(self.file_scores(path), top_k)
+
+
+def _with_display_names(mids: list[str], labels_csv: Path) -> list[tuple[str, str]]:
+    names = read_class_labels(labels_csv)
+    unknown = [mid for mid in mids if mid not in names]
+    if unknown:
+        raise ValueError(f"{labels_csv}: no display name for the model's classes {unknown}")
+    return [(mid, names[mid]) for mid in mids]
+
+
+def _mids_of_label_dict(label_dict: dict, num_classes: int, source: str | Path) -> list[str]:
+    """``label_dict`` (index -> MID; int or str keys) as a list in index order."""
+    by_index = {int(index): mid for index, mid in label_dict.items()}
+    if sorted(by_index) != list(range(num_classes)):
+        raise ValueError(
+            f"{source}: label_dict has indices {sorted(by_index)[:5]}... ({len(by_index)} "
+            f"entries) but the predictor has {num_classes} classes 0..{num_classes - 1}"
+        )
+    return [by_index[index] for index in range(num_classes)]
