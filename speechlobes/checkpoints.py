@@ -46,7 +46,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from speechlobes.distributed import barrier, if_main_process
+from speechlobes.distributed import (
+    barrier,
+    gather_object,
+    get_rank,
+    get_world_size,
+    if_main_process,
+)
 
 __all__ = [
     "Checkpoint",
@@ -58,7 +64,6 @@ __all__ = [
     "mark_as_loader",
     "mark_as_saver",
     "register_checkpoint_hooks",
-    "save_recoverable",
     "save_state",
 ]
 
@@ -186,6 +191,9 @@ def load_state(path: str | Path, map_location: str = "cpu") -> Any:
 class RNGState:
     """The python, numpy, torch CPU and CUDA generators as one recoverable object.
 
+    Under torchrun every rank's generators are saved (``state_dict`` is then a collective call,
+    which the Checkpointer makes on every rank) and each rank gets its own back.
+
     Example:
         >>> rng = RNGState()
         >>> state = rng.state_dict()
@@ -201,33 +209,51 @@ class RNGState:
         }
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
+        return {"per_rank": gather_object(state)}
 
     def load_state_dict(self, state: dict) -> None:
-        random.setstate(state["python"])
-        np.random.set_state(state["numpy"])
-        torch.set_rng_state(state["torch"])
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
+        per_rank, rank = state["per_rank"], get_rank()
+        if len(per_rank) != get_world_size():
+            logger.warning(
+                "random states were saved by %d processes, restoring into %d: rank r takes "
+                "saved state r mod %d",
+                len(per_rank),
+                get_world_size(),
+                len(per_rank),
+            )
+        own = per_rank[rank % len(per_rank)]
+        random.setstate(own["python"])
+        np.random.set_state(own["numpy"])
+        torch.set_rng_state(own["torch"])
+        if "cuda" in own and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(own["cuda"])
 
 
 # ---------------------------------------------------------------------------------------------
 # Saving/loading one object
 # ---------------------------------------------------------------------------------------------
-def save_recoverable(obj: Any, path: Path) -> None:
-    """Save one object as ``path.safetensors/.json`` (or ``path.ckpt`` through its hooks)."""
-    hooks = getattr(type(obj), "_ckpt_hooks", None)
-    if hooks is not None:
-        getattr(obj, hooks["saver"])(path.with_suffix(".ckpt"))
-    elif isinstance(obj, torch.nn.Module):
-        save_state(dict(obj.state_dict()), path)
-    elif hasattr(obj, "state_dict"):
-        save_state(obj.state_dict(), path)
+def _state_of(name: str, obj: Any) -> Any:
+    """The state tree to save for ``obj`` (None for objects that save themselves through hooks).
+
+    Called on every rank, so that states gathering all ranks (``RNGState``) can do so.
+    """
+    if getattr(type(obj), "_ckpt_hooks", None) is not None:
+        return None
+    if isinstance(obj, torch.nn.Module):
+        return dict(obj.state_dict())
+    if hasattr(obj, "state_dict"):
+        return obj.state_dict()
+    raise TypeError(
+        f"cannot checkpoint {name!r} ({type(obj).__name__}): give it state_dict/"
+        "load_state_dict or @register_checkpoint_hooks"
+    )
+
+
+def _write_object(obj: Any, state: Any, path: Path) -> None:
+    if state is None:
+        getattr(obj, type(obj)._ckpt_hooks["saver"])(path.with_suffix(".ckpt"))
     else:
-        raise TypeError(
-            f"cannot checkpoint {path.name!r} ({type(obj).__name__}): give it state_dict/"
-            "load_state_dict or @register_checkpoint_hooks"
-        )
+        save_state(state, path)
 
 
 def _object_files_exist(obj: Any, path: Path) -> bool:
@@ -237,7 +263,7 @@ def _object_files_exist(obj: Any, path: Path) -> bool:
 
 
 def load_recoverable(obj: Any, path: Path, end_of_epoch: bool) -> None:
-    """Load one object saved by :func:`save_recoverable` at ``path``."""
+    """Load one object from ``path`` in a checkpoint folder (``<folder>/<name>``)."""
     hooks = getattr(type(obj), "_ckpt_hooks", None)
     if hooks is not None:
         loader = getattr(obj, hooks["loader"])
@@ -327,13 +353,21 @@ class Checkpointer:
         self, meta: dict | None = None, end_of_epoch: bool = True, name: str | None = None
     ) -> Checkpoint | None:
         """Save every recoverable atomically; returns the checkpoint (None on ranks > 0)."""
+        return self._save(meta, end_of_epoch, name, after_write=None)
+
+    def _save(self, meta, end_of_epoch, name, after_write) -> Checkpoint | None:
+        states = {key: _state_of(key, obj) for key, obj in self.recoverables.items()}
         checkpoint = None
         if if_main_process():
-            checkpoint = self._write_checkpoint(dict(meta or {}), end_of_epoch, name)
+            checkpoint = self._write_checkpoint(states, dict(meta or {}), end_of_epoch, name)
+            if after_write is not None:
+                after_write(checkpoint)
         barrier()
         return checkpoint
 
-    def _write_checkpoint(self, meta: dict, end_of_epoch: bool, name: str | None) -> Checkpoint:
+    def _write_checkpoint(
+        self, states: dict, meta: dict, end_of_epoch: bool, name: str | None
+    ) -> Checkpoint:
         self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
         self._remove_leftovers()
         final = self._new_folder(name)
@@ -341,7 +375,7 @@ class Checkpointer:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         for obj_name, obj in self.recoverables.items():
-            save_recoverable(obj, staging / obj_name)
+            _write_object(obj, states[obj_name], staging / obj_name)
         meta.update(unixtime=time.time(), end_of_epoch=end_of_epoch)
         (staging / META_FILE).write_text(json.dumps(meta, indent=2))
         _fsync_tree(staging)
@@ -377,18 +411,13 @@ class Checkpointer:
         Without keys, the ``num_to_keep`` most recent are kept. With ``keep_recent`` the new
         checkpoint is always kept. ``ckpt_predicate`` limits which checkpoints may be deleted.
         """
-        checkpoint = None
-        if if_main_process():
-            checkpoint = self._write_checkpoint(dict(meta or {}), end_of_epoch, name)
-            keys = _importance_functions(importance_keys, max_keys, min_keys) or [_recency]
-            self._delete_all_but(
-                protected={checkpoint.path} if keep_recent else set(),
-                num_to_keep=num_to_keep,
-                keys=keys,
-                ckpt_predicate=ckpt_predicate,
-            )
-        barrier()
-        return checkpoint
+        keys = _importance_functions(importance_keys, max_keys, min_keys) or [_recency]
+
+        def prune(checkpoint: Checkpoint) -> None:
+            protected = {checkpoint.path} if keep_recent else set()
+            self._delete_all_but(protected, num_to_keep, keys, ckpt_predicate)
+
+        return self._save(meta, end_of_epoch, name, after_write=prune)
 
     def delete_checkpoints(
         self,

@@ -30,8 +30,8 @@ What the Brain carries so a recipe does not:
 - checkpoints: the Brain registers what it creates (optimizer, GradScaler, train-loader
   position, RNG states, its own counters) with the given ``Checkpointer``; a killed run restarted
   with the same command continues bit-identically (register your modules, counters and
-  schedulers too). Limits of exactness: random draws made inside DataLoader workers restart
-  with the epoch, and under torchrun rank 0's random states are restored on every rank.
+  schedulers too); under torchrun each rank gets its own random states back. Limit of
+  exactness: random draws made inside DataLoader worker processes restart with the epoch.
 - torchrun: ``torchrun --nproc_per_node=N train.py hparams.yaml`` trains with DDP; losses are
   averaged over ranks, rank 0 alone writes.
 
@@ -667,20 +667,26 @@ class Brain:
 
     # ------------------------------------------------------------------ checkpointed state
     def state_dict(self) -> dict:
-        """The Brain's own progress counters (saved as the ``brain`` recoverable)."""
-        return {
-            "step": self.step,
-            "optimizer_step": self.optimizer_step,
+        """The Brain's own progress counters (saved as the ``brain`` recoverable); the
+        per-process running sums are gathered from every rank (a collective under torchrun)."""
+        own = {
             "nonfinite_count": self.nonfinite_count,
             "loss_sum": self._loss_sum,
             "loss_count": self._loss_count,
+        }
+        return {
+            "step": self.step,
+            "optimizer_step": self.optimizer_step,
+            "per_rank": distributed.gather_object(own),
         }
 
     def load_state_dict(self, state: dict) -> None:
         self.step = state["step"]
         self.optimizer_step = state["optimizer_step"]
-        self.nonfinite_count = state["nonfinite_count"]
-        self._loss_sum, self._loss_count = state["loss_sum"], state["loss_count"]
+        per_rank = state["per_rank"]
+        own = per_rank[distributed.get_rank() % len(per_rank)]
+        self.nonfinite_count = own["nonfinite_count"]
+        self._loss_sum, self._loss_count = own["loss_sum"], own["loss_count"]
 
 
 def _set_loader_epoch(loader: Any, epoch: int) -> None:

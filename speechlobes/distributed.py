@@ -30,6 +30,7 @@ __all__ = [
     "all_reduce_sum",
     "barrier",
     "broadcast_flag",
+    "gather_object",
     "get_local_rank",
     "get_rank",
     "get_world_size",
@@ -159,6 +160,15 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     reduced = values.detach().to(device, copy=True)
     dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
     return reduced.to(values.device)
+
+
+def gather_object(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank (``[obj]`` alone)."""
+    if not is_distributed():
+        return [obj]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
 
 
 def broadcast_flag(flag: bool) -> bool:

@@ -4,6 +4,7 @@ import torch
 import torch.multiprocessing as mp
 
 from speechlobes import distributed
+from speechlobes.checkpoints import Checkpointer, RNGState
 
 
 def test_single_process_world_behaves_as_rank_zero_of_one():
@@ -39,6 +40,12 @@ def _worker(rank: int, world_size: int, result_folder: str):
     ddp = distributed.wrap_ddp(partly_used, "cpu", find_unused_parameters=True)
     for _ in range(2):  # without find_unused_parameters the second backward raises
         ddp.module["used"](torch.ones(1, 2)).sum().backward()
+    torch.manual_seed(100 + rank)
+    checkpointer = Checkpointer(os.path.join(result_folder, "ckpt"), {"rng": RNGState()})
+    checkpointer.save_checkpoint()
+    expected = torch.rand(1)
+    checkpointer.recover_if_possible()
+    assert torch.equal(torch.rand(1), expected)  # this rank's own generator came back
     with open(os.path.join(result_folder, f"rank{rank}"), "w") as handle:
         handle.write(f"{total.item()} {flag} {type(wrapped).__name__}")
     torch.distributed.destroy_process_group()
