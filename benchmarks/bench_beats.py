@@ -174,7 +174,7 @@ def main() -> None:
         for path in ("plain", "sdpa"):
             throughput, peak = results[path]
             ratio = throughput / results["plain"][0]
-            print(f"{mode:<18}{path:<8}{throughput:>14.1f}{peak:>12.0f}{ratio:>8.2f}")
+            print(f"{mode:<18}{path:<8}{throughput:>14.2f}{peak:>12.0f}{ratio:>8.2f}")
 
 
 if __name__ == "__main__":
