@@ -1,0 +1,179 @@
+"""Tagger and Translator load experiment folders of the AudioSet and CoVoST recipes.
+
+Each folder is made as the recipe makes it (the recipe's YAML resolved into
+``hyperparams.yaml``, the label files, the tokenizer, checkpoints written by its
+``checkpointer``), with weights set in the test instead of trained; it is then moved, so the
+interfaces must re-root its paths. Results are compared with a direct forward of the modules.
+"""
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import soundfile
+import torch
+from hyperpyyaml import load_hyperpyyaml, resolve_references
+
+from speechlobes.dataio.encoders import MultiLabelEncoder
+from speechlobes.inference.__main__ import main
+from speechlobes.inference.tagger import Tagger
+from speechlobes.inference.translator import Translator
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+CLASSES = [("/m/09x0r", "Speech"), ("/m/04rlf", "Music"), ("/m/0bt9lr", "Dog")]
+TRANSLATIONS = [
+    "der hund bellt im garten",
+    "die katze schläft auf dem sofa",
+    "wir fahren morgen mit dem zug",
+    "das wetter ist heute schön",
+    "ich trinke gern kaffee am morgen",
+    "die kinder spielen im park",
+    "meine schwester liest ein buch",
+    "um acht uhr beginnt die schule",
+]
+
+
+def write_audio(path: Path, seconds: float, seed: int) -> Path:
+    wav = 0.3 * torch.randn(round(seconds * 16000), generator=torch.Generator().manual_seed(seed))
+    soundfile.write(path, wav.numpy(), 16000, subtype="FLOAT")
+    return path
+
+
+def read_wav(path: Path) -> torch.Tensor:
+    return torch.from_numpy(soundfile.read(path, dtype="float32")[0]).unsqueeze(0)
+
+
+def start_experiment(recipe_yaml: Path, folder: Path, overrides: dict) -> dict:
+    """Write ``folder/hyperparams.yaml`` as ``create_experiment_directory`` does; load it."""
+    folder.mkdir(parents=True)
+    with open(recipe_yaml, encoding="utf-8") as stream:
+        resolved = resolve_references(stream, {"output_folder": str(folder), **overrides})
+    (folder / "hyperparams.yaml").write_text(resolved.getvalue(), encoding="utf-8")
+    return load_hyperpyyaml(resolved.getvalue())
+
+
+def perturb(module: torch.nn.Module, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+
+
+@pytest.fixture(scope="module")
+def tagging_experiment(tmp_path_factory):
+    """An AudioSet experiment with two checkpoints; the better mAP holds ``best`` weights."""
+    root = tmp_path_factory.mktemp("tagging")
+    hparams = start_experiment(
+        RECIPES / "AudioSet/tagging/BEATs/hparams/beats_small_scratch.yaml",
+        root / "trained",
+        {"num_classes": len(CLASSES), "clip_seconds": 0.5},
+    )
+    rows = [f'{i},{mid},"{name}"\n' for i, (mid, name) in enumerate(CLASSES)]
+    (root / "trained/class_labels_indices.csv").write_text(
+        "index,mid,display_name\n" + "".join(rows)
+    )
+    encoder = MultiLabelEncoder()
+    encoder.update_from_iterable([mid for mid, _ in CLASSES])
+    encoder.save(hparams["label_encoder_file"])
+    tagger = hparams["tagger"]
+    perturb(tagger, seed=1)
+    best = copy.deepcopy(tagger.state_dict())
+    hparams["checkpointer"].save_and_keep_only(meta={"mAP": 0.8}, max_keys=["mAP"], num_to_keep=2)
+    perturb(tagger, seed=2)
+    hparams["checkpointer"].save_and_keep_only(meta={"mAP": 0.3}, max_keys=["mAP"], num_to_keep=2)
+    tagger.load_state_dict(best)
+    shutil.move(root / "trained", root / "moved")
+    return root / "moved", tagger.eval()
+
+
+def test_tagger_experiment_scores_are_sigmoid_of_the_best_checkpoint(tagging_experiment, tmp_path):
+    folder, module = tagging_experiment
+    tagger = Tagger.from_experiment(folder)
+    audio = write_audio(tmp_path / "short.wav", 0.4, seed=4)
+    with torch.no_grad():
+        expected = torch.sigmoid(module(read_wav(audio), torch.ones(1)))[0]
+    torch.testing.assert_close(tagger.file_scores(audio), expected)
+    tags = tagger.tag_file(audio, top_k=3)
+    order = torch.argsort(expected, descending=True).tolist()
+    assert [(mid, name) for mid, name, _ in tags] == [CLASSES[i] for i in order]
+
+
+def test_tagger_experiment_averages_windows_of_clip_seconds(tagging_experiment, tmp_path):
+    folder, module = tagging_experiment
+    audio = write_audio(tmp_path / "long.wav", 1.2, seed=6)
+    wav = read_wav(audio)
+    with torch.no_grad():
+        windows = [wav[:, start : start + 8000] for start in (0, 8000, 11200)]
+        expected = torch.cat([torch.sigmoid(module(w, torch.ones(1))) for w in windows]).mean(0)
+    torch.testing.assert_close(Tagger.from_experiment(folder).file_scores(audio), expected)
+
+
+def test_cli_tags_with_an_experiment_folder(tagging_experiment, tmp_path, capsys):
+    folder, _ = tagging_experiment
+    audio = write_audio(tmp_path / "clip.wav", 0.4, seed=8)
+    main(["tag", str(folder), str(audio), "--top-k", "2"])
+    lines = capsys.readouterr().out.splitlines()
+    expected = Tagger.from_experiment(folder).tag_file(audio, top_k=2)
+    assert lines == [f"{audio}\t{score:.4f}\t{mid}\t{name}" for mid, name, score in expected]
+
+
+@pytest.fixture(scope="module")
+def translation_experiment(tmp_path_factory):
+    """A CoVoST experiment (recipe YAML, its SentencePiece tokenizer, two checkpoints)."""
+    root = tmp_path_factory.mktemp("st")
+    hparams = start_experiment(
+        RECIPES / "CoVoST/ST/seq2seq/hparams/conformer_transformer_small.yaml",
+        root / "trained",
+        {"vocab_size": 40, "search_options": {"num_beams": 2, "max_new_tokens": 12}},
+    )
+    manifest = {str(i): {"translation": text} for i, text in enumerate(TRANSLATIONS * 2)}
+    (root / "trained/train.json").write_text(json.dumps(manifest))
+    tokenizer = hparams["tokenizer"](
+        annotation_train=hparams["train_json"], annotation_read="translation"
+    )
+    model = hparams["model"]
+    perturb(model, seed=3)
+    with torch.no_grad():  # special tokens score 0, below the best text token: text comes out
+        model.decoder.lm_head.weight[: hparams["eos_index"] + 2] = 0.0
+    best = copy.deepcopy(model.state_dict())
+    hparams["checkpointer"].save_and_keep_only(meta={"loss": 1.5}, min_keys=["loss"], num_to_keep=2)
+    perturb(model, seed=4)
+    hparams["checkpointer"].save_and_keep_only(meta={"loss": 2.5}, min_keys=["loss"], num_to_keep=2)
+    model.load_state_dict(best)
+    shutil.move(root / "trained", root / "moved")
+    return root / "moved", model.eval(), tokenizer
+
+
+def expected_translation(model, tokenizer, wav: torch.Tensor, **options) -> str:
+    ids = model.generate(wav, torch.ones_like(wav, dtype=torch.long), **options)[0].tolist()[1:]
+    eos = model.config.eos_token_id
+    return tokenizer.decode(ids[: ids.index(eos)] if eos in ids else ids)
+
+
+def test_translator_experiment_equals_decoded_generate(translation_experiment, tmp_path):
+    folder, model, tokenizer = translation_experiment
+    translator = Translator.from_experiment(folder)
+    assert translator.search_options["num_beams"] == 2
+    assert translator.search_options["max_new_tokens"] == 12
+    texts = []
+    for seed in range(3):
+        audio = write_audio(tmp_path / f"{seed}.wav", 0.5, seed=seed)
+        text = translator.translate_file(audio)
+        assert text == expected_translation(
+            model, tokenizer, read_wav(audio), **translator.search_options
+        )
+        texts.append(text)
+    assert any(texts), "every translation is empty: the comparison proves nothing"
+    audio = tmp_path / "0.wav"
+    greedy = expected_translation(model, tokenizer, read_wav(audio), max_new_tokens=5)
+    assert translator.translate_file(audio, num_beams=1, max_new_tokens=5) == greedy
+
+
+def test_cli_translates_with_an_experiment_folder(translation_experiment, tmp_path, capsys):
+    folder, _, _ = translation_experiment
+    audio = write_audio(tmp_path / "clip.wav", 0.5, seed=9)
+    main(["translate", str(folder), str(audio)])
+    text = Translator.from_experiment(folder).translate_file(audio)
+    assert capsys.readouterr().out == f"{audio}\t{text}\n"
