@@ -46,8 +46,8 @@ def additive_mask(
     entries get the dtype's most negative finite value rather than -inf, so a row whose keys are
     all padded yields a uniform average instead of NaN.
     """
-    if key_padding_mask is None and bias is None and not causal:
-        return None
+    if key_padding_mask is None and not causal:
+        return None if bias is None else bias.to(dtype)
     mask = torch.zeros(1, 1, query_len, key_len, dtype=dtype, device=device)
     if bias is not None:
         mask = mask + bias.to(dtype)
