@@ -88,7 +88,7 @@ RUN_OPTION_DEFAULTS: dict[str, Any] = {
     "device": "cuda" if torch.cuda.is_available() else "cpu",
     "precision": "fp32",  # fp32 | bf16 | fp16 (training)
     "eval_precision": "fp32",  # fp32 | bf16 | fp16 (validation and test)
-    "distributed_backend": None,  # gloo | nccl; default: nccl with CUDA, else gloo
+    "distributed_backend": None,  # default: gloo, plus nccl for CUDA tensors if CUDA exists
     "find_unused_parameters": False,  # DDP: needed when part of a module skips the loss
     "grad_accumulation_factor": 1,  # batches per optimizer step
     "max_grad_norm": 5.0,  # clip the gradient norm to this (0 or None: no clipping)

@@ -81,7 +81,8 @@ def init_distributed(backend: str | None = None) -> bool:
     """Join the process group torchrun describes in the environment; return True if distributed.
 
     Does nothing (and returns False) outside torchrun or with ``WORLD_SIZE=1``. ``backend``
-    defaults to nccl when CUDA is available, gloo otherwise.
+    defaults to gloo, plus nccl for CUDA tensors when CUDA is available
+    (``"cpu:gloo,cuda:nccl"``), so CPU and GPU runs both work on a GPU machine.
     """
     if dist.is_available() and dist.is_initialized():
         return is_distributed()
@@ -93,8 +94,8 @@ def init_distributed(backend: str | None = None) -> bool:
             "`torchrun --nproc_per_node=N train.py hparams.yaml`"
         )
     if backend is None:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    if "nccl" in backend and get_local_rank() < torch.cuda.device_count():
         torch.cuda.set_device(get_local_rank())
     dist.init_process_group(backend=backend)
     return True

@@ -15,7 +15,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 GLOBAL_BATCH = 8
 # No dropout and no shuffling: the two ranks' halves (DistributedSampler: rank r takes
 # examples r, r + 2, ...) together form exactly the single process's batches.
-COMMON = ["--shuffle=False", "--dropout=0.0"]
+COMMON = ["--shuffle=False", "--dropout=0.0", "--device=cpu"]
 
 
 def run(command: list[str]) -> None:
