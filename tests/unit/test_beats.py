@@ -112,6 +112,13 @@ def test_single_utterances_match_reference(original_rule_model, cases, index):
     assert torch.equal(full_mask, cases[f"out_padding_mask_single_{index}"])
 
 
+def test_forward_padding_mask_groups_like_the_original():
+    model = BEATs(cfg=SMALL)
+    samples = torch.tensor([[False] * 5 + [True] * 5, [False] * 2 + [True] * 8])
+    grouped = model.forward_padding_mask(torch.zeros(2, 3, 1), samples)  # last sample dropped
+    assert grouped.tolist() == [[False, False, True], [False, True, True]]
+
+
 def test_geometric_rule_gives_each_item_its_single_run(geometric_model, cases):
     hiddens, mask = geometric_model(cases["wav"], cases["wav_lens"])
     assert (~mask).sum(dim=1).tolist() == [48, 24, 40]
