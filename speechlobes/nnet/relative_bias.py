@@ -84,6 +84,7 @@ def gated_relative_bias(
     gate_linear: nn.Linear,
     gate_scale: torch.Tensor,
     bias: torch.Tensor,
+    key_padding_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Scale a position bias per query and head by the GRU-like gate.
 
@@ -92,6 +93,9 @@ def gated_relative_bias(
         gate_linear: Linear(head_dim -> 8).
         gate_scale: (1, heads, 1, 1), the learned ``grep_a``.
         bias: (heads, time, key_len) position bias.
+        key_padding_mask: optional (batch, key_len), True where the key is padding: those
+            scores get the query dtype's most negative value, so the result is the whole
+            additive attention mask, built in place without another full-size pass.
 
     Returns:
         (batch, heads, time, key_len) gated bias.
@@ -102,4 +106,7 @@ def gated_relative_bias(
     sums = gate_linear(query.transpose(1, 2)).view(batch, time, heads, 2, 4).sum(-1)
     gate_a, gate_b = torch.sigmoid(sums).transpose(1, 2).chunk(2, dim=-1)
     gate = gate_a * (gate_b * gate_scale - 1.0) + 2.0
-    return gate * bias
+    gated = gate * bias
+    if key_padding_mask is not None:
+        gated.masked_fill_(key_padding_mask[:, None, None, :], torch.finfo(query.dtype).min)
+    return gated

@@ -198,6 +198,10 @@ def test_gated_bias_follows_the_gate_formula():
                 a, c = torch.sigmoid(y[:4].sum()), torch.sigmoid(y[4:].sum())
                 gate = a * (c * scale[0, h, 0, 0] - 1) + 2
                 assert torch.allclose(gated[b, h, i], gate * bias[h, i], atol=1e-6)
+    pad = torch.tensor([[False] * 5, [False] * 3 + [True] * 2])
+    masked = gated_relative_bias(query, linear, scale, bias, key_padding_mask=pad)
+    assert torch.equal(masked[0], gated[0]) and torch.equal(masked[1, :, :, :3], gated[1, :, :, :3])
+    assert (masked[1, :, :, 3:] == torch.finfo(torch.float32).min).all()
 
 
 def test_attention_equals_plain_softmax_with_gated_bias_and_padding():

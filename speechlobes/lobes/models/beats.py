@@ -390,7 +390,8 @@ class MultiheadAttention(nn.Module):
         value = split_heads(self.v_proj(x), self.num_heads)
         bias = position_bias
         if bias is not None and self.gru_rel_pos:
-            bias = gated_relative_bias(query, self.grep_linear, self.grep_a, bias)
+            bias = gated_relative_bias(query, self.grep_linear, self.grep_a, bias, key_padding_mask)
+            key_padding_mask = None  # now part of the bias
         dropout = self.dropout if self.training else 0.0
         out = attend(
             query, key, value, bias=bias, key_padding_mask=key_padding_mask, dropout=dropout
