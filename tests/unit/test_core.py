@@ -8,6 +8,7 @@ import torch
 
 from speechlobes.checkpoints import Checkpointer
 from speechlobes.core import Brain, Stage
+from speechlobes.nnet.schedulers import EpochCounter
 
 
 def regression_data(count=16, seed=0):
@@ -345,3 +346,44 @@ def test_fit_can_run_twice_with_a_new_optimizer_registered(tmp_path):
     assert (
         brain.optimizer is not first and checkpointer.recoverables["optimizer"] is brain.optimizer
     )
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashingRegressor(Regressor):
+    crash_at_step = None
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        if should_step and self.optimizer_step == self.crash_at_step:
+            raise Crash
+
+
+def resumable_run(folder, crash_at_step=None):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
+    counter = EpochCounter(2)
+    options = {
+        "grad_accumulation_factor": 2,
+        "ckpt_interval_steps": 3,
+        "seed": 5,
+        "max_grad_norm": 1.0,
+    }
+    brain = make_brain(
+        options,
+        model=model,
+        cls=CrashingRegressor,
+        checkpointer=Checkpointer(folder, {"model": model, "counter": counter}),
+    )
+    brain.crash_at_step = crash_at_step
+    brain.fit(counter, regression_data(16), train_loader_kwargs={"batch_size": 2, "shuffle": True})
+    return weights(brain)
+
+
+def test_crash_after_a_mid_epoch_checkpoint_resumes_bit_identically_with_accumulation(tmp_path):
+    expected = resumable_run(tmp_path / "uninterrupted")
+    with pytest.raises(Crash):  # 4 steps per epoch: the checkpoint at step 6 is mid epoch 2
+        resumable_run(tmp_path / "crashed", crash_at_step=7)
+    resumed = resumable_run(tmp_path / "crashed")
+    assert all(torch.equal(expected[key], resumed[key]) for key in expected)
