@@ -38,6 +38,8 @@ def _check_scores_and_targets(scores: torch.Tensor, targets: torch.Tensor) -> No
             f"scores and targets must both be (samples, classes); got {tuple(scores.shape)} "
             f"and {tuple(targets.shape)}"
         )
+    if scores.shape[0] == 0:
+        raise ValueError("scores and targets hold no samples; there is nothing to rank")
     if torch.isnan(scores).any():
         raise ValueError("scores contain NaN; a NaN score cannot be ranked")
     if not ((targets == 0) | (targets == 1)).all():

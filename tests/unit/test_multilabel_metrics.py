@@ -125,5 +125,7 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path):
         stats.append(["b"], torch.rand(1, 4), torch.ones(1, 4))
     with pytest.raises(ValueError, match="2 class names for 3 classes"):
         stats.write_per_class_csv(tmp_path / "x.csv", ["a", "b"])
+    with pytest.raises(ValueError, match="no samples"):
+        roc_auc(torch.zeros(0, 3), torch.zeros(0, 3))
     with pytest.raises(ValueError, match="NaN"):
         average_precision(torch.tensor([[float("nan")]]), torch.ones(1, 1))
