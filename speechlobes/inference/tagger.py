@@ -68,6 +68,13 @@ def clip_windows(wav: torch.Tensor, window: int) -> torch.Tensor:
 class Tagger:
     """Multi-label audio tagger; see the module docstring.
 
+    Example (a stand-in scorer: the sigmoid of the first three samples):
+        >>> labels = [("/m/09x0r", "Speech"), ("/m/04rlf", "Music"), ("/m/0bt9lr", "Dog")]
+        >>> tagger = Tagger(lambda wavs, wav_lens: torch.sigmoid(wavs[:, :3]), labels)
+        >>> [(mid, name, round(score, 3)) for mid, name, score in
+        ...  tagger.tag_batch(torch.tensor([[0.0, 2.0, -1.0, 5.0]]), top_k=2)[0]]
+        [('/m/04rlf', 'Music', 0.881), ('/m/09x0r', 'Speech', 0.5)]
+
     Arguments:
         scorer: (wavs (batch, time), relative lengths (batch,)) -> class probabilities
             (batch, classes).

@@ -33,12 +33,15 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from speechlobes.inference.experiment import load_experiment, prepare_waveform
 from speechlobes.nnet.lengths import lengths_to_padding_mask, relative_to_absolute_lengths
+
+if TYPE_CHECKING:
+    from speechlobes.processing.waveform import WaveformNormalizer
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +101,7 @@ class Translator:
         tokenizer: Detokenizer,
         sample_rate: int = 16000,
         search_options: dict[str, Any] | None = None,
-        normalizer: Any | None = None,
+        normalizer: WaveformNormalizer | None = None,
         device: str = "cpu",
     ) -> None:
         self.model = model

@@ -61,6 +61,16 @@ def perturb(module: torch.nn.Module, seed: int) -> None:
             parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
 
 
+def save_best_then_worse(hparams: dict, module: torch.nn.Module, key: str, best, worse) -> None:
+    """Checkpoint ``module`` as is (metric ``best``), then perturbed (``worse``); restore it."""
+    keys = {"max_keys" if best > worse else "min_keys": [key]}
+    weights = copy.deepcopy(module.state_dict())
+    hparams["checkpointer"].save_and_keep_only(meta={key: best}, num_to_keep=2, **keys)
+    perturb(module, seed=99)
+    hparams["checkpointer"].save_and_keep_only(meta={key: worse}, num_to_keep=2, **keys)
+    module.load_state_dict(weights)
+
+
 @pytest.fixture(scope="module")
 def tagging_experiment(tmp_path_factory):
     """An AudioSet experiment with two checkpoints; the better mAP holds ``best`` weights."""
@@ -79,11 +89,7 @@ def tagging_experiment(tmp_path_factory):
     encoder.save(hparams["label_encoder_file"])
     tagger = hparams["tagger"]
     perturb(tagger, seed=1)
-    best = copy.deepcopy(tagger.state_dict())
-    hparams["checkpointer"].save_and_keep_only(meta={"mAP": 0.8}, max_keys=["mAP"], num_to_keep=2)
-    perturb(tagger, seed=2)
-    hparams["checkpointer"].save_and_keep_only(meta={"mAP": 0.3}, max_keys=["mAP"], num_to_keep=2)
-    tagger.load_state_dict(best)
+    save_best_then_worse(hparams, tagger, "mAP", best=0.8, worse=0.3)
     shutil.move(root / "trained", root / "moved")
     return root / "moved", tagger.eval()
 
@@ -137,11 +143,7 @@ def translation_experiment(tmp_path_factory):
     perturb(model, seed=3)
     with torch.no_grad():  # special tokens score 0, below the best text token: text comes out
         model.decoder.lm_head.weight[: hparams["eos_index"] + 2] = 0.0
-    best = copy.deepcopy(model.state_dict())
-    hparams["checkpointer"].save_and_keep_only(meta={"loss": 1.5}, min_keys=["loss"], num_to_keep=2)
-    perturb(model, seed=4)
-    hparams["checkpointer"].save_and_keep_only(meta={"loss": 2.5}, min_keys=["loss"], num_to_keep=2)
-    model.load_state_dict(best)
+    save_best_then_worse(hparams, model, "loss", best=1.5, worse=2.5)
     shutil.move(root / "trained", root / "moved")
     return root / "moved", model.eval(), tokenizer
 

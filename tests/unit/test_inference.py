@@ -227,6 +227,21 @@ def test_translate_batch_treats_padding_like_separate_files(hf_folder):
     assert batch[1] == alone[0] and alone[0]
 
 
+def test_normaliser_without_attention_mask_sees_the_whole_padded_row(hf_folder, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(hf_folder, folder)
+    preprocessor = {"do_normalize": True, "return_attention_mask": False}
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor))
+    translator = Translator.from_pretrained(folder, max_new_tokens=6)
+    wavs = torch.randn(2, 6000, generator=torch.Generator().manual_seed(4))
+    wavs[1, 4000:] = 0.0
+    model = SpeechEncoderDecoderModel.from_pretrained(folder)
+    hyps = model.generate(normalize_waveforms(wavs), None, 6)
+    tokenizer = translator.tokenizer
+    expected = [tokenizer.decode(translator.strip_special(row)) for row in hyps.tolist()]
+    assert translator.translate_batch(wavs, torch.tensor([1.0, 4000 / 6000])) == expected
+
+
 def test_generation_config_sets_search_defaults(hf_folder, tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(hf_folder, folder)
