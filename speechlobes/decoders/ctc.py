@@ -28,7 +28,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
@@ -232,7 +232,7 @@ class CTCPrefixBeamSearcher:
 
     def __init__(
         self,
-        blank_id: int,
+        blank_id: int = 0,
         beam_size: int = 10,
         lm: LanguageModel | None = None,
         lm_weight: float = 0.5,
@@ -431,26 +431,9 @@ class _PrefixTree:
 
 
 def ctc_prefix_beam_search(
-    log_probs: torch.Tensor,
-    lengths: torch.Tensor | None = None,
-    blank_id: int = 0,
-    beam_size: int = 10,
-    lm: LanguageModel | None = None,
-    lm_weight: float = 0.5,
-    insertion_bonus: float = 0.0,
-    word_boundary_id: int | None = None,
-    top_k: int | None = None,
-    min_token_log_prob: float | None = None,
+    log_probs: torch.Tensor, lengths: torch.Tensor | None = None, **options: Any
 ) -> list[list[CTCHypothesis]]:
-    """Functional form of ``CTCPrefixBeamSearcher`` (same arguments); n-best per utterance."""
-    searcher = CTCPrefixBeamSearcher(
-        blank_id=blank_id,
-        beam_size=beam_size,
-        lm=lm,
-        lm_weight=lm_weight,
-        insertion_bonus=insertion_bonus,
-        word_boundary_id=word_boundary_id,
-        top_k=top_k,
-        min_token_log_prob=min_token_log_prob,
-    )
-    return searcher(log_probs, lengths)
+    """Functional form: ``options`` are ``CTCPrefixBeamSearcher``'s arguments (blank_id,
+    beam_size, lm, lm_weight, insertion_bonus, word_boundary_id, top_k, min_token_log_prob).
+    Returns the n-best per utterance, best first."""
+    return CTCPrefixBeamSearcher(**options)(log_probs, lengths)

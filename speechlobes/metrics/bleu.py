@@ -21,7 +21,7 @@ from typing import TextIO
 
 from sacrebleu.metrics import BLEU
 
-from speechlobes.metrics.stats import first_occurrences, gather_from_ranks
+from speechlobes.metrics.stats import first_occurrences, gather_from_ranks, select_field
 
 SEPARATOR_LINE = "=" * 80
 
@@ -107,13 +107,7 @@ class BLEUStats:
             "num_sentences": len(self.hypotheses),
             "signature": str(self.corpus_metric.get_signature()),
         }
-        if field is None:
-            return summary
-        if field not in summary:
-            raise KeyError(
-                f"BLEUStats.summarize: unknown field {field!r}; fields are {list(summary)}"
-            )
-        return summary[field]
+        return select_field(summary, field, "BLEUStats")
 
     def write_stats(self, filestream: TextIO) -> None:
         """Writes corpus BLEU with its signature, then per utterance: sentence BLEU, HYP and REF(s)."""

@@ -26,7 +26,7 @@ from typing import TextIO
 
 import torch
 
-from speechlobes.metrics.stats import first_occurrences, gather_from_ranks
+from speechlobes.metrics.stats import first_occurrences, gather_from_ranks, select_field
 from speechlobes.nnet.lengths import relative_to_absolute_lengths
 
 EQUAL, SUBSTITUTION, INSERTION, DELETION = "=", "S", "I", "D"
@@ -248,13 +248,7 @@ class ErrorRateStats:
             "SER": percentage(totals["num_erroneous_sents"], totals["num_scored_sents"]),
             **totals,
         }
-        if field is None:
-            return summary
-        if field not in summary:
-            raise KeyError(
-                f"ErrorRateStats.summarize: unknown field {field!r}; fields are {list(summary)}"
-            )
-        return summary[field]
+        return select_field(summary, field, "ErrorRateStats")
 
     def write_stats(self, filestream: TextIO) -> None:
         """Writes the summary, then each utterance's rate and aligned REF / OPS / HYP lines."""

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import torch
 
-from speechlobes.metrics.stats import first_occurrences, gather_from_ranks
+from speechlobes.metrics.stats import first_occurrences, gather_from_ranks, select_field
 
 
 def _check_scores_and_targets(scores: torch.Tensor, targets: torch.Tensor) -> None:
@@ -204,13 +204,7 @@ class MultiLabelStats:
             "num_classes_with_auc": int((~auc.isnan()).sum()),
             "num_samples": len(self.ids),
         }
-        if field is None:
-            return summary
-        if field not in summary:
-            raise KeyError(
-                f"MultiLabelStats.summarize: unknown field {field!r}; fields are {list(summary)}"
-            )
-        return summary[field]
+        return select_field(summary, field, "MultiLabelStats")
 
     def _merge_ranks(self) -> None:
         local = (

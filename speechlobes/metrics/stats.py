@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -50,6 +50,15 @@ def first_occurrences(ids: Sequence[Hashable]) -> list[int]:
             seen.add(utt_id)
             keep.append(index)
     return keep
+
+
+def select_field(summary: dict[str, Any], field: str | None, owner: str) -> Any:
+    """The whole ``summary`` when ``field`` is None, else its ``field`` (a named KeyError if absent)."""
+    if field is None:
+        return summary
+    if field not in summary:
+        raise KeyError(f"{owner}.summarize: unknown field {field!r}; fields are {list(summary)}")
+    return summary[field]
 
 
 class MetricStats:
@@ -103,13 +112,7 @@ class MetricStats:
             "max_score": self.scores[high],
             "max_id": self.ids[high],
         }
-        if field is None:
-            return summary
-        if field not in summary:
-            raise KeyError(
-                f"MetricStats.summarize: unknown field {field!r}; fields are {list(summary)}"
-            )
-        return summary[field]
+        return select_field(summary, field, "MetricStats")
 
     def write_stats(self, filestream: TextIO) -> None:
         """Writes the average, then ``id: value`` for every utterance, highest value first."""
