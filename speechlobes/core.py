@@ -339,7 +339,9 @@ class Brain:
     def on_fit_batch_start(self, batch: Any, should_step: bool) -> None:
         """Called before each training batch (``should_step``: an optimizer step follows)."""
 
-    def on_fit_batch_end(self, batch: Any, outputs: Any, loss: torch.Tensor, should_step: bool):
+    def on_fit_batch_end(
+        self, batch: Any, outputs: Any, loss: torch.Tensor, should_step: bool
+    ) -> None:
         """Called after each training batch (e.g. to advance a per-step LR scheduler)."""
 
     # ------------------------------------------------------------------ data
