@@ -35,6 +35,7 @@ def load_experiment(
     min_key: str | None = None,
     max_key: str | None = None,
     device: str = "cpu",
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Instantiate ``folder/hyperparams.yaml``, recover the best checkpoint, switch to eval mode.
 
@@ -43,13 +44,18 @@ def load_experiment(
         min_key, max_key: the checkpoint metric to select by (e.g. ``min_key="CER"``); the
             most recent checkpoint when both are None.
         device: where the modules go.
+        overrides: YAML keys to replace (nested mappings merge), e.g.
+            ``{"beats": {"ckp_path": "/models/BEATs_iter3.pt"}}`` when the pretrained file a
+            module is built from (before the trained weights are loaded) has moved since
+            training. References in ``hyperparams.yaml`` are already resolved: override the
+            key that is used, not the one it was copied from.
     """
     folder = Path(folder).resolve()
     hparams_file = folder / HPARAMS_FILE
     if not hparams_file.is_file():
         raise FileNotFoundError(f"{hparams_file}: not an experiment folder (no {HPARAMS_FILE})")
     text = hparams_file.read_text(encoding="utf-8")
-    hparams = load_hyperpyyaml(_rerooted(text, hparams_file, folder))
+    hparams = load_hyperpyyaml(_rerooted(text, hparams_file, folder), overrides)
     checkpointer = hparams.get("checkpointer")
     if checkpointer is None:
         raise KeyError(f"{hparams_file}: no 'checkpointer' to recover the trained weights from")

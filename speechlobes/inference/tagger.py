@@ -100,12 +100,17 @@ class Tagger:
 
     @classmethod
     def from_experiment(
-        cls, folder: str | Path, max_key: str = "mAP", device: str = "cpu"
+        cls,
+        folder: str | Path,
+        max_key: str = "mAP",
+        device: str = "cpu",
+        overrides: dict | None = None,
     ) -> Tagger:
-        """Load an AudioSet tagging experiment's best checkpoint by ``max_key``."""
+        """Load an AudioSet tagging experiment's best checkpoint by ``max_key``; ``overrides``
+        replace YAML keys (a moved pretrained file, see :func:`load_experiment`)."""
         from speechlobes.dataio.encoders import MultiLabelEncoder
 
-        hparams = load_experiment(folder, max_key=max_key, device=device)
+        hparams = load_experiment(folder, max_key=max_key, device=device, overrides=overrides)
         encoder = MultiLabelEncoder()
         encoder.load(hparams["label_encoder_file"])
         mids = [encoder.decode_label(index) for index in range(len(encoder))]

@@ -113,10 +113,15 @@ class Translator:
 
     @classmethod
     def from_experiment(
-        cls, folder: str | Path, min_key: str = "loss", device: str = "cpu"
+        cls,
+        folder: str | Path,
+        min_key: str = "loss",
+        device: str = "cpu",
+        overrides: dict | None = None,
     ) -> Translator:
-        """Load a CoVoST experiment's best checkpoint by ``min_key``."""
-        hparams = load_experiment(folder, min_key=min_key, device=device)
+        """Load a CoVoST experiment's best checkpoint by ``min_key``; ``overrides`` replace
+        YAML keys (a moved pretrained file, see :func:`load_experiment`)."""
+        hparams = load_experiment(folder, min_key=min_key, device=device, overrides=overrides)
         return cls(
             hparams["model"],
             hparams["tokenizer"](),
@@ -161,7 +166,7 @@ class Translator:
             wav_lens if wav_lens is not None else torch.ones(wavs.shape[0]), wavs.shape[1]
         )
         if self.normalizer is not None:
-            rows = [wav[:length] for wav, length in zip(wavs, lengths.tolist(), strict=True)]
+            rows = [wav[:length].cpu() for wav, length in zip(wavs, lengths.tolist(), strict=True)]
             wavs, mask = self.normalizer(rows)
         else:
             mask = (~lengths_to_padding_mask(lengths, wavs.shape[1])).long()

@@ -116,6 +116,17 @@ def test_tagger_experiment_averages_windows_of_clip_seconds(tagging_experiment, 
     torch.testing.assert_close(Tagger.from_experiment(folder).file_scores(audio), expected)
 
 
+def test_experiment_overrides_replace_resolved_yaml_keys(tagging_experiment, tmp_path):
+    folder, module = tagging_experiment
+    audio = write_audio(tmp_path / "long.wav", 0.9, seed=7)
+    wav = read_wav(audio)
+    tagger = Tagger.from_experiment(folder, overrides={"clip_seconds": 0.3})
+    with torch.no_grad():
+        windows = [wav[:, start : start + 4800] for start in (0, 4800, 9600)]
+        expected = torch.cat([torch.sigmoid(module(w, torch.ones(1))) for w in windows]).mean(0)
+    torch.testing.assert_close(tagger.file_scores(audio), expected)
+
+
 def test_cli_tags_with_an_experiment_folder(tagging_experiment, tmp_path, capsys):
     folder, _ = tagging_experiment
     audio = write_audio(tmp_path / "clip.wav", 0.4, seed=8)
