@@ -15,7 +15,9 @@ Tokenizer files: ``sentencepiece.bpe.model`` (the MBart / XLM-R convention) is r
 fairseq's id layout, as transformers' ``MBartTokenizer`` does: ids 0-3 are ``<s> <pad> </s>
 <unk>``, SentencePiece piece ``p`` has id ``p + 1``, and ids past the SentencePiece vocabulary
 are language codes and ``<mask>``; all of these special ids are dropped when decoding. Any
-other single ``*.model`` file is used with its own ids.
+other single ``*.model`` file is used with its own ids. A folder with neither but a
+``tokenizer.json`` (a Hugging Face fast tokenizer) is decoded with the ``tokenizers`` package,
+special tokens skipped.
 
 Not supported: ``forced_bos_token_id`` of a generation config (MBart-50 multilingual models
 force the target-language code as the first generated token); generation then starts
@@ -189,19 +191,39 @@ class Translator:
         return self.translate_batch(wav, **generate_overrides)[0]
 
 
+class FastTokenizerFile:
+    """Decode with a Hugging Face ``tokenizer.json`` (needs the ``tokenizers`` package)."""
+
+    def __init__(self, path: str | Path) -> None:
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as error:
+            raise ImportError(
+                f"{path}: reading a tokenizer.json needs the 'tokenizers' package "
+                "(pip install tokenizers), or pass tokenizer= to Translator.from_pretrained"
+            ) from error
+        self.tokenizer = Tokenizer.from_file(str(path))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+
 def folder_tokenizer(folder: Path) -> Detokenizer:
-    """The SentencePiece tokenizer shipped in an HF folder (see the module docstring)."""
+    """The tokenizer shipped in an HF folder (see the module docstring for the order)."""
     from speechlobes.tokenizers.sentencepiece import SentencePiece
 
     if (folder / FAIRSEQ_SPM_FILE).is_file():
         return FairseqSentencePiece(folder / FAIRSEQ_SPM_FILE)
     models = sorted(folder.glob("*.model"))
-    if len(models) != 1:
-        raise FileNotFoundError(
-            f"{folder}: expected one SentencePiece model ({FAIRSEQ_SPM_FILE} or *.model), found "
-            f"{[m.name for m in models]}; pass tokenizer= (an object with decode(ids) -> str)"
-        )
-    return SentencePiece.from_file(models[0])
+    if len(models) == 1:
+        return SentencePiece.from_file(models[0])
+    if not models and (folder / "tokenizer.json").is_file():
+        return FastTokenizerFile(folder / "tokenizer.json")
+    raise FileNotFoundError(
+        f"{folder}: expected one SentencePiece model ({FAIRSEQ_SPM_FILE} or *.model) or a "
+        f"tokenizer.json, found models {[m.name for m in models]}; pass tokenizer= (an object "
+        "with decode(ids) -> str)"
+    )
 
 
 def generation_options(folder: Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import torch
 
 from speechlobes.inference.__main__ import main
 from speechlobes.inference.tagger import Tagger, clip_windows, read_class_labels
-from speechlobes.inference.translator import FairseqSentencePiece, Translator
+from speechlobes.inference.translator import FairseqSentencePiece, FastTokenizerFile, Translator
 from speechlobes.lobes.models.beats import BEATs
 from speechlobes.lobes.models.speech_encoder_decoder import SpeechEncoderDecoderModel
 from speechlobes.processing.waveform import normalize_waveforms
@@ -198,6 +198,24 @@ def test_fairseq_sentencepiece_decodes_like_transformers_mbart_tokenizer(hf_fold
     for row in ([2, language, *ids], ids, [0, 5, 3, 7, 1, 1], list(range(40))):
         assert ours.decode(row) == reference.decode(row, skip_special_tokens=True)
     assert ours.decode(ids) == "die kinder spielen im garten"
+
+
+def test_tokenizer_json_decodes_like_the_transformers_tokenizer_it_was_saved_from(
+    hf_folder, tmp_path
+):
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("google.protobuf", reason="transformers reads .model files with protobuf")
+    reference = transformers.MBartTokenizer.from_pretrained(hf_folder)
+    folder = tmp_path / "model"
+    shutil.copytree(hf_folder, folder, ignore=shutil.ignore_patterns("*.model"))
+    reference.save_pretrained(folder)
+    for stale in folder.glob("*.model"):
+        stale.unlink()
+    translator = Translator.from_pretrained(folder)
+    assert isinstance(translator.tokenizer, FastTokenizerFile)
+    ids = reference("wir spielen im garten")["input_ids"]
+    for row in ([2, reference.convert_tokens_to_ids("de_DE"), *ids], list(range(40))):
+        assert translator.tokenizer.decode(row) == reference.decode(row, skip_special_tokens=True)
 
 
 def test_translate_file_equals_decoded_generate_of_normalised_audio(hf_folder, tmp_path):
