@@ -73,8 +73,9 @@ def percentage(count: int, total: int) -> float:
 def edit_distance(reference: Sequence[Hashable], hypothesis: Sequence[Hashable]) -> EditDetails:
     """Levenshtein distance with unit costs, operation counts and the alignment path."""
     num_ref, num_hyp = len(reference), len(hypothesis)
-    # remaining[i][j]: edits to turn reference[i:] into hypothesis[j:]. Filling it from the end
-    # lets the walk below go forwards, so edits that could sit anywhere land as late as possible.
+    # remaining[i][j]: edits to turn reference[i:] into hypothesis[j:]. Filled from the end, so
+    # that the walk below goes forwards, preferring at each step a match or substitution, then
+    # a deletion, then an insertion, whenever that step stays on a minimal path.
     remaining = [[0] * (num_hyp + 1) for _ in range(num_ref + 1)]
     for j in range(num_hyp + 1):
         remaining[num_ref][j] = num_hyp - j
