@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,16 +22,24 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--device", default="cpu", help="where the model runs, e.g. cuda")
     commands = parser.add_subparsers(dest="command", required=True)
-    transcribe = commands.add_parser("transcribe", help="speech recognition (CTC experiment)")
+    transcribe = commands.add_parser(
+        "transcribe", parents=[common], help="speech recognition (CTC experiment)"
+    )
     transcribe.add_argument("experiment")
     transcribe.add_argument("audio", nargs="+")
-    tag = commands.add_parser("tag", help="audio tagging (AudioSet experiment or BEATs checkpoint)")
+    tag = commands.add_parser(
+        "tag", parents=[common], help="audio tagging (AudioSet experiment or BEATs checkpoint)"
+    )
     tag.add_argument("model", help="an experiment folder or a fine-tuned BEATs checkpoint (.pt)")
     tag.add_argument("audio", nargs="+")
     tag.add_argument("--top-k", type=int, default=5)
     tag.add_argument("--labels", help="class_labels_indices.csv (for a BEATs checkpoint)")
-    translate = commands.add_parser("translate", help="speech translation (CoVoST or HF folder)")
+    translate = commands.add_parser(
+        "translate", parents=[common], help="speech translation (CoVoST or HF folder)"
+    )
     translate.add_argument(
         "model", help="an experiment folder or an HF SpeechEncoderDecoder folder"
     )
@@ -47,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
 def run_transcribe(args: argparse.Namespace) -> None:
     from speechlobes.inference.transcriber import Transcriber
 
-    asr = Transcriber.from_experiment(args.experiment)
+    asr = Transcriber.from_experiment(args.experiment, device=args.device)
     for path in args.audio:
         print(f"{path}\t{asr.transcribe_file(path)}")
 
@@ -57,9 +66,11 @@ def run_tag(args: argparse.Namespace) -> None:
     from speechlobes.inference.tagger import Tagger
 
     if is_experiment_folder(args.model):
-        tagger = Tagger.from_experiment(args.model)
+        tagger = Tagger.from_experiment(args.model, device=args.device)
+    elif Path(args.model).is_dir():
+        sys.exit(f"{args.model}: not an experiment folder (no hyperparams.yaml) nor a checkpoint")
     else:
-        tagger = Tagger.from_beats_checkpoint(args.model, args.labels)
+        tagger = Tagger.from_beats_checkpoint(args.model, args.labels, device=args.device)
     for path in args.audio:
         for mid, name, score in tagger.tag_file(path, args.top_k):
             print(f"{path}\t{score:.4f}\t{mid}\t{name}")
@@ -70,9 +81,9 @@ def run_translate(args: argparse.Namespace) -> None:
     from speechlobes.inference.translator import Translator
 
     if is_experiment_folder(args.model):
-        translator = Translator.from_experiment(args.model)
+        translator = Translator.from_experiment(args.model, device=args.device)
     else:
-        translator = Translator.from_pretrained(args.model)
+        translator = Translator.from_pretrained(args.model, device=args.device)
     for path in args.audio:
         print(f"{path}\t{translator.translate_file(path)}")
 

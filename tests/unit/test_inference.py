@@ -304,3 +304,8 @@ def test_cli_tag_and_translate_print_one_line_per_result(
     main(["translate", str(hf_folder), str(audio)])
     text = Translator.from_pretrained(hf_folder).translate_file(audio)
     assert capsys.readouterr().out == f"{audio}\t{text}\n"
+
+
+def test_cli_tag_refuses_a_folder_that_is_no_experiment(tmp_path):
+    with pytest.raises(SystemExit, match="not an experiment folder"):
+        main(["tag", str(tmp_path), "clip.wav"])
