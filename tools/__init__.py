@@ -1,0 +1,1 @@
+"""Command-line tools of the speechlobes repository (importable for tests)."""
