@@ -142,28 +142,10 @@ class Tagger:
                 "no predictor head): it yields features, not class scores; train a tagger on it "
                 "with the AudioSet recipe (hparams/beats_finetune.yaml)"
             )
-        num_classes = model.cfg.predictor_class
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        label_dict = checkpoint.get("label_dict")
-        if label_dict is not None:
-            mids = _mids_of_label_dict(label_dict, num_classes, ckpt_path)
-            labels = (
-                [(mid, mid) for mid in mids]
-                if class_labels_csv is None
-                else _with_display_names(mids, Path(class_labels_csv))
-            )
-        elif class_labels_csv is None:
-            raise ValueError(
-                f"{ckpt_path}: the checkpoint has no 'label_dict'; pass the AudioSet "
-                f"{LABELS_FILE} (class_labels_csv / --labels) to name its {num_classes} classes"
-            )
-        else:
-            labels = list(read_class_labels(class_labels_csv).items())
-            if len(labels) != num_classes:
-                raise ValueError(
-                    f"{class_labels_csv}: {len(labels)} classes but the checkpoint predicts "
-                    f"{num_classes} (cfg predictor_class)"
-                )
+        labels = _beats_labels(
+            checkpoint.get("label_dict"), model.cfg.predictor_class, class_labels_csv, ckpt_path
+        )
 
         def scorer(wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
             return model(wavs, wav_lens)[0]
@@ -209,6 +191,33 @@ def _with_display_names(mids: list[str], labels_csv: Path) -> list[tuple[str, st
     if unknown:
         raise ValueError(f"{labels_csv}: no display name for the model's classes {unknown}")
     return [(mid, names[mid]) for mid in mids]
+
+
+def _beats_labels(
+    label_dict: dict | None,
+    num_classes: int,
+    class_labels_csv: str | Path | None,
+    source: str | Path,
+) -> list[tuple[str, str]]:
+    """``(mid, display_name)`` per predictor output: the checkpoint's ``label_dict`` order
+    (named by the CSV when given, else by MID), or else the CSV's index order."""
+    if label_dict is not None:
+        mids = _mids_of_label_dict(label_dict, num_classes, source)
+        if class_labels_csv is None:
+            return [(mid, mid) for mid in mids]
+        return _with_display_names(mids, Path(class_labels_csv))
+    if class_labels_csv is None:
+        raise ValueError(
+            f"{source}: the checkpoint has no 'label_dict'; pass the AudioSet {LABELS_FILE} "
+            f"(class_labels_csv / --labels) to name its {num_classes} classes"
+        )
+    labels = list(read_class_labels(class_labels_csv).items())
+    if len(labels) != num_classes:
+        raise ValueError(
+            f"{class_labels_csv}: {len(labels)} classes but the checkpoint predicts "
+            f"{num_classes} (cfg predictor_class)"
+        )
+    return labels
 
 
 def _mids_of_label_dict(label_dict: dict, num_classes: int, source: str | Path) -> list[str]:

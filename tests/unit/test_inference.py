@@ -309,3 +309,13 @@ def test_cli_tag_and_translate_print_one_line_per_result(
 def test_cli_tag_refuses_a_folder_that_is_no_experiment(tmp_path):
     with pytest.raises(SystemExit, match="not an experiment folder"):
         main(["tag", str(tmp_path), "clip.wav"])
+
+
+def test_label_dict_with_string_keys_is_read_and_a_wrong_size_refused(beats_checkpoint, tmp_path):
+    folder, model = beats_checkpoint
+    plain = torch.load(folder / "plain.pt", weights_only=True)
+    torch.save({**plain, "label_dict": {str(i): m for i, m in enumerate(MIDS)}}, tmp_path / "s.pt")
+    assert [mid for mid, _ in Tagger.from_beats_checkpoint(tmp_path / "s.pt").labels] == MIDS
+    torch.save({**plain, "label_dict": dict(enumerate(MIDS[:-1]))}, tmp_path / "short.pt")
+    with pytest.raises(ValueError, match="label_dict has indices"):
+        Tagger.from_beats_checkpoint(tmp_path / "short.pt")
