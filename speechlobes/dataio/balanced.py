@@ -19,7 +19,8 @@ from collections import Counter
 from collections.abc import Hashable, Iterator, Sequence
 
 import torch
-from torch.utils.data import Sampler
+
+from speechlobes.dataio.loader import EpochRandomSampler
 
 
 def label_balanced_weights(label_lists: Sequence[Sequence[Hashable]]) -> torch.Tensor:
@@ -31,22 +32,15 @@ def label_balanced_weights(label_lists: Sequence[Sequence[Hashable]]) -> torch.T
     return torch.tensor(weights, dtype=torch.float64)
 
 
-class EpochWeightedSampler(Sampler[int]):
-    """Draw ``num_samples`` indices with replacement, proportionally to ``weights``."""
+class EpochWeightedSampler(EpochRandomSampler):
+    """Draw ``num_samples`` indices with replacement, proportionally to ``weights``; the draw
+    is a function of ``seed + epoch`` like :class:`EpochRandomSampler`'s permutation."""
 
     def __init__(self, weights: torch.Tensor, num_samples: int | None = None, seed: int = 0):
         self.weights = torch.as_tensor(weights, dtype=torch.float64)
-        self.num_samples = len(self.weights) if num_samples is None else num_samples
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        super().__init__(len(self.weights) if num_samples is None else num_samples, seed)
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         draws = torch.multinomial(self.weights, self.num_samples, True, generator=generator)
         return iter(draws.tolist())
-
-    def __len__(self) -> int:
-        return self.num_samples

@@ -36,10 +36,22 @@ __all__ = [
 def update_learning_rate(
     optimizer: torch.optim.Optimizer, new_lr: float, param_group: list[int] | None = None
 ) -> None:
-    """Set ``lr`` of the given parameter groups (all by default)."""
+    """Set ``lr`` of the given parameter groups (all by default).
+
+    A group with an ``lr_scale`` entry gets ``new_lr * lr_scale``, so per-group ratios (such as
+    layer-wise learning-rate decay) survive every scheduler step.
+
+    Example:
+        >>> model = torch.nn.Linear(2, 2)
+        >>> optimizer = torch.optim.SGD(
+        ...     [{"params": [model.weight], "lr_scale": 0.5}, {"params": [model.bias]}], lr=1.0)
+        >>> update_learning_rate(optimizer, 0.2)
+        >>> [group["lr"] for group in optimizer.param_groups]
+        [0.1, 0.2]
+    """
     groups = optimizer.param_groups
     for index in range(len(groups)) if param_group is None else param_group:
-        groups[index]["lr"] = new_lr
+        groups[index]["lr"] = new_lr * groups[index].get("lr_scale", 1.0)
 
 
 class _StepScheduler:
@@ -52,8 +64,9 @@ class _StepScheduler:
         raise NotImplementedError
 
     def __call__(self, optimizer: torch.optim.Optimizer) -> tuple[float, float]:
-        """Advance one step and set the new learning rate; returns (old_lr, new_lr)."""
-        old_lr = optimizer.param_groups[0]["lr"]
+        """Advance one step and set the new learning rate; returns (old_lr, new_lr), the
+        scheduler's own values (each group's ``lr_scale`` applies on top)."""
+        old_lr = self.lr_at(self.n_steps) if self.n_steps else optimizer.param_groups[0]["lr"]
         self.n_steps += 1
         new_lr = self.lr_at(self.n_steps)
         update_learning_rate(optimizer, new_lr)
