@@ -23,34 +23,18 @@ Example:
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from speechlobes.dataio.audioset import read_class_labels
 from speechlobes.inference.experiment import load_experiment, prepare_waveform
 
 LABELS_FILE = "class_labels_indices.csv"
 WINDOWS_PER_FORWARD = 8
 
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def read_class_labels(path: str | Path) -> dict[str, str]:
-    """``{mid: display_name}`` in index order from an AudioSet ``class_labels_indices.csv``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: AudioSet label table (index,mid,display_name) not found")
-    with open(path, newline="", encoding="utf-8") as stream:
-        reader = csv.DictReader(stream)
-        missing = {"index", "mid", "display_name"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(
-                f"{path}: columns {sorted(missing)} missing; found {reader.fieldnames}"
-            )
-        rows = sorted(reader, key=lambda row: int(row["index"]))
-    return {row["mid"]: row["display_name"] for row in rows}
 
 
 def clip_windows(wav: torch.Tensor, window: int) -> torch.Tensor:

@@ -25,6 +25,7 @@ import re
 import shutil
 from pathlib import Path
 
+from speechlobes.dataio.audioset import read_class_labels
 from speechlobes.dataio.preparation import (
     PreparationReport,
     mark_preparation_done,
@@ -94,21 +95,6 @@ def prepare_audioset(
     shutil.copyfile(data / LABELS_FILE, outputs["labels"])
     mark_preparation_done(save, options)
     return outputs
-
-
-def read_class_labels(path: Path) -> dict[str, str]:
-    """``{mid: display_name}`` in index order from ``class_labels_indices.csv``."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: AudioSet label table not found")
-    with open(path, newline="", encoding="utf-8") as stream:
-        reader = csv.DictReader(stream)
-        missing = {"index", "mid", "display_name"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(
-                f"{path}: columns {sorted(missing)} missing; found {reader.fieldnames}"
-            )
-        rows = sorted(reader, key=lambda row: int(row["index"]))
-    return {row["mid"]: row["display_name"] for row in rows}
 
 
 def read_segments(path: Path) -> list[tuple[str, float, float, list[str]]]:

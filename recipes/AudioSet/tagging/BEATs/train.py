@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 import torch
-from audioset_prepare import prepare_audioset, read_class_labels
+from audioset_prepare import prepare_audioset
 
 from speechlobes.core import Brain, Stage, create_experiment_directory, parse_arguments
 from speechlobes.dataio.audio import read_audio
+from speechlobes.dataio.audioset import read_class_labels
 from speechlobes.dataio.balanced import EpochWeightedSampler, label_balanced_weights
 from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.dataio.encoders import MultiLabelEncoder
