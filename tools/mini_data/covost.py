@@ -84,7 +84,7 @@ def make_covost(
     """Write ``<output>/CoVoST`` (skipped when already made with these parameters)."""
     sizes = sizes or CovostSizes()
     root = Path(output) / "CoVoST"
-    parameters = {"dataset": "covost", "seed": seed, "sizes": asdict(sizes), "version": 2}
+    parameters = {"dataset": "covost", "seed": seed, "sizes": asdict(sizes), "version": 3}
     if not start_dataset(root, parameters):
         return root
     clips = _plan(sizes, seed)
@@ -107,28 +107,22 @@ def make_covost(
 def split_pairs(sizes: CovostSizes, rng: random.Random) -> dict[str, list[tuple[str, str]]]:
     """Sentence pairs per split: dev/test pairs are unseen in train and between themselves,
     and use only words (English and German) that training sentences use."""
-    train = sentence_pairs(sizes.train, rng)
+    candidates = max(1000, 20 * (sizes.dev + sizes.test))
+    pool = sentence_pairs(sizes.train + candidates, rng)
+    train = pool[: sizes.train]
     vocabulary = {word for pair in train for word in _words(pair)}
-    taken = {source for source, _ in train}
-    splits = {"train": train}
-    for split, count in (("dev", sizes.dev), ("test", sizes.test)):
-        chosen = []
-        for _ in range(100):
-            if len(chosen) == count:
-                break
-            for source, target in sentence_pairs(4 * count, rng):
-                if source not in taken and _words((source, target)) <= vocabulary:
-                    taken.add(source)
-                    chosen.append((source, target))
-                    if len(chosen) == count:
-                        break
-        if len(chosen) < count:
-            raise ValueError(
-                f"found only {len(chosen)} of {count} {split} sentences made of training words; "
-                f"raise the number of training sentences ({sizes.train})"
-            )
-        splits[split] = chosen
-    return splits
+    unseen = [pair for pair in pool[sizes.train :] if _words(pair) <= vocabulary]
+    if len(unseen) < sizes.dev + sizes.test:
+        raise ValueError(
+            f"only {len(unseen)} of {candidates} new sentences use training words only, "
+            f"{sizes.dev + sizes.test} needed for dev and test; raise the number of training "
+            f"sentences ({sizes.train})"
+        )
+    return {
+        "train": train,
+        "dev": unseen[: sizes.dev],
+        "test": unseen[sizes.dev : sizes.dev + sizes.test],
+    }
 
 
 def _words(pair: tuple[str, str]) -> set[str]:

@@ -101,7 +101,7 @@ def make_librispeech(
     """Write ``<output>/LibriSpeech`` (skipped when already made with these parameters)."""
     sizes = sizes or LibriSpeechSizes()
     root = Path(output) / "LibriSpeech"
-    parameters = {"dataset": "librispeech", "seed": seed, "sizes": asdict(sizes), "version": 2}
+    parameters = {"dataset": "librispeech", "seed": seed, "sizes": asdict(sizes), "version": 3}
     if not start_dataset(root, parameters):
         return root
     utterances = _plan(sizes, seed)
@@ -145,8 +145,7 @@ def _plan(sizes: LibriSpeechSizes, seed: int) -> list[_Utterance]:
         salt="librispeech",
     )
     total_speakers = sum(count for _, count, _ in splits.values())
-    speaker_ids = sorted(rng.sample(range(19, 9000), total_speakers))
-    rng.shuffle(speaker_ids)
+    speaker_ids = rng.sample(range(19, 9000), total_speakers)
     chapter_ids = iter(rng.sample(range(1000, 300000), 2 * total_speakers))
     utterances = []
     for split, (count, speaker_count, texts) in splits.items():
