@@ -316,13 +316,33 @@ class Brain:
             self.checkpointer.recover_if_possible()
 
     def init_optimizers(self) -> None:
-        """Build ``self.optimizer`` from ``opt_class`` and register it (override for several)."""
+        """Build ``self.optimizer`` from ``opt_class`` over :meth:`parameter_groups` and register
+        it (override for several optimizers). A group's ``lr_scale`` multiplies its learning
+        rate, now and at every scheduler step."""
         if self.opt_class is None:
             return
-        self.optimizer = self.opt_class(self.modules.parameters())
+        self.optimizer = self.opt_class(self.parameter_groups())
+        for group in self.optimizer.param_groups:
+            group["lr"] *= group.get("lr_scale", 1.0)
         self.optimizers_dict = {"optimizer": self.optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
+
+    def parameter_groups(self) -> list[dict]:
+        """The optimizer's parameter groups (override for e.g. layer-wise decay).
+
+        With ``lr_scales`` in the hparams, ``{parameter-name prefix: scale}`` such as
+        ``{"asr_model.0": 0.1}`` (names as in ``modules``, first matching prefix wins), each
+        scale gets its own group with that ``lr_scale``; otherwise one group holds everything.
+        """
+        scales = getattr(self.hparams, "lr_scales", None) or {}
+        groups: dict[float, list[torch.nn.Parameter]] = {}
+        for key, module in self.modules.items():
+            module = getattr(module, "module", module)  # unwrap DistributedDataParallel
+            for name, parameter in module.named_parameters(prefix=key):
+                scale = next((s for p, s in scales.items() if name.startswith(p)), 1.0)
+                groups.setdefault(scale, []).append(parameter)
+        return [{"params": params, "lr_scale": scale} for scale, params in groups.items()]
 
     def on_stage_start(self, stage: Stage, epoch: int | None = None) -> None:
         """Called at the start of each stage (e.g. to reset metric trackers)."""

@@ -61,15 +61,9 @@ class Tagger(Brain):
             self.metrics.append(batch.id, torch.sigmoid(logits).float(), batch.targets.data)
         return loss
 
-    def init_optimizers(self):
-        """One optimizer; with ``layer_decay`` < 1, BEATs layers get geometrically smaller LRs."""
-        groups = layerwise_parameter_groups(
-            self.modules.tagger, self.hparams.lr, self.hparams.layer_decay
-        )
-        self.optimizer = self.opt_class(groups)
-        self.optimizers_dict = {"optimizer": self.optimizer}
-        if self.checkpointer is not None:
-            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+    def parameter_groups(self):
+        """With ``layer_decay`` < 1, BEATs layers get geometrically smaller learning rates."""
+        return layerwise_parameter_groups(self.modules.tagger, self.hparams.layer_decay)
 
     def on_fit_batch_end(self, batch, outputs, loss, should_step):
         if should_step:
@@ -101,15 +95,13 @@ class Tagger(Brain):
             run_on_main(self.metrics.write_per_class_csv, args=[path, self.class_names])
 
 
-def layerwise_parameter_groups(tagger, lr: float, layer_decay: float) -> list[dict]:
-    """Parameter groups: the head at ``lr``, BEATs layer i at ``lr * decay**(L - i)``, and the
-    patch embedding / positional conv at ``lr * decay**(L + 1)``. Each group's ``lr_scale``
-    keeps that ratio when the scheduler sets the learning rate."""
+def layerwise_parameter_groups(tagger, layer_decay: float) -> list[dict]:
+    """Parameter groups with ``lr_scale``: 1 for the head, ``decay**(L - i)`` for BEATs layer
+    i, ``decay**(L + 1)`` for the patch embedding and positional conv."""
     num_layers = len(tagger.encoder.encoder.layers)
+    tagger = getattr(tagger, "module", tagger)  # unwrap DistributedDataParallel
     groups: dict[float, list] = {}
     for name, parameter in tagger.named_parameters():
-        if not parameter.requires_grad:
-            continue
         if not name.startswith("encoder."):
             depth = 0
         elif ".layers." in name:
@@ -117,9 +109,7 @@ def layerwise_parameter_groups(tagger, lr: float, layer_decay: float) -> list[di
         else:
             depth = num_layers + 1
         groups.setdefault(layer_decay**depth, []).append(parameter)
-    return [
-        {"params": params, "lr": lr * scale, "lr_scale": scale} for scale, params in groups.items()
-    ]
+    return [{"params": params, "lr_scale": scale} for scale, params in groups.items()]
 
 
 def dataio_prepare(hparams: dict, label_encoder: MultiLabelEncoder) -> dict:
