@@ -13,7 +13,8 @@ needs copying. Beams are batched: one model call per step for all beams of all u
 
 The semantics follow transformers' ``generate`` (5.x): the prompt is kept in the output;
 finished rows are padded with ``pad_token_id``; ``min_length`` counts the prompt;
-``no_repeat_ngram_size`` bans n-grams already in the row (prompt included); sampling applies
+``no_repeat_ngram_size`` bans n-grams already in the row (prompt included); ``forced_bos_token_id``
+is the only choice after a one-token prompt (e.g. MBart-50's target language code); sampling applies
 temperature, then top-k, then top-p; beam search keeps 2 * num_beams candidates per step, stores
 finished hypotheses among the first num_beams with score sum_logprob / generated_length **
 length_penalty, stops per ``early_stopping`` (True, False or "never"), and pads its output with
@@ -70,6 +71,7 @@ class SearchOptions:
     top_p: float = 1.0
     eos_token_id: int | None = None
     pad_token_id: int | None = None
+    forced_bos_token_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -142,11 +144,15 @@ def keep_top_p(scores: torch.Tensor, p: float, min_keep: int) -> torch.Tensor:
 def process_scores(
     scores: torch.Tensor, sequences: torch.Tensor, options: SearchOptions
 ) -> torch.Tensor:
-    """Apply n-gram ban, min length and (when sampling) temperature, top-k, top-p in this order."""
+    """Apply n-gram ban, min length, forced first token and (when sampling) temperature, top-k,
+    top-p in this order."""
     scores = ban_repeated_ngrams(scores, sequences, options.no_repeat_ngram_size)
     if options.eos_token_id is not None and sequences.shape[1] < options.min_length:
         scores = scores.clone()
         scores[:, options.eos_token_id] = float("-inf")
+    if options.forced_bos_token_id is not None and sequences.shape[1] == 1:
+        scores = torch.full_like(scores, float("-inf"))
+        scores[:, options.forced_bos_token_id] = 0.0
     if options.do_sample:
         min_keep = 2 if options.num_beams > 1 else 1
         if options.temperature != 1.0:

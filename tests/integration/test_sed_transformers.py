@@ -184,3 +184,39 @@ def test_fixture_saved_by_us_loads_in_transformers_with_the_same_logits(name, tm
             labels=cases["labels"],
         )
     torch.testing.assert_close(out.logits, cases["logits"], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("options", [dict(), dict(num_beams=3)], ids=["greedy", "beam"])
+def test_forced_bos_token_equals_transformers_generate_on_the_bart_fixture(options):
+    folder = FIXTURES / "sed_bart"
+    ours = SpeechEncoderDecoderModel.from_pretrained(folder)
+    theirs = transformers.SpeechEncoderDecoderModel.from_pretrained(folder).eval()
+    cases = torch.load(folder / "cases.pt", weights_only=True)
+    wav, mask = cases["input_values"], cases["attention_mask"]
+    forced = 11
+    assert cases["greedy_ids"][:, 1].ne(forced).all()
+    ids = ours.generate(wav, mask, max_new_tokens=8, forced_bos_token_id=forced, **options)
+    expected = theirs.generate(
+        input_values=wav,
+        attention_mask=mask,
+        max_new_tokens=8,
+        forced_bos_token_id=forced,
+        **options,
+    )
+    assert ids[:, 1].eq(forced).all()
+    assert torch.equal(ids, expected)
+
+
+def test_forced_bos_token_saved_with_the_model_is_the_generation_default(tmp_path):
+    model = SpeechEncoderDecoderModel.from_pretrained(FIXTURES / "sed_bart")
+    model.config.forced_bos_token_id = 9
+    model.save_pretrained(tmp_path)
+    ours = SpeechEncoderDecoderModel.from_pretrained(tmp_path)
+    theirs = transformers.SpeechEncoderDecoderModel.from_pretrained(tmp_path).eval()
+    assert ours.config.forced_bos_token_id == theirs.generation_config.forced_bos_token_id == 9
+    cases = torch.load(FIXTURES / "sed_bart" / "cases.pt", weights_only=True)
+    wav, mask = cases["input_values"], cases["attention_mask"]
+    ids = ours.generate(wav, mask, max_new_tokens=6)
+    assert ids[:, 1].eq(9).all()
+    expected = theirs.generate(input_values=wav, attention_mask=mask, max_new_tokens=6)
+    assert torch.equal(ids, expected)

@@ -129,6 +129,23 @@ def test_min_length_forbids_early_eos():
     assert out.sequences[:, 1:4].ne(EOS).all() and out.sequences[:, 4].eq(EOS).all()
 
 
+def test_forced_bos_token_is_the_first_choice_of_greedy_and_beam_search():
+    model = ToyModel(batch=3, seed=5, eos_boost=1.0)
+    forced = 7
+    assert run(model, 3, max_new_tokens=6).sequences[:, 1].ne(forced).any()
+    greedy = run(model, 3, max_new_tokens=6, forced_bos_token_id=forced)
+    assert greedy.sequences[:, 1].eq(forced).all()
+    first_scores = greedy.scores[:, 0]
+    assert first_scores[:, forced].eq(0).all() and first_scores.isinf().sum() == 3 * (VOCAB - 1)
+    for utt, row in enumerate(greedy.sequences.tolist()):  # after the forced token: plain greedy
+        sequence = [START, forced]
+        while len(sequence) < 7 and sequence[-1] != EOS:
+            sequence.append(int(model.log_probs(utt, sequence).argmax()))
+        assert row[: len(sequence)] == sequence
+    beams = run(model, 3, max_new_tokens=6, num_beams=3, forced_bos_token_id=forced)
+    assert beams.sequences[:, 1].eq(forced).all()
+
+
 def test_no_repeat_ngram_matches_brute_force():
     gen = torch.Generator().manual_seed(5)
     sequences = torch.randint(0, 4, (6, 9), generator=gen)

@@ -51,6 +51,14 @@ from speechlobes.lobes.models.transformer_decoder import TransformerDecoder
 from speechlobes.lobes.models.wav2vec2 import ENCODER_MODELS, Wav2Vec2Config
 
 MODEL_TYPE = "speech-encoder-decoder"
+GENERATION_CONFIG = "generation_config.json"
+TOKEN_ID_FIELDS = (
+    "decoder_start_token_id",
+    "pad_token_id",
+    "eos_token_id",
+    "bos_token_id",
+    "forced_bos_token_id",
+)
 BEATS_TYPE = "beats"
 
 DECODER_MODELS: dict[str, type[TextDecoder]] = {
@@ -169,7 +177,8 @@ class SpeechEncoderDecoderConfig:
     """The wrapper's config: the two sub-configs plus the special token ids generation needs.
 
     ``to_dict``/``to_json`` write transformers' ``speech-encoder-decoder`` config.json;
-    unknown top-level keys are kept in ``extra``.
+    unknown top-level keys are kept in ``extra``. ``forced_bos_token_id`` is the generation
+    default of the token forced first (MBart-50's target language code), written when set.
     """
 
     encoder: Wav2Vec2Config | dict[str, Any]
@@ -178,6 +187,7 @@ class SpeechEncoderDecoderConfig:
     pad_token_id: int | None = None
     eos_token_id: int | None = None
     bos_token_id: int | None = None
+    forced_bos_token_id: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -199,11 +209,11 @@ class SpeechEncoderDecoderConfig:
                 raise ValueError(f"speech-encoder-decoder config: the {part!r} section is missing")
         encoder = encoder_config_from_dict(values.pop("encoder"))
         decoder = decoder_config_from_dict(values.pop("decoder"))
-        ids = ("decoder_start_token_id", "pad_token_id", "eos_token_id", "bos_token_id")
-        known = {k: values.pop(k) for k in ids if k in values}
+        known = {k: values.pop(k) for k in TOKEN_ID_FIELDS if k in values}
         return cls(encoder=encoder, decoder=decoder, **known, extra=values)
 
     def to_dict(self) -> dict[str, Any]:
+        forced = self.forced_bos_token_id
         return {
             **self.extra,
             "model_type": MODEL_TYPE,
@@ -216,6 +226,7 @@ class SpeechEncoderDecoderConfig:
             "pad_token_id": self.pad_token_id,
             "eos_token_id": self.eos_token_id,
             "bos_token_id": self.bos_token_id,
+            **({"forced_bos_token_id": forced} if forced is not None else {}),
         }
 
     @classmethod
@@ -353,8 +364,18 @@ class SpeechEncoderDecoderModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> SpeechEncoderDecoderModel:
-        """Load a Hugging Face ``SpeechEncoderDecoderModel`` folder (or one we saved)."""
+        """Load a Hugging Face ``SpeechEncoderDecoderModel`` folder (or one we saved).
+
+        Token ids in ``generation_config.json``, when present, take precedence over config.json's
+        (as in transformers, where that file holds the generation defaults).
+        """
         config = SpeechEncoderDecoderConfig.from_dict(read_config(folder))
+        generation = Path(folder) / GENERATION_CONFIG
+        if generation.is_file():
+            values = json.loads(generation.read_text(encoding="utf-8"))
+            for key in TOKEN_ID_FIELDS:
+                if values.get(key) is not None:
+                    setattr(config, key, values[key])
         model = cls(config)
         state = load_hf_state_dict(folder)
         parts: dict[str, dict[str, torch.Tensor]] = {"encoder": {}, "decoder": {}, "proj": {}}
@@ -387,11 +408,10 @@ class SpeechEncoderDecoderModel(nn.Module):
         save_hf_folder(folder, self.config.to_dict(), state)
         generation = {
             key: getattr(self.config, key)
-            for key in ("decoder_start_token_id", "pad_token_id", "eos_token_id", "bos_token_id")
+            for key in TOKEN_ID_FIELDS
+            if key != "forced_bos_token_id" or self.config.forced_bos_token_id is not None
         }
-        (Path(folder) / "generation_config.json").write_text(
-            json.dumps(generation, indent=2) + "\n"
-        )
+        (Path(folder) / GENERATION_CONFIG).write_text(json.dumps(generation, indent=2) + "\n")
 
     def freeze_feature_encoder(self) -> None:
         """No gradients into the encoder's convolutional front end."""
@@ -508,6 +528,13 @@ class SpeechEncoderDecoderModel(nn.Module):
     def reorder(self, cache: DecoderCache, rows: torch.Tensor) -> DecoderCache:
         return cache.reorder(rows)
 
+    def default_forced_bos_token_id(self) -> int | None:
+        """The config's ``forced_bos_token_id``, else the decoder config's (transformers reads
+        generation settings the outer config leaves unset from the decoder's)."""
+        if self.config.forced_bos_token_id is not None:
+            return self.config.forced_bos_token_id
+        return getattr(self.config.decoder, "extra", {}).get("forced_bos_token_id")
+
     @torch.inference_mode()
     def generate(
         self,
@@ -524,6 +551,7 @@ class SpeechEncoderDecoderModel(nn.Module):
         temperature: float = 1.0,
         top_k: int = 50,
         top_p: float = 1.0,
+        forced_bos_token_id: int | None = None,
         generator: torch.Generator | None = None,
         seed: int | None = None,
         return_scores: bool = False,
@@ -535,7 +563,8 @@ class SpeechEncoderDecoderModel(nn.Module):
         Greedy by default, beam search with ``num_beams > 1``, sampling with ``do_sample``
         (``seed`` or ``generator`` make it reproducible; else the global RNG is used). With
         ``return_scores`` a :class:`SearchOutput` is returned (per-step scores for greedy and
-        sampling, ``sequences_scores`` for beams). Options follow transformers' ``generate``.
+        sampling, ``sequences_scores`` for beams). Options follow transformers' ``generate``;
+        ``forced_bos_token_id`` defaults to the config's, else to the decoder config's.
         """
         given = [x for x in (inputs, input_values, input_features) if x is not None]
         if len(given) != 1:
@@ -556,6 +585,11 @@ class SpeechEncoderDecoderModel(nn.Module):
             top_p=top_p,
             eos_token_id=self.config.eos_token_id,
             pad_token_id=self.config.pad_token_id,
+            forced_bos_token_id=(
+                forced_bos_token_id
+                if forced_bos_token_id is not None
+                else self.default_forced_bos_token_id()
+            ),
         )
         if seed is not None:
             generator = torch.Generator(device=given[0].device).manual_seed(seed)
