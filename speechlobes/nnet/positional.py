@@ -5,8 +5,8 @@ Both are used together with :func:`speechlobes.nnet.attention.attend`:
 * relative: a per-layer projection ``P(r)`` of the sinusoid for distance ``r = i - j`` gives the
   score term ``(q_i + v) . P(i - j)``. :func:`relative_sinusoids` builds the table for the
   2T-1 distances ``+(T-1) .. -(T-1)`` and :func:`relative_scores_to_bias` turns the scores
-  against that table, (..., T, 2T-1), into an additive (..., T, T) bias, exactly (a strided view,
-  no skew-and-pad approximation).
+  against that table, (..., T, 2T-1), into an additive (..., T, T) bias, exactly (a slice and
+  reshape of the flattened scores, no padding copy).
 * rotary: :class:`RotaryEmbedding` holds ``inv_freq`` (a checkpoint buffer) and
   :func:`apply_rotary` rotates pairs ``(x[k], x[k + d/2])`` by ``t * inv_freq[k]``.
 
@@ -57,15 +57,13 @@ def relative_scores_to_bias(scores: torch.Tensor) -> torch.Tensor:
     length = scores.shape[-2]
     if scores.shape[-1] != 2 * length - 1:
         raise ValueError(f"relative scores must be (..., T, 2T-1); got {tuple(scores.shape)}")
-    scores = scores.contiguous()
+    if length == 1:
+        return scores
+    # element (i, T-1-i+j) sits at flat offset (T-1) + i * (2T-2) + j: a slice, then a reshape
     lead = scores.shape[:-2]
-    flat = scores.reshape(-1, length, 2 * length - 1)
-    strided = flat.as_strided(
-        (flat.shape[0], length, length),
-        (length * (2 * length - 1), 2 * length - 2, 1),
-        storage_offset=flat.storage_offset() + length - 1,
-    )
-    return strided.reshape(*lead, length, length)
+    flat = scores.reshape(*lead, length * (2 * length - 1))
+    rows = flat[..., length - 1 : length - 1 + length * (2 * length - 2)]
+    return rows.reshape(*lead, length, 2 * length - 2)[..., :length]
 
 
 class RotaryEmbedding(nn.Module):

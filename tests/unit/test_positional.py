@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from speechlobes.nnet.positional import (
@@ -18,8 +19,8 @@ def test_relative_sinusoids_rows_run_from_plus_to_minus_distance():
         torch.testing.assert_close(table[row], torch.tensor(expected))
 
 
-def test_relative_bias_picks_the_score_of_distance_i_minus_j():
-    T = 6
+@pytest.mark.parametrize("T", [1, 2, 6])
+def test_relative_bias_picks_the_score_of_distance_i_minus_j(T):
     scores = torch.randn(2, 3, T, 2 * T - 1)
     bias = relative_scores_to_bias(scores)
     for i in range(T):
