@@ -4,6 +4,7 @@ utterance's audio does not depend on what eSpeak NG spoke before it."""
 import hashlib
 
 import numpy as np
+import pytest
 
 from tools.mini_data.audioset import AudioSetSizes, make_audioset
 from tools.mini_data.covost import CovostSizes, make_covost
@@ -64,3 +65,8 @@ def test_an_utterance_sounds_the_same_whatever_was_spoken_before():
     after_others = synthesize([*others, target, *others], num_workers=2)
     assert np.array_equal(alone, after_others[len(others)])
     assert len(alone) > 16000
+
+
+def test_a_failure_in_the_speaking_process_is_reported_with_its_cause():
+    with pytest.raises(RuntimeError, match="eSpeak NG has no voice 'xx-nowhere'"):
+        synthesize([SpeechRequest("hello", Voice("xx-nowhere"))], num_workers=1)

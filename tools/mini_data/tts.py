@@ -3,9 +3,9 @@
 eSpeak NG keeps state in static variables from one utterance to the next (and re-initialising
 the library does not clear it), so the same sentence can come out a few samples different
 depending on what was spoken before. :func:`synthesize` (waveforms back) and :func:`record`
-(straight to audio files) therefore speak every utterance in a fresh process forked from a clean
-server process: an utterance's audio depends only on its own text and voice, whatever the
-number of workers or the order of the requests.
+(straight to audio files) therefore speak every utterance in its own short-lived process, forked
+from a worker that never touches eSpeak NG: an utterance's audio depends only on its own text
+and voice, whatever the number of workers or the order of the requests.
 
 Example:
     >>> voice = Voice(language="en-us", variant="m3", rate=160, pitch=45)
@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing
+import os
+import pickle
+import traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,16 +158,42 @@ def _record(take: Take) -> float:
     return len(recording) / SAMPLE_RATE
 
 
-def _in_fresh_processes(function, items: list, num_workers: int) -> list:
-    """``function`` over ``items``, each call in a new process forked from a clean server."""
-    if not items:
-        return []
+def _in_forked_child(function, item):
+    """``function(item)`` in a child forked for this one call; its result comes back pickled."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_end)
+        try:
+            payload = pickle.dumps((True, function(item)))
+        except BaseException:
+            payload = pickle.dumps((False, traceback.format_exc()))
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(payload)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        payload = pipe.read()
+    os.waitpid(child, 0)
+    succeeded, value = pickle.loads(payload) if payload else (False, "the child process died")
+    if not succeeded:
+        raise RuntimeError(f"speaking {item!r} failed in its process:\n{value}")
+    return value
+
+
+def _batch_in_forked_children(function, items: list) -> list:
+    return [_in_forked_child(function, item) for item in items]
+
+
+def _in_fresh_processes(function, items: list, num_workers: int, batch_size: int = 16) -> list:
+    """``function`` over ``items``, each call in its own process: workers forked from a clean
+    server fork one child per item (the workers themselves never touch eSpeak NG)."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["numpy", "soxr", "soundfile", "espeakng_loader", __name__])
-    with ProcessPoolExecutor(
-        max_workers=max(1, num_workers), mp_context=context, max_tasks_per_child=1
-    ) as pool:
-        return list(pool.map(function, items))
+    batches = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
+    with ProcessPoolExecutor(max_workers=max(1, num_workers), mp_context=context) as pool:
+        results = pool.map(_batch_in_forked_children, [function] * len(batches), batches)
+        return [value for batch in results for value in batch]
 
 
 def synthesize(requests: list[SpeechRequest], num_workers: int = 1) -> list[np.ndarray]:
