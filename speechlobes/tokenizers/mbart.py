@@ -8,7 +8,8 @@ A pretrained MBart folder holds ``sentencepiece.bpe.model`` (a SentencePiece mod
   MBart-50): code ``i`` has id ``len(sentencepiece) + 1 + i``;
 - ``<mask>`` is last; ``len(tokenizer)`` counts everything.
 
-Targets are laid out as transformers lays out ``tokenizer(text_target=...)``:
+``encode_as_ids`` gives the ids of the text's pieces only (like our SentencePiece tokenizer);
+``encode_target`` lays them out as transformers' ``tokenizer(text_target=...)`` does:
 MBart-50: ``[language code] tokens </s>``; MBart: ``tokens </s> [language code]``. For MBart-50
 translation the decoder starts from ``</s>`` and the target language code is forced as the first
 generated token (``forced_bos_token_id = tokenizer.target_language_id``).
@@ -57,7 +58,7 @@ class MBartTokenizer:
         ...     sentence_iterator=iter(["ein haus am see", "der hund im garten"] * 10),
         ...     model_prefix=f"{folder}/sentencepiece.bpe", vocab_size=16, minloglevel=2)
         >>> tokenizer = MBartTokenizer(folder, target_language="de_DE")
-        >>> ids = tokenizer.encode_as_ids("ein haus")
+        >>> ids = tokenizer.encode_target("ein haus")
         >>> ids[0] == tokenizer.target_language_id == 16 + 1 + 2, ids[-1]
         (True, 2)
         >>> tokenizer.decode(ids), len(tokenizer)
@@ -97,13 +98,13 @@ class MBartTokenizer:
     def __len__(self) -> int:
         return self.mask_id + 1
 
-    def tokenize(self, text: str) -> list[int]:
+    def encode_as_ids(self, text: str) -> list[int]:
         """Model ids of the text's pieces, no special tokens."""
         return [UNK if i == 0 else i + FAIRSEQ_OFFSET for i in self.sp.encode(text)]
 
-    def encode_as_ids(self, text: str) -> list[int]:
+    def encode_target(self, text: str) -> list[int]:
         """Target ids: ``[code] tokens </s>`` (MBart-50) or ``tokens </s> [code]`` (MBart)."""
-        tokens = self.tokenize(text)
+        tokens = self.encode_as_ids(text)
         if self.variant == "mbart-50":
             return [self.target_language_id, *tokens, EOS]
         return [*tokens, EOS, self.target_language_id]

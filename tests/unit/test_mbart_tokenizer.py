@@ -53,21 +53,21 @@ def test_targets_are_language_code_tokens_eos_with_pieces_shifted_by_one(folder,
     tokenizer = MBartTokenizer(folder, target_language="de_DE")
     pieces = sp.encode("der hund")
     assert 0 not in pieces  # all known: every id shifts by one
-    assert tokenizer.encode_as_ids("der hund") == [43, *[p + 1 for p in pieces], 2]
+    assert tokenizer.encode_target("der hund") == [43, *[p + 1 for p in pieces], 2]
     cc25 = MBartTokenizer(folder, target_language="de_DE", variant="mbart")
-    assert cc25.encode_as_ids("der hund") == [*[p + 1 for p in pieces], 2, 43]
+    assert cc25.encode_target("der hund") == [*[p + 1 for p in pieces], 2, 43]
 
 
 def test_unknown_characters_become_unk_id_3(folder, sp):
     tokenizer = MBartTokenizer(folder, target_language="de_DE")
     pieces = sp.encode("q")
     assert 0 in pieces
-    assert tokenizer.tokenize("q") == [3 if p == 0 else p + 1 for p in pieces]
+    assert tokenizer.encode_as_ids("q") == [3 if p == 0 else p + 1 for p in pieces]
 
 
 def test_decode_skips_special_tokens(folder):
     tokenizer = MBartTokenizer(folder, target_language="de_DE")
-    ids = tokenizer.encode_as_ids("ein haus am see")
+    ids = tokenizer.encode_target("ein haus am see")
     assert tokenizer.decode([2, 0, 1, *ids, tokenizer.mask_id, 1, 1]) == "ein haus am see"
     with pytest.raises(ValueError, match="outside the vocabulary"):
         tokenizer.decode([len(tokenizer)])
@@ -97,5 +97,7 @@ def test_matches_transformers_encode_and_decode(folder, variant):
     assert tokenizer.mask_id == reference.convert_tokens_to_ids("<mask>")
     for text in TEXTS:
         ids = reference(text_target=text).input_ids
-        assert tokenizer.encode_as_ids(text) == ids, text
+        assert tokenizer.encode_target(text) == ids, text
+        plain = reference(text, add_special_tokens=False).input_ids
+        assert tokenizer.encode_as_ids(text) == plain, text
         assert tokenizer.decode(ids) == reference.decode(ids, skip_special_tokens=True), text

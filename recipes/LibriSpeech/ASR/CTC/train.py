@@ -47,7 +47,10 @@ class CTCRecogniser(Brain):
                 hyps = [nbest[0].tokens for nbest in self.hparams.test_search(log_probs, lengths)]
             else:
                 hyps = self.hparams.greedy_search(log_probs, lengths)
-            words = [self.tokenizer.decode(hyp).split() for hyp in hyps]
+            # units past the tokenizer's (output_neurons may exceed it) are never targets, but
+            # a barely trained head can still emit them: they decode to nothing
+            vocab = len(self.tokenizer)
+            words = [self.tokenizer.decode([t for t in hyp if t < vocab]).split() for hyp in hyps]
             targets = [text.split() for text in batch.wrd]
             self.wer_metric.append(batch.id, words, targets)
             self.cer_metric.append(batch.id, words, targets)
