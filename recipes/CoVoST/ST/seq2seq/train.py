@@ -5,8 +5,9 @@
     python train.py hparams/w2v2_mbart.yaml --encoder_path /models/w2v2 --decoder_path /models/mbart
 
 The YAML names the model (a speech encoder + a text decoder joined by SpeechEncoderDecoder),
-the SentencePiece target vocabulary and the optimiser; this file holds the task: label-smoothed
-cross-entropy, beam search, BLEU and the per-utterance hypotheses.
+the target tokenizer (a SentencePiece trained here, or the pretrained decoder's own) and the
+optimiser; this file holds the task: label-smoothed cross-entropy, beam search, BLEU and the
+per-utterance hypotheses.
 """
 
 from __future__ import annotations
@@ -107,6 +108,23 @@ class Translator(Brain):
         logger.info("BLEU, hypotheses and references written to %s", path)
 
 
+def build_tokenizer(hparams: dict):
+    """The YAML's ``tokenizer``: a factory is trained on the training translations; a ready
+    tokenizer (e.g. the pretrained decoder's MBart tokenizer) is used as it is."""
+    tokenizer = hparams["tokenizer"]
+    if callable(tokenizer):
+        return tokenizer(annotation_train=hparams["train_json"], annotation_read="translation")
+    return tokenizer
+
+
+def target_ids(tokenizer, text: str, eos_index: int) -> list[int]:
+    """Decoder targets: the tokenizer's own layout when it has one (``encode_target``, e.g.
+    MBart-50's language code, tokens, EOS), else its token ids followed by EOS."""
+    if hasattr(tokenizer, "encode_target"):
+        return tokenizer.encode_target(text)
+    return [*tokenizer.encode_as_ids(text), eos_index]
+
+
 def dataio_prepare(hparams: dict, tokenizer) -> dict[str, DynamicItemDataset]:
     """Manifests -> datasets with audio and target-token pipelines (train sorted by duration)."""
     datasets = {
@@ -125,7 +143,7 @@ def dataio_prepare(hparams: dict, tokenizer) -> dict[str, DynamicItemDataset]:
     @takes("translation")
     @provides("tokens_eos")
     def text_pipeline(translation):
-        return torch.LongTensor([*tokenizer.encode_as_ids(translation), hparams["eos_index"]])
+        return torch.LongTensor(target_ids(tokenizer, translation, hparams["eos_index"]))
 
     for dataset in datasets.values():
         dataset.add_dynamic_item(audio_pipeline)
@@ -159,9 +177,7 @@ def main(argv: list[str]) -> None:
             "tgt": hparams["target_language"],
         },
     )
-    tokenizer = hparams["tokenizer"](
-        annotation_train=hparams["train_json"], annotation_read="translation"
-    )
+    tokenizer = build_tokenizer(hparams)
     datasets = dataio_prepare(hparams, tokenizer)
     brain = Translator(
         hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"]
