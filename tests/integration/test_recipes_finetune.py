@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import sentencepiece
 import torch
+from recipe_modules import load_recipe_module
 from test_recipes_debug import RECIPES, last_test_stats, run_recipe
 
 from speechlobes.lobes.models.bart import BartDecoder, MBartDecoderConfig
@@ -108,6 +109,21 @@ def test_librispeech_w2v2_ctc_fine_tuning_debug_run(corpora, encoder_folder, tmp
     # the logged LR is the first parameter group's, the encoder's: lr_scales' 0.05 of the
     # warm-up LR after the 2 debug steps (peak lr 0.001 reached after 1000 steps)
     assert first_epoch["lr"] == pytest.approx(0.05 * 0.001 * 2 / 1000)
+
+
+def test_covost_targets_follow_the_tokenizer_layout(decoder_folder):
+    translation = load_recipe_module("CoVoST/ST/seq2seq/train.py")
+    mbart = MBartTokenizer(decoder_folder, target_language="de_DE")
+    text = "Das Kind hat die Bücher."
+    pieces = mbart.encode_as_ids(text)
+    assert translation.build_tokenizer({"tokenizer": mbart}) is mbart  # ready: used as it is
+    assert translation.target_ids(mbart, text, 2) == [mbart.target_language_id, *pieces, 2]
+
+    class PlainTokenizer:  # SentencePiece's interface: ids only, the recipe appends EOS
+        def encode_as_ids(self, text):
+            return [5, 6, 7]
+
+    assert translation.target_ids(PlainTokenizer(), text, eos_index=9) == [5, 6, 7, 9]
 
 
 def test_covost_w2v2_mbart_fine_tuning_debug_run(corpora, encoder_folder, decoder_folder, tmp_path):
