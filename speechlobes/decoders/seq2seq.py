@@ -13,12 +13,13 @@ needs copying. Beams are batched: one model call per step for all beams of all u
 
 The semantics follow transformers' ``generate`` (5.x): the prompt is kept in the output;
 finished rows are padded with ``pad_token_id``; ``min_length`` counts the prompt;
-``no_repeat_ngram_size`` bans n-grams already in the row (prompt included); ``forced_bos_token_id``
-is the only choice after a one-token prompt (e.g. MBart-50's target language code); sampling applies
-temperature, then top-k, then top-p; beam search keeps 2 * num_beams candidates per step, stores
-finished hypotheses among the first num_beams with score sum_logprob / generated_length **
-length_penalty, stops per ``early_stopping`` (True, False or "never"), and pads its output with
-``pad_token_id or eos_token_id`` (so with pad id 0, with EOS).
+``no_repeat_ngram_size`` bans n-grams already in the row (prompt included);
+``forced_bos_token_id`` is the only choice after a one-token prompt (e.g. MBart-50's target
+language code); sampling applies temperature, then top-k, then top-p; beam search keeps
+2 * num_beams candidates per step, stores finished hypotheses among the first num_beams with
+score sum_logprob / generated_length ** length_penalty, stops per ``early_stopping`` (True,
+False or "never"), and pads its output with ``pad_token_id or eos_token_id`` (so with pad id 0,
+with EOS).
 
 Example:
     >>> class Counter:                       # a toy model: always predicts previous token + 1

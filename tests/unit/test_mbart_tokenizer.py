@@ -1,4 +1,4 @@
-"""MBart / MBart-50 tokenizer: fairseq id layout, target layout, decoding; transformers as oracle."""
+"""MBart / MBart-50 tokenizer: fairseq ids, target layout, decoding; transformers as oracle."""
 
 import pytest
 import sentencepiece
