@@ -29,7 +29,7 @@ setup(
     ],
     extras_require={
         # The mini-dataset generator speaks with eSpeak NG.
-        "data": ["espeakng-loader"],
+        "data": ["espeakng-loader", "soxr"],
         # Tests, linting and the oracles tests compare against.
         "dev": [
             "pytest",

@@ -11,17 +11,15 @@ Two sources of a model:
   ``preprocessor_config.json`` the waveform is normalised as its feature extractor says
   (:class:`~speechlobes.processing.waveform.WaveformNormalizer`).
 
-Tokenizer files: ``sentencepiece.bpe.model`` (the MBart / XLM-R convention) is read with
-fairseq's id layout, as transformers' ``MBartTokenizer`` does: ids 0-3 are ``<s> <pad> </s>
-<unk>``, SentencePiece piece ``p`` has id ``p + 1``, and ids past the SentencePiece vocabulary
-are language codes and ``<mask>``; all of these special ids are dropped when decoding. Any
+Tokenizer files: ``sentencepiece.bpe.model`` (the MBart convention) is read with fairseq's id
+layout by :class:`~speechlobes.tokenizers.mbart.MBartTokenizer`, special ids and language codes
+dropped when decoding. Any
 other single ``*.model`` file is used with its own ids. A folder with neither but a
 ``tokenizer.json`` (a Hugging Face fast tokenizer) is decoded with the ``tokenizers`` package,
 special tokens skipped.
 
-Not supported: ``forced_bos_token_id`` of a generation config (MBart-50 multilingual models
-force the target-language code as the first generated token); generation then starts
-without it and a warning says so.
+A generation config's ``forced_bos_token_id`` (MBart-50 forces the target-language code as
+the first generated token) is passed on to ``generate``.
 
 Example:
     >>> st = Translator.from_experiment("results/conformer_transformer_small/1986")  # doctest: +SKIP
@@ -32,7 +30,6 @@ Example:
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,11 +42,6 @@ from speechlobes.nnet.lengths import lengths_to_padding_mask, relative_to_absolu
 if TYPE_CHECKING:
     from speechlobes.processing.waveform import WaveformNormalizer
 
-logger = logging.getLogger(__name__)
-
-FAIRSEQ_SPM_FILE = "sentencepiece.bpe.model"
-FAIRSEQ_SPECIAL_IDS = 4  # <s>, <pad>, </s>, <unk>
-FAIRSEQ_OFFSET = 1
 GENERATION_KEYS = (
     "num_beams",
     "length_penalty",
@@ -57,32 +49,12 @@ GENERATION_KEYS = (
     "early_stopping",
     "min_length",
     "max_new_tokens",
+    "forced_bos_token_id",
 )
 
 
 class Detokenizer(Protocol):
     def decode(self, ids: list[int]) -> str: ...
-
-
-class FairseqSentencePiece:
-    """Decode ids of fairseq-style vocabularies (MBart, XLM-R) built on a SentencePiece model.
-
-    Example:
-        >>> tokenizer = FairseqSentencePiece("mbart/sentencepiece.bpe.model")  # doctest: +SKIP
-        >>> tokenizer.decode([2, 250004, 35378, 2])  # doctest: +SKIP
-        'Hello'
-    """
-
-    def __init__(self, model_file: str | Path) -> None:
-        import sentencepiece
-
-        self.sp = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """Text of fairseq ids; special tokens and language codes are skipped."""
-        last_piece = self.sp.get_piece_size() - 1 + FAIRSEQ_OFFSET
-        pieces = [i - FAIRSEQ_OFFSET for i in ids if FAIRSEQ_SPECIAL_IDS <= i <= last_piece]
-        return self.sp.decode(pieces)
 
 
 class Translator:
@@ -126,7 +98,7 @@ class Translator:
         hparams = load_experiment(folder, min_key=min_key, device=device, overrides=overrides)
         return cls(
             hparams["model"],
-            hparams["tokenizer"](),
+            tokenizer() if callable(tokenizer := hparams["tokenizer"]) else tokenizer,
             hparams["sample_rate"],
             hparams["search_options"],
             device=device,
@@ -210,17 +182,19 @@ class FastTokenizerFile:
 
 def folder_tokenizer(folder: Path) -> Detokenizer:
     """The tokenizer shipped in an HF folder (see the module docstring for the order)."""
+    from speechlobes.tokenizers.mbart import MODEL_FILE as MBART_MODEL_FILE
+    from speechlobes.tokenizers.mbart import MBartTokenizer
     from speechlobes.tokenizers.sentencepiece import SentencePiece
 
-    if (folder / FAIRSEQ_SPM_FILE).is_file():
-        return FairseqSentencePiece(folder / FAIRSEQ_SPM_FILE)
+    if (folder / MBART_MODEL_FILE).is_file():
+        return MBartTokenizer(folder)
     models = sorted(folder.glob("*.model"))
     if len(models) == 1:
         return SentencePiece.from_file(models[0])
     if not models and (folder / "tokenizer.json").is_file():
         return FastTokenizerFile(folder / "tokenizer.json")
     raise FileNotFoundError(
-        f"{folder}: expected one SentencePiece model ({FAIRSEQ_SPM_FILE} or *.model) or a "
+        f"{folder}: expected one SentencePiece model ({MBART_MODEL_FILE} or *.model) or a "
         f"tokenizer.json, found models {[m.name for m in models]}; pass tokenizer= (an object "
         "with decode(ids) -> str)"
     )
@@ -232,12 +206,6 @@ def generation_options(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     config = json.loads(path.read_text(encoding="utf-8"))
-    if config.get("forced_bos_token_id") is not None:
-        logger.warning(
-            "%s: forced_bos_token_id=%s is not supported; generation starts without it",
-            path,
-            config["forced_bos_token_id"],
-        )
     options = {key: config[key] for key in GENERATION_KEYS if config.get(key) is not None}
     if "max_new_tokens" not in options and config.get("max_length") is not None:
         options["max_new_tokens"] = config["max_length"] - 1  # max_length counts the start token

@@ -66,7 +66,10 @@ class MBartTokenizer:
     """
 
     def __init__(
-        self, folder: str | os.PathLike, target_language: str, variant: str = "mbart-50"
+        self,
+        folder: str | os.PathLike,
+        target_language: str | None = None,
+        variant: str = "mbart-50",
     ) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"MBart tokenizer variant {variant!r}: choose one of {list(VARIANTS)}")
@@ -87,13 +90,13 @@ class MBartTokenizer:
         first_code = len(self.sp) + FAIRSEQ_OFFSET
         self.lang_code_to_id = {code: first_code + i for i, code in enumerate(VARIANTS[variant])}
         self.mask_id = first_code + len(self.lang_code_to_id)
-        if target_language not in self.lang_code_to_id:
+        if target_language is not None and target_language not in self.lang_code_to_id:
             raise ValueError(
                 f"target_language {target_language!r} is not an {variant} language code; "
                 f"choose one of {list(self.lang_code_to_id)}"
             )
         self.target_language = target_language
-        self.target_language_id = self.lang_code_to_id[target_language]
+        self.target_language_id = self.lang_code_to_id.get(target_language)
 
     def __len__(self) -> int:
         return self.mask_id + 1
@@ -104,6 +107,8 @@ class MBartTokenizer:
 
     def encode_target(self, text: str) -> list[int]:
         """Target ids: ``[code] tokens </s>`` (MBart-50) or ``tokens </s> [code]`` (MBart)."""
+        if self.target_language_id is None:
+            raise ValueError("encode_target needs the tokenizer's target_language")
         tokens = self.encode_as_ids(text)
         if self.variant == "mbart-50":
             return [self.target_language_id, *tokens, EOS]

@@ -12,10 +12,11 @@ import torch
 
 from speechlobes.inference.__main__ import main
 from speechlobes.inference.tagger import Tagger, clip_windows, read_class_labels
-from speechlobes.inference.translator import FairseqSentencePiece, FastTokenizerFile, Translator
+from speechlobes.inference.translator import FastTokenizerFile, Translator
 from speechlobes.lobes.models.beats import BEATs
 from speechlobes.lobes.models.speech_encoder_decoder import SpeechEncoderDecoderModel
 from speechlobes.processing.waveform import normalize_waveforms
+from speechlobes.tokenizers.mbart import MBartTokenizer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MIDS = ["/m/09x0r", "/m/04rlf", "/m/0bt9lr", "/m/01b_21", "/m/0k4j", "/m/07yv9"]
@@ -188,11 +189,11 @@ def hf_folder(tmp_path_factory):
     return folder
 
 
-def test_fairseq_sentencepiece_decodes_like_transformers_mbart_tokenizer(hf_folder):
+def test_folder_mbart_tokenizer_decodes_like_transformers_mbart_tokenizer(hf_folder):
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("google.protobuf", reason="transformers reads .model files with protobuf")
     reference = transformers.MBartTokenizer.from_pretrained(hf_folder)
-    ours = FairseqSentencePiece(hf_folder / "sentencepiece.bpe.model")
+    ours = MBartTokenizer(hf_folder, variant="mbart")
     ids = reference("die kinder spielen im garten")["input_ids"]
     language = reference.convert_tokens_to_ids("de_DE")
     for row in ([2, language, *ids], ids, [0, 5, 3, 7, 1, 1], list(range(40))):
@@ -226,7 +227,7 @@ def test_translate_file_equals_decoded_generate_of_normalised_audio(hf_folder, t
     hyps = model.generate(normalize_waveforms(wav), torch.ones_like(wav, dtype=torch.long), 8)
     tokens = hyps[0].tolist()[1:]
     tokens = tokens[: tokens.index(2)] if 2 in tokens else tokens
-    expected = FairseqSentencePiece(hf_folder / "sentencepiece.bpe.model").decode(tokens)
+    expected = MBartTokenizer(hf_folder, variant="mbart").decode(tokens)
     assert expected, "an empty translation would make the comparison trivial"
     assert translator.search_options["max_new_tokens"] == 8
     assert translator.translate_file(audio) == expected
