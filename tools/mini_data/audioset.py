@@ -45,10 +45,10 @@ class AudioSetSizes:
 
     Example:
         >>> AudioSetSizes().train_clips
-        300
+        500
     """
 
-    train_clips: int = 300
+    train_clips: int = 500
     eval_clips: int = 100
     missing_fraction: float = 0.03
     short_fraction: float = 0.05
