@@ -79,7 +79,9 @@ def _time_pair(run, ours, theirs, rounds: int, warm_up: bool) -> tuple[float, fl
 
 
 def _infer(model, wav, mask):
-    with torch.inference_mode():
+    # no_grad rather than inference_mode: transformers caches rotary tables across calls, and
+    # inference tensors in that cache would break its later training step
+    with torch.no_grad():
         return model(wav, attention_mask=mask).logits
 
 
