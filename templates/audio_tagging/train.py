@@ -2,7 +2,7 @@
 """Audio tagging template: BEATs -> pooling -> linear, multi-label, on synthetic sound clips.
 
     cd templates/audio_tagging
-    python train.py train.yaml                 # about half a minute on a laptop CPU
+    python train.py train.yaml                 # about 15 s on one CPU core
     python train.py train.yaml --debug         # smoke test: two batches, two epochs
 
 The road: sounds_prepare.py writes wavs + JSON manifests -> DynamicItemDataset pipelines read

@@ -2,7 +2,7 @@
 """Speech recognition template: filterbanks -> Conformer -> CTC, on synthetic tone "speech".
 
     cd templates/speech_recognition
-    python train.py train.yaml                 # about half a minute on a laptop CPU
+    python train.py train.yaml                 # about 15 s on one CPU core
     python train.py train.yaml --debug         # smoke test: two batches, two epochs
 
 The road: tones_prepare.py writes wavs + JSON manifests -> DynamicItemDataset pipelines read

@@ -2,7 +2,7 @@
 """Speech translation template: a speech encoder-decoder on synthetic spoken number sentences.
 
     cd templates/speech_translation
-    python train.py train.yaml                 # under a minute on a laptop CPU
+    python train.py train.yaml                 # about 30 s on one CPU core
     python train.py train.yaml --debug         # smoke test: two batches, two epochs
 
 The road: tones_prepare.py writes wavs + JSON manifests -> DynamicItemDataset pipelines read
@@ -55,7 +55,7 @@ class Translator(Brain):
 
     def compute_objectives(self, predictions, batch, stage):
         logits, hyps = predictions  # logits: (batch, target_len, vocab)
-        targets, target_lens = batch.tokens_eos
+        targets = batch.tokens_eos.data
         # Padded target positions are set to -100, which cross_entropy ignores.
         padded = lengths_to_padding_mask(batch.tokens_eos.abs_lengths, targets.shape[1])
         labels = targets.masked_fill(padded, -100)
