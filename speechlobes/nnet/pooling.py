@@ -25,6 +25,16 @@ class MaskedMeanPooling(nn.Module):
         return (x * valid).sum(dim=1) / valid.sum(dim=1).clamp(min=1.0)
 
 
+class MaskedMaxPooling(nn.Module):
+    """Maximum over the valid frames, per channel: each channel keeps its strongest moment, so
+    several short events at different times all survive (good for multi-label tagging)."""
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if padding_mask is not None:
+            x = x.masked_fill(padding_mask.unsqueeze(-1), torch.finfo(x.dtype).min)
+        return x.max(dim=1).values
+
+
 class AttentivePooling(nn.Module):
     """Attention-weighted mean: a small MLP scores each frame, softmax over valid frames."""
 

@@ -3,7 +3,7 @@
 import torch
 
 from speechlobes.dataio.balanced import EpochWeightedSampler, label_balanced_weights
-from speechlobes.nnet.pooling import AttentivePooling, MaskedMeanPooling
+from speechlobes.nnet.pooling import AttentivePooling, MaskedMaxPooling, MaskedMeanPooling
 from speechlobes.nnet.schedulers import WarmupDecayScheduler
 
 
@@ -13,10 +13,11 @@ def test_pooling_ignores_whatever_the_padded_frames_hold():
     mask = torch.tensor([[False] * 6, [False] * 3 + [True] * 3])
     garbage = x.clone()
     garbage[1, 3:] = 1e4
-    for pooling in (MaskedMeanPooling(), AttentivePooling(4, hidden_size=8)):
+    for pooling in (MaskedMeanPooling(), MaskedMaxPooling(), AttentivePooling(4, hidden_size=8)):
         torch.testing.assert_close(pooling(x, mask), pooling(garbage, mask))
     torch.testing.assert_close(MaskedMeanPooling()(x, mask)[1], x[1, :3].mean(0))
     torch.testing.assert_close(MaskedMeanPooling()(x), x.mean(1))
+    torch.testing.assert_close(MaskedMaxPooling()(x, mask)[1], x[1, :3].max(0).values)
 
 
 def test_balanced_weights_are_inverse_label_frequencies():
