@@ -4,7 +4,8 @@ Two sources of a model:
 
 - an experiment folder of the CoVoST recipe (``recipes/CoVoST/ST/seq2seq``): its YAML provides
   ``model``, ``tokenizer`` (a SentencePiece factory whose model lives in the folder),
-  ``search_options`` and ``sample_rate``. The waveform goes in raw, as in training.
+  ``search_options``, ``sample_rate`` and ``normalize_waveform`` (each utterance normalised to
+  zero mean and unit variance, as in training).
 - a Hugging Face ``SpeechEncoderDecoderModel`` folder (``config.json``, weights,
   optionally ``generation_config.json`` and ``preprocessor_config.json``) with its
   SentencePiece model, or any tokenizer object with ``decode(ids) -> str``. With a
@@ -95,13 +96,19 @@ class Translator:
     ) -> Translator:
         """Load a CoVoST experiment's best checkpoint by ``min_key``; ``overrides`` replace
         YAML keys (a moved pretrained file, see :func:`load_experiment`)."""
+        from speechlobes.processing.waveform import WaveformNormalizer
+
         hparams = load_experiment(folder, min_key=min_key, device=device, overrides=overrides)
+        normalizer = None
+        if hparams.get("normalize_waveform"):  # the recipe normalised each utterance
+            normalizer = WaveformNormalizer(sampling_rate=hparams["sample_rate"])
         return cls(
             hparams["model"],
             tokenizer() if callable(tokenizer := hparams["tokenizer"]) else tokenizer,
             hparams["sample_rate"],
             hparams["search_options"],
-            device=device,
+            normalizer,
+            device,
         )
 
     @classmethod

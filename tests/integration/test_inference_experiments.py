@@ -20,6 +20,7 @@ from speechlobes.dataio.encoders import MultiLabelEncoder
 from speechlobes.inference.__main__ import main
 from speechlobes.inference.tagger import Tagger
 from speechlobes.inference.translator import Translator
+from speechlobes.processing.waveform import normalize_waveforms
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 CLASSES = [("/m/09x0r", "Speech"), ("/m/04rlf", "Music"), ("/m/0bt9lr", "Dog")]
@@ -152,14 +153,16 @@ def translation_experiment(tmp_path_factory):
     )
     model = hparams["model"]
     perturb(model, seed=3)
-    with torch.no_grad():  # special tokens score 0, below the best text token: text comes out
-        model.decoder.lm_head.weight[: hparams["eos_index"] + 2] = 0.0
+    with torch.no_grad():  # special tokens and the bare word mark score 0, below the best
+        model.decoder.lm_head.weight[: hparams["eos_index"] + 2] = 0.0  # text token: text out
+        model.decoder.lm_head.weight[tokenizer.piece_to_id("\u2581")] = 0.0
     save_best_then_worse(hparams, model, "loss", best=1.5, worse=2.5)
     shutil.move(root / "trained", root / "moved")
     return root / "moved", model.eval(), tokenizer
 
 
 def expected_translation(model, tokenizer, wav: torch.Tensor, **options) -> str:
+    wav = normalize_waveforms(wav)  # the recipe normalises each utterance (normalize_waveform)
     ids = model.generate(wav, torch.ones_like(wav, dtype=torch.long), **options)[0].tolist()[1:]
     eos = model.config.eos_token_id
     return tokenizer.decode(ids[: ids.index(eos)] if eos in ids else ids)

@@ -25,6 +25,7 @@ from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.dataio.pipeline import provides, takes
 from speechlobes.distributed import run_on_main
 from speechlobes.nnet.lengths import lengths_to_padding_mask, relative_to_absolute_lengths
+from speechlobes.processing.waveform import normalize_waveforms
 from speechlobes.utils.hparams import load_hparams
 
 logger = logging.getLogger(__name__)
@@ -138,7 +139,10 @@ def dataio_prepare(hparams: dict, tokenizer) -> dict[str, DynamicItemDataset]:
     @takes("wav")
     @provides("sig")
     def audio_pipeline(wav):
-        return read_audio(wav, resample_to=hparams["sample_rate"])[0]
+        signal = read_audio(wav, resample_to=hparams["sample_rate"])[0]
+        if hparams["normalize_waveform"]:  # zero mean, unit variance, as Wav2Vec2 models expect
+            signal = normalize_waveforms(signal.unsqueeze(0))[0]
+        return signal
 
     @takes("translation")
     @provides("tokens_eos")
