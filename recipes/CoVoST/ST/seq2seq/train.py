@@ -50,10 +50,27 @@ class Translator(Brain):
         out = self.modules.model(
             wavs, attention_mask=mask, labels=labels, label_smoothing=self.hparams.label_smoothing
         )
+        loss = out.loss
+        if self.hparams.ctc_weight > 0:
+            loss = (1 - self.hparams.ctc_weight) * loss + self.hparams.ctc_weight * self.ctc_loss(
+                out, batch.source_tokens
+            )
         hyps = None
         if stage == Stage.TEST or (stage == Stage.VALID and self._search_this_epoch):
             hyps = self.modules.model.generate(wavs, mask, **self.hparams.search_options)
-        return out.loss, hyps
+        return loss, hyps
+
+    def ctc_loss(self, out, source_tokens):
+        """CTC of the encoder frames against the source transcript: teaches the encoder the
+        acoustics early, so the decoder's cross-attention has something to align to."""
+        frames = out.encoder_last_hidden_state
+        log_probs = self.modules.ctc_head(frames).log_softmax(dim=-1)
+        if out.encoder_padding_mask is None:
+            frame_lens = torch.ones(frames.shape[0], device=frames.device)
+        else:
+            frame_lens = (~out.encoder_padding_mask).sum(-1) / frames.shape[1]
+        tokens, token_lens = source_tokens
+        return self.hparams.ctc_cost(log_probs, tokens, frame_lens, token_lens)
 
     def compute_objectives(self, predictions, batch, stage):
         loss, hyps = predictions
@@ -126,7 +143,9 @@ def target_ids(tokenizer, text: str, eos_index: int) -> list[int]:
     return [*tokenizer.encode_as_ids(text), eos_index]
 
 
-def dataio_prepare(hparams: dict, tokenizer) -> dict[str, DynamicItemDataset]:
+def dataio_prepare(
+    hparams: dict, tokenizer, source_tokenizer=None
+) -> dict[str, DynamicItemDataset]:
     """Manifests -> datasets with audio and target-token pipelines (train sorted by duration)."""
     datasets = {
         name: DynamicItemDataset.from_json(hparams[f"{name}_json"])
@@ -149,10 +168,18 @@ def dataio_prepare(hparams: dict, tokenizer) -> dict[str, DynamicItemDataset]:
     def text_pipeline(translation):
         return torch.LongTensor(target_ids(tokenizer, translation, hparams["eos_index"]))
 
+    @takes("sentence")
+    @provides("source_tokens")
+    def source_pipeline(sentence):
+        return torch.LongTensor(source_tokenizer.encode_as_ids(sentence))
+
+    output_keys = ["id", "sig", "tokens_eos", "translation"]
     for dataset in datasets.values():
         dataset.add_dynamic_item(audio_pipeline)
         dataset.add_dynamic_item(text_pipeline)
-        dataset.set_output_keys(["id", "sig", "tokens_eos", "translation"])
+        if source_tokenizer is not None:
+            dataset.add_dynamic_item(source_pipeline)
+        dataset.set_output_keys(output_keys + ["source_tokens"] * (source_tokenizer is not None))
     return datasets
 
 
@@ -182,7 +209,12 @@ def main(argv: list[str]) -> None:
         },
     )
     tokenizer = build_tokenizer(hparams)
-    datasets = dataio_prepare(hparams, tokenizer)
+    source_tokenizer = None
+    if hparams["ctc_weight"] > 0:  # joint CTC on the source transcripts (characters)
+        source_tokenizer = hparams["source_tokenizer"](
+            annotation_train=hparams["train_json"], annotation_read="sentence"
+        )
+    datasets = dataio_prepare(hparams, tokenizer, source_tokenizer)
     brain = Translator(
         hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"]
     )
