@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from speechlobes.nnet.dropout import Dropout
+
 
 class AudioTagger(nn.Module):
     """``encoder`` -> ``pooling`` -> dropout -> Linear(``feature_size``, ``num_classes``)."""
@@ -34,7 +36,7 @@ class AudioTagger(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.classifier = nn.Linear(feature_size, num_classes)
 
     def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor | None = None) -> torch.Tensor:

@@ -31,6 +31,7 @@ from speechlobes.lobes.models.text_decoder import (
     activation,
     init_weights,
 )
+from speechlobes.nnet.dropout import Dropout
 
 POSITION_OFFSET = 2  # BART's learned position table starts two rows in
 
@@ -84,8 +85,8 @@ class BartDecoderLayer(nn.Module):
         width = config.d_model
         heads = config.decoder_attention_heads
         self.pre_norm = config.pre_norm
-        self.dropout = nn.Dropout(config.dropout)
-        self.activation_dropout = nn.Dropout(config.activation_dropout)
+        self.dropout = Dropout(config.dropout)
+        self.activation_dropout = Dropout(config.activation_dropout)
         self.act = activation(config.activation_function)
         self.self_attn = Attention(width, heads, config.attention_dropout)
         self.self_attn_layer_norm = nn.LayerNorm(width)
@@ -144,7 +145,7 @@ class BartDecoderStack(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, width, config.pad_token_id)
         self.embed_positions = nn.Embedding(config.max_position_embeddings + POSITION_OFFSET, width)
         self.layernorm_embedding = nn.LayerNorm(width)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.layers = nn.ModuleList(BartDecoderLayer(config) for _ in range(config.decoder_layers))
         if config.pre_norm:
             self.layer_norm = nn.LayerNorm(width)

@@ -49,6 +49,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from speechlobes.nnet.attention import attend, attention_weights, merge_heads, split_heads
+from speechlobes.nnet.dropout import Dropout, fast_dropout
 from speechlobes.nnet.lengths import (
     conv_output_length,
     lengths_to_padding_mask,
@@ -444,9 +445,9 @@ class TransformerSentenceEncoderLayer(nn.Module):
             gru_rel_pos=gru_rel_pos,
             rescale_init=rescale_init,
         )
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(activation_dropout)
-        self.dropout3 = nn.Dropout(dropout)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(activation_dropout)
+        self.dropout3 = Dropout(dropout)
         self.self_attn_layer_norm = nn.LayerNorm(embedding_dim)
         if activation_fn == "glu":
             self.fc1 = GLU_Linear(embedding_dim, ffn_embedding_dim, "swish")
@@ -572,7 +573,7 @@ class TransformerEncoder(nn.Module):
         x = x + self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
         if not self.layer_norm_first:
             x = self.layer_norm(x)
-        x = F.dropout(x, p=self.dropout, training=self.training)
+        x = fast_dropout(x, self.dropout, self.training)
         hiddens = [x] if output_all_hiddens else []
         position_bias = None
         for layer in self.layers:
@@ -700,10 +701,10 @@ class BEATs(nn.Module):
             if cfg.embed_dim != cfg.encoder_embed_dim
             else None
         )
-        self.dropout_input = nn.Dropout(cfg.dropout_input)
+        self.dropout_input = Dropout(cfg.dropout_input)
         self.encoder = TransformerEncoder(cfg)
         if cfg.finetuned_model:
-            self.predictor_dropout = nn.Dropout(cfg.predictor_dropout)
+            self.predictor_dropout = Dropout(cfg.predictor_dropout)
             self.predictor = nn.Linear(cfg.encoder_embed_dim, cfg.predictor_class)
         else:
             self.predictor = None

@@ -32,6 +32,7 @@ from speechlobes.lobes.models.text_decoder import (
     self_attention,
 )
 from speechlobes.nnet.attention import merge_heads, split_heads
+from speechlobes.nnet.dropout import Dropout
 
 
 @dataclass
@@ -72,7 +73,7 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, width)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, width)
         self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, past_length: int) -> torch.Tensor:
         steps = input_ids.shape[1]
@@ -106,7 +107,7 @@ class BertSelfOutput(nn.Module):
         super().__init__()
         self.dense = nn.Linear(inner, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, y: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(residual + self.dropout(self.dense(y)))

@@ -31,6 +31,7 @@ from speechlobes.lobes.models.text_decoder import (
     self_attention,
 )
 from speechlobes.nnet.attention import merge_heads, split_heads
+from speechlobes.nnet.dropout import Dropout
 
 
 @dataclass
@@ -94,7 +95,7 @@ class GPT2Attention(nn.Module):
         else:
             self.c_attn = Conv1D(3 * width, width)
         self.c_proj = Conv1D(width, width)
-        self.resid_dropout = nn.Dropout(config.resid_pdrop)
+        self.resid_dropout = Dropout(config.resid_pdrop)
 
     def attend_self(self, x, index, cache, padding, need_weights):
         q, k, v = (split_heads(t, self.num_heads) for t in self.c_attn(x).chunk(3, dim=-1))
@@ -122,7 +123,7 @@ class GPT2MLP(nn.Module):
         self.c_fc = Conv1D(inner, config.n_embd)
         self.c_proj = Conv1D(config.n_embd, inner)
         self.act = activation(config.activation_function)
-        self.dropout = nn.Dropout(config.resid_pdrop)
+        self.dropout = Dropout(config.resid_pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.c_proj(self.act(self.c_fc(x))))
@@ -172,7 +173,7 @@ class GPT2Model(nn.Module):
         super().__init__()
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
-        self.drop = nn.Dropout(config.embd_pdrop)
+        self.drop = Dropout(config.embd_pdrop)
         self.h = nn.ModuleList(GPT2Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
 

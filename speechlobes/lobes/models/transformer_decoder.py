@@ -30,6 +30,7 @@ from speechlobes.lobes.models.text_decoder import (
     activation,
     init_weights,
 )
+from speechlobes.nnet.dropout import Dropout
 
 
 @dataclass
@@ -82,7 +83,7 @@ class TransformerDecoderLayer(nn.Module):
         self.fc1 = nn.Linear(width, config.ffn_dim)
         self.fc2 = nn.Linear(config.ffn_dim, width)
         self.act = activation(config.activation)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def cross_kv(self, encoder_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.cross_attn.cross_kv(encoder_states)
@@ -122,7 +123,7 @@ class TransformerDecoder(TextDecoder):
         super().__init__()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.layers = nn.ModuleList(
             TransformerDecoderLayer(config) for _ in range(config.num_layers)
         )

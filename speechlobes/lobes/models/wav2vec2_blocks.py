@@ -25,6 +25,7 @@ from torch.utils.checkpoint import checkpoint
 
 from speechlobes.lobes.models.wav2vec2_config import Wav2Vec2Config
 from speechlobes.nnet.attention import attend, attention_weights, merge_heads, split_heads
+from speechlobes.nnet.dropout import Dropout, fast_dropout
 from speechlobes.nnet.positional import (
     RotaryEmbedding,
     apply_rotary,
@@ -136,7 +137,7 @@ class FeatureProjection(nn.Module):
             nn.LayerNorm(config.conv_dim[-1], eps=config.layer_norm_eps) if has_norm else None
         )
         self.projection = nn.Linear(config.conv_dim[-1], config.hidden_size)
-        self.dropout = nn.Dropout(config.feat_proj_dropout)
+        self.dropout = Dropout(config.feat_proj_dropout)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         normed = self.layer_norm(features) if self.layer_norm is not None else features
@@ -201,7 +202,7 @@ def _attention(q, k, v, bias, padding_mask, dropout: float, output_attentions: b
     if not output_attentions:
         return attend(q, k, v, bias=bias, key_padding_mask=padding_mask, dropout=dropout), None
     weights = attention_weights(q, k, bias=bias, key_padding_mask=padding_mask)
-    return torch.matmul(F.dropout(weights, dropout), v), weights
+    return torch.matmul(fast_dropout(weights, dropout), v), weights
 
 
 class FeedForward(nn.Module):
@@ -209,11 +210,11 @@ class FeedForward(nn.Module):
 
     def __init__(self, config: Wav2Vec2Config) -> None:
         super().__init__()
-        self.intermediate_dropout = nn.Dropout(config.activation_dropout)
+        self.intermediate_dropout = Dropout(config.activation_dropout)
         self.intermediate_dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.intermediate_act_fn = activation(config.hidden_act)
         self.output_dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.output_dropout = nn.Dropout(config.hidden_dropout)
+        self.output_dropout = Dropout(config.hidden_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.intermediate_dropout(self.intermediate_act_fn(self.intermediate_dense(x)))
@@ -229,7 +230,7 @@ class TransformerLayer(nn.Module):
         self.attention = SelfAttention(
             config.hidden_size, config.num_attention_heads, config.attention_dropout
         )
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward = FeedForward(config)
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -296,7 +297,7 @@ class TransformerEncoder(_LayerStack):
         self.stable = config.do_stable_layer_norm
         self.pos_conv_embed = PositionalConvEmbedding(config)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
         self.layers = nn.ModuleList(
             TransformerLayer(config) for _ in range(config.num_hidden_layers)
         )
@@ -338,7 +339,7 @@ class ConformerConvModule(nn.Module):
         self.batch_norm = nn.BatchNorm1d(hidden)
         self.activation = activation(config.hidden_act)
         self.pointwise_conv2 = nn.Conv1d(hidden, hidden, 1, bias=False)
-        self.dropout = nn.Dropout(config.conformer_conv_dropout)
+        self.dropout = Dropout(config.conformer_conv_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.linear(self.layer_norm(x), self.pointwise_conv1.weight[..., 0])
@@ -401,7 +402,7 @@ class ConformerLayer(nn.Module):
         self.ffn1_layer_norm = nn.LayerNorm(hidden)
         self.ffn1 = FeedForward(config)
         self.self_attn_layer_norm = nn.LayerNorm(hidden)
-        self.self_attn_dropout = nn.Dropout(config.attention_dropout)
+        self.self_attn_dropout = Dropout(config.attention_dropout)
         self.self_attn = ConformerSelfAttention(config)
         self.conv_module = ConformerConvModule(config)
         self.ffn2_layer_norm = nn.LayerNorm(hidden)
@@ -435,7 +436,7 @@ class ConformerEncoder(_LayerStack):
             )
         self.pos_conv_embed = PositionalConvEmbedding(config).requires_grad_(False)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
         self.layers = nn.ModuleList(ConformerLayer(config) for _ in range(config.num_hidden_layers))
         self.layerdrop = config.layerdrop
         self.gradient_checkpointing = False

@@ -38,6 +38,7 @@ from speechlobes.lobes.models.wav2vec2_base import (
     Wav2Vec2Model,
 )
 from speechlobes.lobes.models.wav2vec2_config import Wav2Vec2Config
+from speechlobes.nnet.dropout import Dropout
 from speechlobes.nnet.lengths import conv_output_length
 
 
@@ -143,7 +144,7 @@ class ForCTC(HeadModel):
         if config.vocab_size is None:
             raise ValueError(f"{type(self).__name__}: config.vocab_size must be set for a CTC head")
         width = config.output_hidden_size if config.add_adapter else config.hidden_size
-        self.dropout = nn.Dropout(config.final_dropout)
+        self.dropout = Dropout(config.final_dropout)
         self.lm_head = nn.Linear(width, config.vocab_size)
 
     def forward(
@@ -427,7 +428,7 @@ class ForPreTraining(HeadModel):
 
     def __init__(self, config: Wav2Vec2Config) -> None:
         super().__init__(config)
-        self.dropout_features = nn.Dropout(config.feat_quantizer_dropout)
+        self.dropout_features = Dropout(config.feat_quantizer_dropout)
         self.quantizer = GumbelVectorQuantizer(config)
         self.project_hid = nn.Linear(config.hidden_size, config.proj_codevector_dim)
         self.project_q = nn.Linear(config.codevector_dim, config.proj_codevector_dim)
