@@ -116,11 +116,20 @@ class DecoderOutput:
 
 
 class DecoderCache:
-    """Per-layer keys/values of a decoding run (all tensors (rows, heads, time, head_dim))."""
+    """Per-layer keys/values of a decoding run (all tensors (rows, heads, time, head_dim)).
 
-    def __init__(self, num_layers: int) -> None:
-        self.self_keys: list[torch.Tensor | None] = [None] * num_layers
-        self.self_values: list[torch.Tensor | None] = [None] * num_layers
+    Self-attention keys/values live in buffers with room for ``capacity`` steps (doubled when
+    outgrown): a decoding step writes its keys in place and beam reordering copies into a
+    second buffer, so no step allocates (fresh allocations of this size cost page faults that
+    dominate small decoders on CPU). When the new keys require gradients the cache grows by
+    concatenation instead, leaving earlier steps untouched for autograd.
+    """
+
+    def __init__(self, num_layers: int, capacity: int = 0) -> None:
+        self.capacity = capacity
+        self.buffers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
+        self.spares: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
+        self.lengths = [0] * num_layers
         self.cross_keys: list[torch.Tensor | None] = [None] * num_layers
         self.cross_values: list[torch.Tensor | None] = [None] * num_layers
         self.cross_bias: torch.Tensor | None = None
@@ -128,18 +137,43 @@ class DecoderCache:
     @property
     def length(self) -> int:
         """Number of positions already in the self-attention cache."""
-        keys = self.self_keys[0]
-        return 0 if keys is None else keys.shape[2]
+        return self.lengths[0]
 
     def append(
         self, layer: int, key: torch.Tensor, value: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Add the new steps' keys/values of ``layer``; return all keys/values so far."""
-        if self.self_keys[layer] is not None:
-            key = torch.cat([self.self_keys[layer], key], dim=2)
-            value = torch.cat([self.self_values[layer], value], dim=2)
-        self.self_keys[layer], self.self_values[layer] = key, value
-        return key, value
+        start = self.lengths[layer]
+        end = start + key.shape[2]
+        self.lengths[layer] = end
+        buffers = self.buffers[layer]
+        if torch.is_grad_enabled() and (key.requires_grad or value.requires_grad):
+            if buffers is not None:
+                key = torch.cat([buffers[0][:, :, :start], key], dim=2)
+                value = torch.cat([buffers[1][:, :, :start], value], dim=2)
+            self.buffers[layer], self.spares[layer] = (key, value), None
+            return key, value
+        if buffers is None or end > buffers[0].shape[2]:
+            buffers = self._grow(layer, key, start, end)
+        buffers[0][:, :, start:end] = key
+        buffers[1][:, :, start:end] = value
+        return buffers[0][:, :, :end], buffers[1][:, :, :end]
+
+    def _grow(
+        self, layer: int, key: torch.Tensor, length: int, needed: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        old = self.buffers[layer]
+        size = max(needed, self.capacity, 2 * old[0].shape[2] if old is not None else 0)
+        rows, heads, _, head_dim = key.shape
+        new = (
+            key.new_empty(rows, heads, size, head_dim),
+            key.new_empty(rows, heads, size, head_dim),
+        )
+        if old is not None:
+            for target, source in zip(new, old, strict=True):
+                target[:, :, :length] = source[:, :, :length]
+        self.buffers[layer], self.spares[layer] = new, None
+        return new
 
     def reorder(self, rows: torch.Tensor) -> DecoderCache:
         """Keep row ``rows[i]`` as row ``i`` (beam reordering, expansion to beams).
@@ -147,10 +181,22 @@ class DecoderCache:
         Rows must stay within their utterance group; cross-attention entries are shared by the
         group and are not touched.
         """
-        for i, (key, value) in enumerate(zip(self.self_keys, self.self_values, strict=True)):
-            if key is not None:
-                self.self_keys[i] = key.index_select(0, rows)
-                self.self_values[i] = value.index_select(0, rows)
+        for layer, buffers in enumerate(self.buffers):
+            if buffers is None:
+                continue
+            length = self.lengths[layer]
+            inplace = not any(b.requires_grad for b in buffers) or not torch.is_grad_enabled()
+            if not inplace or len(rows) != buffers[0].shape[0]:
+                self.buffers[layer] = tuple(b.index_select(0, rows) for b in buffers)
+                self.spares[layer] = None
+                continue
+            spares = self.spares[layer] or (
+                torch.empty_like(buffers[0]),
+                torch.empty_like(buffers[1]),
+            )
+            for target, source in zip(spares, buffers, strict=True):
+                torch.index_select(source[:, :, :length], 0, rows, out=target[:, :, :length])
+            self.buffers[layer], self.spares[layer] = spares, buffers
         return self
 
 
@@ -369,10 +415,14 @@ class TextDecoder(nn.Module):
         return self.config.vocab_size
 
     def new_cache(
-        self, encoder_hidden_states: torch.Tensor, encoder_padding_mask: torch.Tensor | None = None
+        self,
+        encoder_hidden_states: torch.Tensor,
+        encoder_padding_mask: torch.Tensor | None = None,
+        capacity: int = 0,
     ) -> DecoderCache:
-        """A cache whose cross-attention keys/values are computed now, once."""
-        cache = DecoderCache(len(self.blocks))
+        """A cache whose cross-attention keys/values are computed now, once; ``capacity``:
+        the steps to reserve room for (the prompt plus the tokens to generate)."""
+        cache = DecoderCache(len(self.blocks), capacity)
         for i, block in enumerate(self.blocks):
             cache.cross_keys[i], cache.cross_values[i] = block.cross_kv(encoder_hidden_states)
         cache.cross_bias = padding_bias(encoder_padding_mask, encoder_hidden_states.dtype)
