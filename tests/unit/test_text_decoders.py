@@ -115,6 +115,41 @@ def test_step_by_step_cache_equals_full_forward_and_beams_share_encoder(kind):
     torch.testing.assert_close(torch.cat(steps, 1), full.repeat_interleave(3, 0), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("capacity", [0, 3, 8])
+def test_cache_buffers_survive_growth_and_reordering(capacity):
+    """Steps written in place (capacity reserved, outgrown or not), then rows swapped mid-way."""
+    decoder = tiny_decoders()["mbart"].eval()
+    gen = torch.Generator().manual_seed(4)
+    encoder = torch.randn(1, 7, 16, generator=gen)
+    ids = torch.randint(3, 20, (2, 6), generator=gen)
+    with torch.no_grad():
+        full = decoder(ids, encoder).logits
+        cache = decoder.new_cache(encoder, capacity=capacity).reorder(torch.tensor([0, 0]))
+        swapped = ids.flip(0)
+        steps = [decoder(swapped[:, :1], cache=cache).logits]
+        steps.append(decoder(swapped[:, 1:3], cache=cache).logits)
+        cache.reorder(torch.tensor([1, 0]))  # the rows trade places: continue with ids' order
+        steps.append(decoder(ids[:, 3:], cache=cache).logits)
+    assert cache.length == 6
+    head = torch.cat(steps[:2], 1).flip(0)
+    torch.testing.assert_close(torch.cat([head, steps[2]], 1), full, atol=1e-5, rtol=0)
+
+
+def test_cache_with_gradients_matches_the_full_forward_gradient():
+    decoder = tiny_decoders()["native"].train(False)
+    gen = torch.Generator().manual_seed(5)
+    encoder = torch.randn(2, 5, 16, generator=gen)
+    ids = torch.randint(3, 20, (2, 4), generator=gen)
+    decoder(ids, encoder).logits.square().sum().backward()
+    expected = [p.grad.clone() for p in decoder.parameters()]
+    decoder.zero_grad()
+    cache = decoder.new_cache(encoder, capacity=8)
+    steps = [decoder(ids[:, t : t + 1], cache=cache).logits for t in range(4)]
+    torch.cat(steps, 1).square().sum().backward()  # earlier steps were not overwritten
+    for got, want in zip((p.grad for p in decoder.parameters()), expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("kind", ["bert", "bart", "mbart", "gpt2", "native"])
 def test_padded_encoder_frames_are_ignored(kind):
     decoder = tiny_decoders()[kind].eval()

@@ -119,16 +119,15 @@ class DecoderCache:
     """Per-layer keys/values of a decoding run (all tensors (rows, heads, time, head_dim)).
 
     Self-attention keys/values live in buffers with room for ``capacity`` steps (doubled when
-    outgrown): a decoding step writes its keys in place and beam reordering copies into a
-    second buffer, so no step allocates (fresh allocations of this size cost page faults that
-    dominate small decoders on CPU). When the new keys require gradients the cache grows by
+    outgrown): a decoding step writes its keys in place instead of concatenating into a fresh
+    tensor (fresh allocations of this size cost page faults that dominate small decoders on
+    CPU); beam reordering gathers whole buffers. When the new keys require gradients the cache grows by
     concatenation instead, leaving earlier steps untouched for autograd.
     """
 
     def __init__(self, num_layers: int, capacity: int = 0) -> None:
         self.capacity = capacity
         self.buffers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
-        self.spares: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
         self.lengths = [0] * num_layers
         self.cross_keys: list[torch.Tensor | None] = [None] * num_layers
         self.cross_values: list[torch.Tensor | None] = [None] * num_layers
@@ -151,7 +150,7 @@ class DecoderCache:
             if buffers is not None:
                 key = torch.cat([buffers[0][:, :, :start], key], dim=2)
                 value = torch.cat([buffers[1][:, :, :start], value], dim=2)
-            self.buffers[layer], self.spares[layer] = (key, value), None
+            self.buffers[layer] = (key, value)
             return key, value
         if buffers is None or end > buffers[0].shape[2]:
             buffers = self._grow(layer, key, start, end)
@@ -172,7 +171,7 @@ class DecoderCache:
         if old is not None:
             for target, source in zip(new, old, strict=True):
                 target[:, :, :length] = source[:, :, :length]
-        self.buffers[layer], self.spares[layer] = new, None
+        self.buffers[layer] = new
         return new
 
     def reorder(self, rows: torch.Tensor) -> DecoderCache:
@@ -184,19 +183,7 @@ class DecoderCache:
         for layer, buffers in enumerate(self.buffers):
             if buffers is None:
                 continue
-            length = self.lengths[layer]
-            inplace = not any(b.requires_grad for b in buffers) or not torch.is_grad_enabled()
-            if not inplace or len(rows) != buffers[0].shape[0]:
-                self.buffers[layer] = tuple(b.index_select(0, rows) for b in buffers)
-                self.spares[layer] = None
-                continue
-            spares = self.spares[layer] or (
-                torch.empty_like(buffers[0]),
-                torch.empty_like(buffers[1]),
-            )
-            for target, source in zip(spares, buffers, strict=True):
-                torch.index_select(source[:, :, :length], 0, rows, out=target[:, :, :length])
-            self.buffers[layer], self.spares[layer] = spares, buffers
+            self.buffers[layer] = tuple(b.index_select(0, rows) for b in buffers)
         return self
 
 
