@@ -594,12 +594,14 @@ class SpeechEncoderDecoderModel(nn.Module):
         if seed is not None:
             generator = torch.Generator(device=given[0].device).manual_seed(seed)
         encoded = self.encode(given[0], attention_mask)
-        cache = self.decoder.new_cache(
-            encoded.last_hidden_state, encoded.padding_mask, capacity=1 + max_new_tokens
-        )
         batch = encoded.last_hidden_state.shape[0]
         prompt = torch.full(
             (batch, 1), self.config.decoder_start_token_id, dtype=torch.long, device=given[0].device
+        )
+        cache = self.decoder.new_cache(
+            encoded.last_hidden_state,
+            encoded.padding_mask,
+            capacity=prompt.shape[1] + max_new_tokens,
         )
         result = search(self, cache, prompt, options, generator, return_scores)
         return result if return_scores else result.sequences

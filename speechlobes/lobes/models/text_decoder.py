@@ -121,8 +121,8 @@ class DecoderCache:
     Self-attention keys/values live in buffers with room for ``capacity`` steps (doubled when
     outgrown): a decoding step writes its keys in place instead of concatenating into a fresh
     tensor (fresh allocations of this size cost page faults that dominate small decoders on
-    CPU); beam reordering gathers whole buffers. When the new keys require gradients the cache grows by
-    concatenation instead, leaving earlier steps untouched for autograd.
+    CPU); beam reordering gathers whole buffers. When the new keys require gradients the
+    cache grows by concatenation instead, leaving earlier steps untouched for autograd.
     """
 
     def __init__(self, num_layers: int, capacity: int = 0) -> None:
