@@ -15,6 +15,7 @@ from speechlobes.lobes.models.speech_encoder_decoder import (
 )
 from speechlobes.lobes.models.transformer_decoder import TransformerDecoderConfig
 from speechlobes.lobes.models.wav2vec2 import Wav2Vec2Config
+from speechlobes.nnet import linear
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hf"
 FOLDERS = ["sed_bert", "sed_bart", "sed_gpt2"]
@@ -59,16 +60,31 @@ def test_labels_are_shifted_right_with_start_token_and_pad(fixture):
     assert torch.equal(shifted, cases["decoder_input_ids"])
 
 
-def test_greedy_ids_and_scores_match(fixture):
+@pytest.fixture(params=["plain", "packed"])
+def weights(request, monkeypatch):
+    """Run generation on plain weights and on weights packed for oneDNN (forced on tiny models)."""
+    if request.param == "packed":
+        monkeypatch.setattr(linear, "PACK_MIN_BYTES", 0)
+        packing = []
+        original = linear.pack_weight
+        monkeypatch.setattr(
+            linear, "pack_weight", lambda *args: packing.append(1) or original(*args)
+        )
+        return packing
+    return None
+
+
+def test_greedy_ids_and_scores_match(fixture, weights):
     _, model, cases = fixture
     out = model.generate(
         cases["input_values"], cases["attention_mask"], max_new_tokens=12, return_scores=True
     )
     assert torch.equal(out.sequences, cases["greedy_ids"])
     torch.testing.assert_close(out.scores, cases["greedy_scores"], atol=ATOL, rtol=ATOL)
+    assert weights is None or len(weights) > 0
 
 
-def test_beam_ids_and_scores_match(fixture):
+def test_beam_ids_and_scores_match(fixture, weights):
     _, model, cases = fixture
     out = model.generate(
         cases["input_values"],
@@ -82,6 +98,7 @@ def test_beam_ids_and_scores_match(fixture):
     torch.testing.assert_close(
         out.sequences_scores, cases["beam_sequences_scores"], atol=1e-5, rtol=1e-5
     )
+    assert weights is None or len(weights) > 0
 
 
 def test_incremental_decoding_with_cache_equals_full_forward(fixture):

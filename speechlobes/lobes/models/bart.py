@@ -32,6 +32,7 @@ from speechlobes.lobes.models.text_decoder import (
     init_weights,
 )
 from speechlobes.nnet.dropout import Dropout
+from speechlobes.nnet.linear import Linear
 
 POSITION_OFFSET = 2  # BART's learned position table starts two rows in
 
@@ -93,8 +94,8 @@ class BartDecoderLayer(nn.Module):
         if config.add_cross_attention:
             self.encoder_attn = Attention(width, heads, config.attention_dropout)
             self.encoder_attn_layer_norm = nn.LayerNorm(width)
-        self.fc1 = nn.Linear(width, config.decoder_ffn_dim)
-        self.fc2 = nn.Linear(config.decoder_ffn_dim, width)
+        self.fc1 = Linear(width, config.decoder_ffn_dim)
+        self.fc2 = Linear(config.decoder_ffn_dim, width)
         self.final_layer_norm = nn.LayerNorm(width)
 
     def cross_kv(self, encoder_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,7 +170,7 @@ class BartDecoder(TextDecoder):
         super().__init__()
         self.config = config
         self.model = BartDecoderWrapper(config)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
         init_weights(self, config.init_std)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.decoder.embed_tokens.weight

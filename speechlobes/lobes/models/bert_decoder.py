@@ -33,6 +33,7 @@ from speechlobes.lobes.models.text_decoder import (
 )
 from speechlobes.nnet.attention import merge_heads, split_heads
 from speechlobes.nnet.dropout import Dropout
+from speechlobes.nnet.linear import Linear
 
 
 @dataclass
@@ -95,9 +96,9 @@ class BertSelfAttention(nn.Module):
         width = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.dropout = config.attention_probs_dropout_prob
-        self.query = nn.Linear(width, width)
-        self.key = nn.Linear(width, width)
-        self.value = nn.Linear(width, width)
+        self.query = Linear(width, width)
+        self.key = Linear(width, width)
+        self.value = Linear(width, width)
 
 
 class BertSelfOutput(nn.Module):
@@ -105,7 +106,7 @@ class BertSelfOutput(nn.Module):
 
     def __init__(self, config: BertDecoderConfig, inner: int):
         super().__init__()
-        self.dense = nn.Linear(inner, config.hidden_size)
+        self.dense = Linear(inner, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
@@ -123,7 +124,7 @@ class BertAttention(nn.Module):
 class BertIntermediate(nn.Module):
     def __init__(self, config: BertDecoderConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.dense = Linear(config.hidden_size, config.intermediate_size)
         self.act = activation(config.hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -194,7 +195,7 @@ class BertModel(nn.Module):
 class BertPredictionHeadTransform(nn.Module):
     def __init__(self, config: BertDecoderConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = Linear(config.hidden_size, config.hidden_size)
         self.act = activation(config.hidden_act)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
@@ -206,7 +207,7 @@ class BertLMPredictionHead(nn.Module):
     def __init__(self, config: BertDecoderConfig):
         super().__init__()
         self.transform = BertPredictionHeadTransform(config)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.decoder = Linear(config.hidden_size, config.vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

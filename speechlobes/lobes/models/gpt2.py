@@ -32,6 +32,7 @@ from speechlobes.lobes.models.text_decoder import (
 )
 from speechlobes.nnet.attention import merge_heads, split_heads
 from speechlobes.nnet.dropout import Dropout
+from speechlobes.nnet.linear import Linear, pack_weight, packed_linear
 
 
 @dataclass
@@ -72,7 +73,18 @@ class Conv1D(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_features))
         nn.init.normal_(self.weight, std=0.02)
 
+    packed: torch.Tensor | None = None
+
+    def pack(self, rows: int) -> None:
+        """Run on a packed copy of the weight (see ``speechlobes.nnet.linear``)."""
+        self.packed = pack_weight(self.weight.t(), rows)
+
+    def unpack(self) -> None:
+        self.packed = None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.packed is not None and x.dtype == torch.float32:
+            return packed_linear(x, self.packed, self.bias)
         return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).view(
             *x.shape[:-1], -1
         )
@@ -189,7 +201,7 @@ class GPT2Decoder(TextDecoder):
         super().__init__()
         self.config = config
         self.transformer = GPT2Model(config)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         init_weights(self, config.initializer_range)
         for module in self.modules():
             if isinstance(module, Conv1D):

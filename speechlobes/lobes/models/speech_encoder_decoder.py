@@ -49,6 +49,7 @@ from speechlobes.lobes.models.hf_io import load_hf_state_dict, read_config, save
 from speechlobes.lobes.models.text_decoder import DecoderCache, TextDecoder
 from speechlobes.lobes.models.transformer_decoder import TransformerDecoder
 from speechlobes.lobes.models.wav2vec2 import ENCODER_MODELS, Wav2Vec2Config
+from speechlobes.nnet.linear import prepacked_linears
 
 MODEL_TYPE = "speech-encoder-decoder"
 GENERATION_CONFIG = "generation_config.json"
@@ -603,7 +604,9 @@ class SpeechEncoderDecoderModel(nn.Module):
             encoded.padding_mask,
             capacity=prompt.shape[1] + max_new_tokens,
         )
-        result = search(self, cache, prompt, options, generator, return_scores)
+        rows = batch * max(num_beams, num_return_sequences)
+        with prepacked_linears(self.decoder, rows):
+            result = search(self, cache, prompt, options, generator, return_scores)
         return result if return_scores else result.sequences
 
 

@@ -47,6 +47,7 @@ from speechlobes.nnet.attention import (
     merge_heads,
     split_heads,
 )
+from speechlobes.nnet.linear import Linear
 
 logger = logging.getLogger(__name__)
 
@@ -324,10 +325,10 @@ class Attention(nn.Module):
             raise ValueError(f"width {width} is not divisible by {num_heads} attention heads")
         self.num_heads = num_heads
         self.dropout = dropout
-        self.q_proj = nn.Linear(width, width, bias=bias)
-        self.k_proj = nn.Linear(width, width, bias=bias)
-        self.v_proj = nn.Linear(width, width, bias=bias)
-        self.out_proj = nn.Linear(width, width, bias=bias)
+        self.q_proj = Linear(width, width, bias=bias)
+        self.k_proj = Linear(width, width, bias=bias)
+        self.v_proj = Linear(width, width, bias=bias)
+        self.out_proj = Linear(width, width, bias=bias)
 
     def attend_self(
         self,

@@ -31,6 +31,7 @@ from speechlobes.lobes.models.text_decoder import (
     init_weights,
 )
 from speechlobes.nnet.dropout import Dropout
+from speechlobes.nnet.linear import Linear
 
 
 @dataclass
@@ -80,8 +81,8 @@ class TransformerDecoderLayer(nn.Module):
             self.cross_attn_norm = nn.LayerNorm(width, eps=eps)
             self.cross_attn = Attention(width, config.num_heads, config.attention_dropout)
         self.ffn_norm = nn.LayerNorm(width, eps=eps)
-        self.fc1 = nn.Linear(width, config.ffn_dim)
-        self.fc2 = nn.Linear(config.ffn_dim, width)
+        self.fc1 = Linear(width, config.ffn_dim)
+        self.fc2 = Linear(config.ffn_dim, width)
         self.act = activation(config.activation)
         self.dropout = Dropout(config.dropout)
 
@@ -128,7 +129,7 @@ class TransformerDecoder(TextDecoder):
             TransformerDecoderLayer(config) for _ in range(config.num_layers)
         )
         self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
         init_weights(self, config.init_std)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
