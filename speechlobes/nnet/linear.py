@@ -74,18 +74,26 @@ class Linear(nn.Linear):
         return packed_linear(x, self.packed, self.bias)
 
 
+def packable_layers(module: nn.Module) -> list[nn.Module]:
+    """The outermost submodules of ``module`` with ``pack(rows)`` and ``unpack()`` (a packable
+    module packs its own children as it sees fit)."""
+    if hasattr(module, "pack") and hasattr(module, "unpack"):
+        return [module]
+    return [layer for child in module.children() for layer in packable_layers(child)]
+
+
 @contextmanager
 def prepacked_linears(
     module: nn.Module, rows: int, min_bytes: int | None = None
 ) -> Iterator[nn.Module]:
-    """Inside the block, the packable layers of ``module`` (those with ``pack(rows)`` and
-    ``unpack()``, such as :class:`Linear`) run on weights packed on entry for products of about
-    ``rows`` rows, if their weights add up to ``min_bytes`` at least (default
+    """Inside the block, the packable layers of ``module`` (see :func:`packable_layers`, such
+    as :class:`Linear`) run on weights packed on entry for products of about ``rows`` rows, if
+    the parameters of ``module`` add up to ``min_bytes`` at least (default
     :data:`PACK_MIN_BYTES`). Only under ``torch.no_grad``/``inference_mode`` without autocast; elsewhere
     it changes nothing."""
-    layers = [m for m in module.modules() if hasattr(m, "pack") and hasattr(m, "unpack")]
+    layers = packable_layers(module)
     min_bytes = PACK_MIN_BYTES if min_bytes is None else min_bytes
-    weight_bytes = sum(m.weight.numel() * m.weight.element_size() for m in layers)
+    weight_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
     if torch.is_grad_enabled() or torch.is_autocast_enabled("cpu") or weight_bytes < min_bytes:
         layers = []  # no backward, no autocast rule; small weights stay cached, where MKL wins
     try:

@@ -92,7 +92,7 @@ class BartDecoderLayer(nn.Module):
         self.self_attn = Attention(width, heads, config.attention_dropout)
         self.self_attn_layer_norm = nn.LayerNorm(width)
         if config.add_cross_attention:
-            self.encoder_attn = Attention(width, heads, config.attention_dropout)
+            self.encoder_attn = Attention(width, heads, config.attention_dropout, cross=True)
             self.encoder_attn_layer_norm = nn.LayerNorm(width)
         self.fc1 = Linear(width, config.decoder_ffn_dim)
         self.fc2 = Linear(config.decoder_ffn_dim, width)

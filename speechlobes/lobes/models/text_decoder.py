@@ -16,7 +16,8 @@ axis, so the encoder keys are never copied per beam.
 Example:
     >>> cache = DecoderCache(num_layers=1)
     >>> k = v = torch.zeros(2, 4, 1, 8)                 # (rows, heads, new steps, head_dim)
-    >>> cache.append(0, k, v)[0].shape, cache.length
+    >>> cache.append(0, k, v)
+    >>> cache.keys_values(0)[0].shape, cache.length
     (torch.Size([2, 4, 1, 8]), 1)
 """
 
@@ -47,7 +48,7 @@ from speechlobes.nnet.attention import (
     merge_heads,
     split_heads,
 )
-from speechlobes.nnet.linear import Linear
+from speechlobes.nnet.linear import Linear, pack_weight, packed_linear
 
 logger = logging.getLogger(__name__)
 
@@ -117,19 +118,31 @@ class DecoderOutput:
 
 
 class DecoderCache:
-    """Per-layer keys/values of a decoding run (all tensors (rows, heads, time, head_dim)).
+    """Per-layer keys/values of a decoding run.
 
-    Self-attention keys/values live in buffers with room for ``capacity`` steps (doubled when
-    outgrown): a decoding step writes its keys in place instead of concatenating into a fresh
-    tensor (fresh allocations of this size cost page faults that dominate small decoders on
-    CPU); beam reordering gathers whole buffers. When the new keys require gradients the
-    cache grows by concatenation instead, leaving earlier steps untouched for autograd.
+    Self-attention keys/values live in buffers shaped (units, heads, capacity, group, head_dim),
+    rows = units * group, with room for ``capacity`` steps (doubled when outgrown): a decoding
+    step writes its keys in place instead of concatenating into a fresh tensor. When the new
+    keys require gradients the cache grows by concatenation instead, leaving earlier steps
+    untouched for autograd.
+
+    Beam search never copies the cache. On the first reordering that keeps every row within its
+    utterance, the rows of an utterance become one ``group`` and the cache only records, in
+    ``ancestry`` (rows, time), which beam of the group wrote each step of each row's history.
+    Self-attention then runs once per utterance over the keys of all its beams, masked to each
+    row's own history (:meth:`grouped_keys_values`): the keys are read once, instead of read,
+    gathered into new rows and read again at every step. Other reorderings (rows moving between
+    utterances, rows added) gather the rows' histories into new buffers.
     """
 
     def __init__(self, num_layers: int, capacity: int = 0) -> None:
         self.capacity = capacity
         self.buffers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
         self.lengths = [0] * num_layers
+        self.group = 1
+        self.ancestry: torch.Tensor | None = None
+        self.recorded = 0  # steps whose ancestry is written
+        self.group_mask: tuple[tuple[int, int], torch.Tensor] | None = None
         self.cross_keys: list[torch.Tensor | None] = [None] * num_layers
         self.cross_values: list[torch.Tensor | None] = [None] * num_layers
         self.cross_bias: torch.Tensor | None = None
@@ -139,35 +152,38 @@ class DecoderCache:
         """Number of positions already in the self-attention cache."""
         return self.lengths[0]
 
-    def append(
-        self, layer: int, key: torch.Tensor, value: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Add the new steps' keys/values of ``layer``; return all keys/values so far."""
+    def append(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> None:
+        """Add the new steps' keys/values (rows, heads, new, head_dim) of ``layer``."""
         start = self.lengths[layer]
         end = start + key.shape[2]
         self.lengths[layer] = end
-        buffers = self.buffers[layer]
         if torch.is_grad_enabled() and (key.requires_grad or value.requires_grad):
+            self.ungroup()
+            buffers = self.buffers[layer]
+            key, value = key.unsqueeze(3), value.unsqueeze(3)
             if buffers is not None:
                 key = torch.cat([buffers[0][:, :, :start], key], dim=2)
                 value = torch.cat([buffers[1][:, :, :start], value], dim=2)
             self.buffers[layer] = (key, value)
-            return key, value
+            return
+        key, value = (fold_groups(x, self.group).transpose(2, 3) for x in (key, value))
+        buffers = self.buffers[layer]
         if buffers is None or end > buffers[0].shape[2]:
             buffers = self._grow(layer, key, start, end)
         buffers[0][:, :, start:end] = key
         buffers[1][:, :, start:end] = value
-        return buffers[0][:, :, :end], buffers[1][:, :, :end]
+        if self.ancestry is not None and end > self.recorded:
+            self._record_steps(end)
 
     def _grow(
         self, layer: int, key: torch.Tensor, length: int, needed: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         old = self.buffers[layer]
         size = max(needed, self.capacity, 2 * old[0].shape[2] if old is not None else 0)
-        rows, heads, _, head_dim = key.shape
+        units, heads, _, group, head_dim = key.shape
         new = (
-            key.new_empty(rows, heads, size, head_dim),
-            key.new_empty(rows, heads, size, head_dim),
+            key.new_empty(units, heads, size, group, head_dim),
+            key.new_empty(units, heads, size, group, head_dim),
         )
         if old is not None:
             for target, source in zip(new, old, strict=True):
@@ -175,17 +191,126 @@ class DecoderCache:
         self.buffers[layer] = new
         return new
 
+    def _record_steps(self, end: int) -> None:
+        """Steps up to ``end`` were written by each row itself."""
+        rows, size = self.ancestry.shape
+        if end > size:
+            grown = self.ancestry.new_empty(rows, max(end, 2 * size))
+            grown[:, : self.recorded] = self.ancestry[:, : self.recorded]
+            self.ancestry = grown
+        own = torch.arange(rows, device=self.ancestry.device) % self.group
+        self.ancestry[:, self.recorded : end] = own[:, None]
+        self.recorded = end
+        self.group_mask = None
+
+    def keys_values(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """All keys and values of ``layer`` so far, per row: (rows, heads, time, head_dim)."""
+        length = self.lengths[layer]
+        key, value = self.buffers[layer]
+        if self.group == 1:
+            return key[:, :, :length, 0], value[:, :, :length, 0]
+        return self._row_histories(key, length), self._row_histories(value, length)
+
+    def _row_histories(self, buffer: torch.Tensor, length: int) -> torch.Tensor:
+        units, heads, _, group, head_dim = buffer.shape
+        index = self.ancestry[:, :length].view(units, group, 1, length, 1, 1)
+        index = index.expand(units, group, heads, length, 1, head_dim)
+        source = buffer[:, :, :length].unsqueeze(1).expand(units, group, heads, length, group, -1)
+        return source.gather(4, index).view(units * group, heads, length, head_dim)
+
+    def grouped_keys_values(
+        self, layer: int, new: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Keys and values of every beam of each utterance, (units, heads, time * group,
+        head_dim), and the additive mask (units, 1, group * new, time * group) that lets the
+        ``new`` last steps of each row (folded as by :func:`fold_groups`) see their own history
+        only."""
+        length = self.lengths[layer]
+        key, value = self.buffers[layer]
+        units, heads, _, group, head_dim = key.shape
+        flat = (units, heads, length * group, head_dim)
+        return (
+            key[:, :, :length].reshape(flat),
+            value[:, :, :length].reshape(flat),
+            self._mask(length, new, key.dtype),
+        )
+
+    def _mask(self, length: int, new: int, dtype: torch.dtype) -> torch.Tensor:
+        if self.group_mask is None or self.group_mask[0] != (length, new):
+            group = self.group
+            units = self.ancestry.shape[0] // group
+            device = self.ancestry.device
+            history = self.ancestry[:, :length].view(units, group, 1, length, 1)
+            allowed = history == torch.arange(group, device=device)
+            query_steps = torch.arange(length - new, length, device=device)
+            allowed = allowed & (
+                torch.arange(length, device=device)[:, None] <= query_steps[:, None, None]
+            )
+            allowed = allowed.expand(units, group, new, length, group)
+            mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+            mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+            self.group_mask = ((length, new), mask.view(units, 1, group * new, length * group))
+        return self.group_mask[1]
+
     def reorder(self, rows: torch.Tensor) -> DecoderCache:
         """Keep row ``rows[i]`` as row ``i`` (beam reordering, expansion to beams).
 
-        Rows must stay within their utterance group; cross-attention entries are shared by the
-        group and are not touched.
+        Cross-attention entries are shared by the rows of an utterance and are not touched:
+        rows must stay within their utterance.
         """
-        for layer, buffers in enumerate(self.buffers):
-            if buffers is None:
-                continue
-            self.buffers[layer] = tuple(b.index_select(0, rows) for b in buffers)
+        layers = [i for i, buffers in enumerate(self.buffers) if buffers is not None]
+        if not layers:
+            return self
+        self.group_mask = None
+        keys = self.buffers[layers[0]][0]
+        if rows.shape[0] == keys.shape[0] * self.group and self._start_groups(rows, keys):
+            self.ancestry = self.ancestry.index_select(0, rows)
+            return self
+        self.ungroup()
+        for layer in layers:
+            self.buffers[layer] = tuple(b.index_select(0, rows) for b in self.buffers[layer])
         return self
+
+    def _start_groups(self, rows: torch.Tensor, keys: torch.Tensor) -> bool:
+        """Whether ``rows`` keeps each row within its group, making groups of the utterances'
+        rows first if there are none yet (False when rows cannot be grouped)."""
+        group = self.group
+        if group == 1:
+            if self.cross_keys[0] is None or keys.requires_grad:
+                return False
+            group = rows.shape[0] // self.cross_keys[0].shape[0]
+            if group == 1:
+                return False
+        own = torch.arange(rows.shape[0], device=rows.device) // group
+        if not bool((rows // group == own).all()):
+            return False
+        if self.group == 1:
+            self._regroup(group)
+        return True
+
+    def _regroup(self, group: int) -> None:
+        for layer, buffers in enumerate(self.buffers):
+            if buffers is not None:
+                rows, device = buffers[0].shape[0], buffers[0].device
+                self.buffers[layer] = tuple(
+                    fold_groups(b.squeeze(3), group).transpose(2, 3).contiguous() for b in buffers
+                )
+        self.group = group
+        self.ancestry = torch.empty(rows, 0, dtype=torch.long, device=device)
+        self.recorded = 0
+        self._record_steps(self.length)
+
+    def ungroup(self) -> None:
+        """Give every row its own copy of its history (undoes the beam groups)."""
+        if self.group == 1:
+            return
+        for layer, buffers in enumerate(self.buffers):
+            if buffers is not None:
+                length = self.lengths[layer]
+                self.buffers[layer] = tuple(
+                    self._row_histories(b, length).unsqueeze(3) for b in buffers
+                )
+        self.group, self.ancestry, self.recorded, self.group_mask = 1, None, 0, None
 
 
 def padding_bias(padding_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -197,6 +322,19 @@ def padding_bias(padding_mask: torch.Tensor | None, dtype: torch.dtype) -> torch
         return None
     keys = padding_mask.shape[-1]
     return additive_mask(padding_mask, None, False, 1, keys, dtype, padding_mask.device)
+
+
+def fold_groups(x: torch.Tensor, group: int) -> torch.Tensor:
+    """(rows, heads, steps, head_dim), rows = units * group -> (units, heads, group, steps,
+    head_dim): the rows of a unit (an utterance's beams) side by side."""
+    rows, heads, steps, head_dim = x.shape
+    return x.view(rows // group, group, heads, steps, head_dim).transpose(1, 2)
+
+
+def unfold_groups(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`fold_groups`."""
+    units, heads, group, steps, head_dim = x.shape
+    return x.transpose(1, 2).reshape(units * group, heads, steps, head_dim)
 
 
 def self_attention(
@@ -216,7 +354,13 @@ def self_attention(
     Returns the attended values (rows, heads, new, head_dim) and, on request, the weights.
     """
     if cache is not None:
-        key, value = cache.append(layer, key, value)
+        cache.append(layer, key, value)
+        if cache.group > 1 and padding_mask is None and not need_weights:
+            keys, values, mask = cache.grouped_keys_values(layer, query.shape[2])
+            folded = fold_groups(query, cache.group).flatten(2, 3)
+            out = attend(folded, keys, values, mask, None, False, dropout, scale)
+            return unfold_groups(out.unflatten(2, (cache.group, -1))), None
+        key, value = cache.keys_values(layer)
     causal = query.shape[2] > 1  # a single new query may see every key
     out = attend(query, key, value, None, padding_mask, causal, dropout, scale)
     weights = (
@@ -239,21 +383,19 @@ def cross_attention(
     query: (rows, heads, steps, head_dim) with rows = group * batch; key/value: (batch, heads,
     frames, head_dim); bias: (batch, 1, 1, frames) additive padding bias or None.
     """
-    rows, heads, steps, head_dim = query.shape
-    batch = key.shape[0]
-    group = rows // batch
-    if group * batch != rows:
-        raise ValueError(f"decoder rows ({rows}) are not a multiple of the encoder batch ({batch})")
-    folded = query.view(batch, group, heads, steps, head_dim).transpose(1, 2)
-    folded = folded.reshape(batch, heads, group * steps, head_dim)
+    rows, steps = query.shape[0], query.shape[2]
+    group = rows // key.shape[0]
+    if group * key.shape[0] != rows:
+        raise ValueError(
+            f"decoder rows ({rows}) are not a multiple of the encoder batch ({key.shape[0]})"
+        )
+    folded = fold_groups(query, group).flatten(2, 3)
     out = attend(folded, key, value, bias, None, False, dropout, scale)
-    out = out.view(batch, heads, group, steps, head_dim).transpose(1, 2)
-    out = out.reshape(rows, heads, steps, head_dim)
+    out = unfold_groups(out.unflatten(2, (group, steps)))
     weights = None
     if need_weights:
         weights = attention_weights(folded, key, bias, None, False, scale)
-        weights = weights.view(batch, heads, group, steps, -1).transpose(1, 2)
-        weights = weights.reshape(rows, heads, steps, -1)
+        weights = weights.unflatten(2, (group, steps)).transpose(1, 2).flatten(0, 1)
     return out, weights
 
 
@@ -317,18 +459,55 @@ def load_decoder_state_dict(
 
 class Attention(nn.Module):
     """Multi-head attention with separate ``q_proj``/``k_proj``/``v_proj``/``out_proj`` (BART
-    naming), used as causal self-attention with a cache or as cross-attention."""
+    naming), used as causal self-attention with a cache or, with ``cross``, as cross-attention.
 
-    def __init__(self, width: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+    Under :func:`~speechlobes.nnet.linear.prepacked_linears` self-attention projects q|k|v in
+    one product on a packed copy of the three weights.
+    """
+
+    packed_qkv: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    def __init__(
+        self,
+        width: int,
+        num_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        cross: bool = False,
+    ):
         super().__init__()
         if width % num_heads:
             raise ValueError(f"width {width} is not divisible by {num_heads} attention heads")
         self.num_heads = num_heads
         self.dropout = dropout
+        self.cross = cross
         self.q_proj = Linear(width, width, bias=bias)
         self.k_proj = Linear(width, width, bias=bias)
         self.v_proj = Linear(width, width, bias=bias)
         self.out_proj = Linear(width, width, bias=bias)
+
+    def pack(self, rows: int) -> None:
+        """Packed weights for decoding steps: q|k|v fused (self-attention) or q alone (cross:
+        its keys and values are computed once per utterance), and the output projection."""
+        self.out_proj.pack(rows)
+        if self.cross:
+            self.q_proj.pack(rows)
+            return
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        weight = pack_weight(torch.cat([p.weight for p in projections]), rows)
+        if weight is not None:
+            bias = None if self.q_proj.bias is None else torch.cat([p.bias for p in projections])
+            self.packed_qkv = (weight, None if bias is None else bias.detach())
+
+    def unpack(self) -> None:
+        self.packed_qkv = None
+        for projection in (self.q_proj, self.out_proj):
+            projection.unpack()
+
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if self.packed_qkv is not None and x.dtype == torch.float32:
+            return packed_linear(x, *self.packed_qkv).chunk(3, dim=-1)
+        return self.q_proj(x), self.k_proj(x), self.v_proj(x)
 
     def attend_self(
         self,
@@ -339,9 +518,7 @@ class Attention(nn.Module):
         need_weights: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (rows, steps, width) -> (rows, steps, width), causal over cache + x."""
-        q, k, v = (
-            split_heads(p(x), self.num_heads) for p in (self.q_proj, self.k_proj, self.v_proj)
-        )
+        q, k, v = (split_heads(t, self.num_heads) for t in self.project_qkv(x))
         dropout = self.dropout if self.training else 0.0
         out, weights = self_attention(
             q, k, v, cache, layer, padding_mask, dropout, None, need_weights
@@ -412,7 +589,9 @@ class TextDecoder(nn.Module):
         the steps to reserve room for (the prompt plus the tokens to generate)."""
         cache = DecoderCache(len(self.blocks), capacity)
         for i, block in enumerate(self.blocks):
-            cache.cross_keys[i], cache.cross_values[i] = block.cross_kv(encoder_hidden_states)
+            # contiguous per head: read at every step, they stream faster (~3 % of a step)
+            keys, values = block.cross_kv(encoder_hidden_states)
+            cache.cross_keys[i], cache.cross_values[i] = keys.contiguous(), values.contiguous()
         cache.cross_bias = padding_bias(encoder_padding_mask, encoder_hidden_states.dtype)
         return cache
 

@@ -79,7 +79,9 @@ class TransformerDecoderLayer(nn.Module):
         self.self_attn = Attention(width, config.num_heads, config.attention_dropout)
         if config.add_cross_attention:
             self.cross_attn_norm = nn.LayerNorm(width, eps=eps)
-            self.cross_attn = Attention(width, config.num_heads, config.attention_dropout)
+            self.cross_attn = Attention(
+                width, config.num_heads, config.attention_dropout, cross=True
+            )
         self.ffn_norm = nn.LayerNorm(width, eps=eps)
         self.fc1 = Linear(width, config.ffn_dim)
         self.fc2 = Linear(config.ffn_dim, width)
