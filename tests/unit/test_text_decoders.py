@@ -10,11 +10,12 @@ from speechlobes.lobes.models.bart import BartDecoder, BartDecoderConfig, MBartD
 from speechlobes.lobes.models.bert_decoder import BertDecoder, BertDecoderConfig
 from speechlobes.lobes.models.gpt2 import GPT2Decoder, GPT2DecoderConfig
 from speechlobes.lobes.models.hf_io import load_hf_state_dict, read_config
-from speechlobes.lobes.models.text_decoder import DecoderCache
+from speechlobes.lobes.models.text_decoder import DecoderCache, self_attention
 from speechlobes.lobes.models.transformer_decoder import (
     TransformerDecoder,
     TransformerDecoderConfig,
 )
+from speechlobes.nnet.attention import attend
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hf"
 CLASSES = {"bert": BertDecoder, "bart": BartDecoder, "gpt2": GPT2Decoder}
@@ -248,3 +249,96 @@ def test_bart_and_mbart_differ_only_in_normalisation_placement():
     assert not hasattr(bart.model.decoder, "layer_norm")
     assert mbart.model.decoder.layer_norm.normalized_shape == (16,)
     assert bart.architecture == "BartForCausalLM" and mbart.architecture == "MBartForCausalLM"
+
+
+class CopyingCache:
+    """Reference: every row owns a copy of its history, reordering copies rows."""
+
+    def __init__(self):
+        self.keys = None
+
+    def append(self, key):
+        self.keys = key if self.keys is None else torch.cat([self.keys, key], dim=2)
+
+    def reorder(self, rows):
+        self.keys = self.keys.index_select(0, rows)
+
+
+def grouped_cache(batch, capacity=0):
+    cache = DecoderCache(num_layers=2, capacity=capacity)
+    cache.cross_keys = [torch.zeros(batch, 2, 3, 4)] * 2  # tells the cache the utterance count
+    return cache
+
+
+@pytest.mark.parametrize("capacity", [0, 2, 16])
+def test_beam_reordering_records_ancestry_instead_of_copying(capacity):
+    gen = torch.Generator().manual_seed(6)
+    batch, beams = 2, 3
+    cache, reference = grouped_cache(batch, capacity), CopyingCache()
+    for step in range(7):
+        key = torch.randn(batch * beams, 2, 1 + (step == 0), 4, generator=gen)
+        for layer in range(2):
+            cache.append(layer, key + layer, key + layer)
+        reference.append(key)
+        parents = torch.randint(0, beams, (batch, beams), generator=gen)
+        rows = (parents + torch.arange(batch)[:, None] * beams).view(-1)
+        cache.reorder(rows)
+        reference.reorder(rows)
+        assert cache.group == beams
+        keys, values = cache.keys_values(1)
+        torch.testing.assert_close(keys, reference.keys + 1, atol=0, rtol=0)
+        torch.testing.assert_close(values, reference.keys + 1, atol=0, rtol=0)
+    assert cache.length == 8
+
+
+def test_grouped_attention_sees_each_rows_own_history_only():
+    gen = torch.Generator().manual_seed(7)
+    batch, beams, heads = 2, 2, 2
+    cache, reference = grouped_cache(batch), CopyingCache()
+    for step in range(4):
+        new = 2 if step == 3 else 1
+        key = torch.randn(batch * beams, heads, new, 4, generator=gen)
+        query = torch.randn(batch * beams, heads, new, 4, generator=gen)
+        reference.append(key)
+        out, _ = self_attention(query, key, key, cache, 0, None, 0.0, None, False)
+        want = attend(query, reference.keys, reference.keys, causal=new > 1)
+        torch.testing.assert_close(out, want, atol=1e-6, rtol=1e-6)
+        rows = torch.tensor([1, 1, 3, 2])
+        cache.reorder(rows)
+        reference.reorder(rows)
+    assert cache.group == beams
+
+
+def test_reorderings_that_leave_the_groups_copy_the_histories():
+    gen = torch.Generator().manual_seed(8)
+    cache, reference = grouped_cache(2), CopyingCache()
+    for rows in ([1, 0, 2, 3], [2, 3, 0, 1], [0, 0, 1, 1, 2, 2, 3, 3], [1, 0, 3, 2, 5, 4, 7, 6]):
+        key = torch.randn(
+            len(rows) if reference.keys is None else reference.keys.shape[0], 1, 1, 4, generator=gen
+        )
+        cache.append(0, key, key)
+        cache.append(1, key, key)
+        reference.append(key)
+        cache.reorder(torch.tensor(rows))
+        reference.reorder(torch.tensor(rows))
+        torch.testing.assert_close(cache.keys_values(0)[0], reference.keys, atol=0, rtol=0)
+    # rows across utterances and added rows forced copies; the last reorder regrouped in place
+    assert cache.group == 4 and cache.keys_values(0)[0].shape == (8, 1, 4, 4)
+
+
+def test_keys_with_gradients_ungroup_the_cache_first():
+    cache, reference = grouped_cache(1), CopyingCache()
+    key = torch.randn(2, 1, 1, 4)
+    cache.append(0, key, key)
+    reference.append(key)
+    cache.reorder(torch.tensor([1, 0]))
+    reference.reorder(torch.tensor([1, 0]))
+    assert cache.group == 2
+    more = torch.randn(2, 1, 1, 4, requires_grad=True)
+    cache.append(0, more, more)
+    reference.append(more)
+    assert cache.group == 1
+    keys = cache.keys_values(0)[0]
+    torch.testing.assert_close(keys, reference.keys, atol=0, rtol=0)
+    keys.sum().backward()
+    assert torch.equal(more.grad, torch.ones_like(more))

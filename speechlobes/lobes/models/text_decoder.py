@@ -154,11 +154,13 @@ class DecoderCache:
 
     def append(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> None:
         """Add the new steps' keys/values (rows, heads, new, head_dim) of ``layer``."""
+        tracked = torch.is_grad_enabled() and (key.requires_grad or value.requires_grad)
+        if tracked:
+            self.ungroup()
         start = self.lengths[layer]
         end = start + key.shape[2]
         self.lengths[layer] = end
-        if torch.is_grad_enabled() and (key.requires_grad or value.requires_grad):
-            self.ungroup()
+        if tracked:
             buffers = self.buffers[layer]
             key, value = key.unsqueeze(3), value.unsqueeze(3)
             if buffers is not None:
