@@ -293,10 +293,16 @@ class DecoderCache:
     def _regroup(self, group: int) -> None:
         for layer, buffers in enumerate(self.buffers):
             if buffers is not None:
-                rows, device = buffers[0].shape[0], buffers[0].device
-                self.buffers[layer] = tuple(
-                    fold_groups(b.squeeze(3), group).transpose(2, 3).contiguous() for b in buffers
+                rows, heads, size, _, head_dim = buffers[0].shape
+                length, device = self.lengths[layer], buffers[0].device
+                grouped = tuple(
+                    b.new_empty(rows // group, heads, size, group, head_dim) for b in buffers
                 )
+                for target, source in zip(grouped, buffers, strict=True):  # the steps so far
+                    target[:, :, :length] = fold_groups(source[:, :, :length, 0], group).transpose(
+                        2, 3
+                    )
+                self.buffers[layer] = grouped
         self.group = group
         self.ancestry = torch.empty(rows, 0, dtype=torch.long, device=device)
         self.recorded = 0
