@@ -89,13 +89,15 @@ def prepacked_linears(
     """Inside the block, the packable layers of ``module`` (see :func:`packable_layers`, such
     as :class:`Linear`) run on weights packed on entry for products of about ``rows`` rows, if
     the parameters of ``module`` add up to ``min_bytes`` at least (default
-    :data:`PACK_MIN_BYTES`). Only under ``torch.no_grad``/``inference_mode`` without autocast; elsewhere
-    it changes nothing."""
-    layers = packable_layers(module)
+    :data:`PACK_MIN_BYTES`). Only under ``torch.no_grad``/``inference_mode`` without autocast;
+    elsewhere it changes nothing."""
     min_bytes = PACK_MIN_BYTES if min_bytes is None else min_bytes
-    weight_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
-    if torch.is_grad_enabled() or torch.is_autocast_enabled("cpu") or weight_bytes < min_bytes:
-        layers = []  # no backward, no autocast rule; small weights stay cached, where MKL wins
+    # the packed kernel has no backward and no autocast rule; small weights stay cached, where
+    # MKL's kernel is faster
+    usable = not (torch.is_grad_enabled() or torch.is_autocast_enabled("cpu")) and (
+        sum(p.numel() * p.element_size() for p in module.parameters()) >= min_bytes
+    )
+    layers = packable_layers(module) if usable else []
     try:
         for layer in layers:
             layer.pack(rows)

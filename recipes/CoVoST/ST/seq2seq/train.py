@@ -24,7 +24,11 @@ from speechlobes.dataio.audio import read_audio
 from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.dataio.pipeline import provides, takes
 from speechlobes.distributed import run_on_main
-from speechlobes.nnet.lengths import lengths_to_padding_mask, relative_to_absolute_lengths
+from speechlobes.nnet.lengths import (
+    lengths_to_padding_mask,
+    padding_mask_to_lengths,
+    relative_to_absolute_lengths,
+)
 from speechlobes.processing.waveform import normalize_waveforms
 from speechlobes.utils.hparams import load_hparams
 
@@ -68,7 +72,7 @@ class Translator(Brain):
         if out.encoder_padding_mask is None:
             frame_lens = torch.ones(frames.shape[0], device=frames.device)
         else:
-            frame_lens = (~out.encoder_padding_mask).sum(-1) / frames.shape[1]
+            frame_lens = padding_mask_to_lengths(out.encoder_padding_mask) / frames.shape[1]
         tokens, token_lens = source_tokens
         return self.hparams.ctc_cost(log_probs, tokens, frame_lens, token_lens)
 
