@@ -271,24 +271,35 @@ def grouped_cache(batch, capacity=0):
 
 
 @pytest.mark.parametrize("capacity", [0, 2, 16])
-def test_beam_reordering_records_ancestry_instead_of_copying(capacity):
+@pytest.mark.parametrize("parents", ["random", "first beam"])
+def test_beam_reordering_records_slots_instead_of_copying(capacity, parents):
     gen = torch.Generator().manual_seed(6)
-    batch, beams = 2, 3
+    batch, beams, steps = 2, 3, 12
     cache, reference = grouped_cache(batch, capacity), CopyingCache()
-    for step in range(7):
+    compacted = False
+    for step in range(steps):
         key = torch.randn(batch * beams, 2, 1 + (step == 0), 4, generator=gen)
         for layer in range(2):
             cache.append(layer, key + layer, key + layer)
         reference.append(key)
-        parents = torch.randint(0, beams, (batch, beams), generator=gen)
-        rows = (parents + torch.arange(batch)[:, None] * beams).view(-1)
+        chosen = torch.randint(0, beams, (batch, beams), generator=gen)
+        if parents == "first beam":  # every beam continues beam 0: one live entry per step
+            chosen = torch.zeros_like(chosen)
+        rows = (chosen + torch.arange(batch)[:, None] * beams).view(-1)
         cache.reorder(rows)
         reference.reorder(rows)
         assert cache.group == beams
         keys, values = cache.keys_values(1)
         torch.testing.assert_close(keys, reference.keys + 1, atol=0, rtol=0)
         torch.testing.assert_close(values, reference.keys + 1, atol=0, rtol=0)
-    assert cache.length == 8
+        # entries read by no row are dropped once they are a third of some utterance's entries
+        histories = cache.slots[:, : cache.length].reshape(batch, -1)
+        live = max(len(set(unit.tolist())) for unit in histories)
+        assert cache.entries == [cache.entries[0]] * 2
+        assert cache.entries[0] == live or 3 * live > 2 * cache.entries[0]
+        compacted |= cache.entries[0] < cache.length * beams
+    assert cache.length == steps + 1
+    assert compacted
 
 
 def test_grouped_attention_sees_each_rows_own_history_only():

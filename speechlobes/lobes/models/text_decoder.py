@@ -120,29 +120,32 @@ class DecoderOutput:
 class DecoderCache:
     """Per-layer keys/values of a decoding run.
 
-    Self-attention keys/values live in buffers shaped (units, heads, capacity, group, head_dim),
-    rows = units * group, with room for ``capacity`` steps (doubled when outgrown): a decoding
-    step writes its keys in place instead of concatenating into a fresh tensor. When the new
-    keys require gradients the cache grows by concatenation instead, leaving earlier steps
-    untouched for autograd.
+    Self-attention keys/values live in buffers shaped (units, heads, capacity, head_dim), rows =
+    units * group, with room for ``capacity`` entries (doubled when outgrown): a decoding step
+    writes its keys in place instead of concatenating into a fresh tensor. When the new keys
+    require gradients the cache grows by concatenation instead, leaving earlier steps untouched
+    for autograd.
 
-    Beam search never copies the cache. On the first reordering that keeps every row within its
-    utterance, the rows of an utterance become one ``group`` and the cache only records, in
-    ``ancestry`` (rows, time), which beam of the group wrote each step of each row's history.
-    Self-attention then runs once per utterance over the keys of all its beams, masked to each
-    row's own history (:meth:`grouped_keys_values`): the keys are read once, instead of read,
-    gathered into new rows and read again at every step. Other reorderings (rows moving between
-    utterances, rows added) gather the rows' histories into new buffers.
+    Beam search never copies the cache per row. On the first reordering that keeps every row
+    within its utterance, the rows of an utterance become one ``group`` sharing one list of
+    entries: each step appends ``group`` entries (one per row) and ``slots`` (rows, steps)
+    records which entry holds each step of each row's history; a reordering only reorders
+    ``slots``. Self-attention runs once per utterance over all its entries, masked to each
+    row's own history (:meth:`grouped_keys_values`). Beams mostly share their early history, so
+    many entries end up read by no row: once a third of an utterance's entries are dead the
+    entries are compacted (the live ones move to the front, in order). Other reorderings (rows
+    moving between utterances, rows added) gather the rows' histories into new buffers.
     """
 
     def __init__(self, num_layers: int, capacity: int = 0) -> None:
         self.capacity = capacity
         self.buffers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
-        self.lengths = [0] * num_layers
+        self.lengths = [0] * num_layers  # steps
+        self.entries = [0] * num_layers  # entries per unit (= steps while group == 1)
         self.group = 1
-        self.ancestry: torch.Tensor | None = None
-        self.recorded = 0  # steps whose ancestry is written
-        self.group_mask: tuple[tuple[int, int], torch.Tensor] | None = None
+        self.slots: torch.Tensor | None = None  # (rows, steps) entry of each row's step
+        self.recorded = 0  # steps whose slots are written
+        self.group_mask: tuple[tuple[int, int, int], torch.Tensor] | None = None
         self.cross_keys: list[torch.Tensor | None] = [None] * num_layers
         self.cross_values: list[torch.Tensor | None] = [None] * num_layers
         self.cross_bias: torch.Tensor | None = None
@@ -157,101 +160,92 @@ class DecoderCache:
         tracked = torch.is_grad_enabled() and (key.requires_grad or value.requires_grad)
         if tracked:
             self.ungroup()
-        start = self.lengths[layer]
-        end = start + key.shape[2]
-        self.lengths[layer] = end
+        new, group = key.shape[2], self.group
+        start, first = self.lengths[layer], self.entries[layer]
+        last = first + new * group
+        self.lengths[layer], self.entries[layer] = start + new, last
+        buffers = self.buffers[layer]
         if tracked:
-            buffers = self.buffers[layer]
-            key, value = key.unsqueeze(3), value.unsqueeze(3)
             if buffers is not None:
-                key = torch.cat([buffers[0][:, :, :start], key], dim=2)
-                value = torch.cat([buffers[1][:, :, :start], value], dim=2)
+                key = torch.cat([buffers[0][:, :, :first], key], dim=2)
+                value = torch.cat([buffers[1][:, :, :first], value], dim=2)
             self.buffers[layer] = (key, value)
             return
-        key, value = (fold_groups(x, self.group).transpose(2, 3) for x in (key, value))
-        buffers = self.buffers[layer]
-        if buffers is None or end > buffers[0].shape[2]:
-            buffers = self._grow(layer, key, start, end)
-        buffers[0][:, :, start:end] = key
-        buffers[1][:, :, start:end] = value
-        if self.ancestry is not None and end > self.recorded:
-            self._record_steps(end)
+        if buffers is None or last > buffers[0].shape[2]:
+            buffers = self._grow(layer, key, first, last)
+        for target, source in zip(buffers, (key, value), strict=True):
+            # entry first + step * group + row-in-group
+            target[:, :, first:last].unflatten(2, (new, group)).copy_(
+                fold_groups(source, group).transpose(2, 3)
+            )
+        if self.slots is not None and start + new > self.recorded:
+            self._record_steps(first, new)
 
     def _grow(
-        self, layer: int, key: torch.Tensor, length: int, needed: int
+        self, layer: int, key: torch.Tensor, kept: int, needed: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         old = self.buffers[layer]
-        size = max(needed, self.capacity, 2 * old[0].shape[2] if old is not None else 0)
-        units, heads, _, group, head_dim = key.shape
-        new = (
-            key.new_empty(units, heads, size, group, head_dim),
-            key.new_empty(units, heads, size, group, head_dim),
-        )
+        size = max(needed, self.capacity * self.group, 2 * old[0].shape[2] if old else 0)
+        rows, heads, _, head_dim = key.shape
+        shape = (rows // self.group, heads, size, head_dim)
+        new = (key.new_empty(shape), key.new_empty(shape))
         if old is not None:
             for target, source in zip(new, old, strict=True):
-                target[:, :, :length] = source[:, :, :length]
+                target[:, :, :kept] = source[:, :, :kept]
         self.buffers[layer] = new
         return new
 
-    def _record_steps(self, end: int) -> None:
-        """Steps up to ``end`` were written by each row itself."""
-        rows, size = self.ancestry.shape
+    def _record_steps(self, first: int, new: int) -> None:
+        """The ``new`` steps from entry ``first`` on were written by each row itself."""
+        rows, size = self.slots.shape
+        end = self.recorded + new
         if end > size:
-            grown = self.ancestry.new_empty(rows, max(end, 2 * size))
-            grown[:, : self.recorded] = self.ancestry[:, : self.recorded]
-            self.ancestry = grown
-        own = torch.arange(rows, device=self.ancestry.device) % self.group
-        self.ancestry[:, self.recorded : end] = own[:, None]
+            grown = self.slots.new_empty(rows, max(end, 2 * size))
+            grown[:, : self.recorded] = self.slots[:, : self.recorded]
+            self.slots = grown
+        device = self.slots.device
+        own = torch.arange(rows, device=device) % self.group
+        steps = torch.arange(new, device=device) * self.group
+        self.slots[:, self.recorded : end] = first + steps + own[:, None]
         self.recorded = end
         self.group_mask = None
 
     def keys_values(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
         """All keys and values of ``layer`` so far, per row: (rows, heads, time, head_dim)."""
-        length = self.lengths[layer]
         key, value = self.buffers[layer]
-        if self.group == 1:
-            return key[:, :, :length, 0], value[:, :, :length, 0]
-        return self._row_histories(key, length), self._row_histories(value, length)
+        if self.slots is None:
+            length = self.lengths[layer]
+            return key[:, :, :length], value[:, :, :length]
+        return self._row_histories(key, layer), self._row_histories(value, layer)
 
-    def _row_histories(self, buffer: torch.Tensor, length: int) -> torch.Tensor:
-        units, heads, _, group, head_dim = buffer.shape
-        index = self.ancestry[:, :length].view(units, group, 1, length, 1, 1)
-        index = index.expand(units, group, heads, length, 1, head_dim)
-        source = buffer[:, :, :length].unsqueeze(1).expand(units, group, heads, length, group, -1)
-        return source.gather(4, index).view(units * group, heads, length, head_dim)
+    def _row_histories(self, buffer: torch.Tensor, layer: int) -> torch.Tensor:
+        units, length = buffer.shape[0], self.lengths[layer]
+        index = self.slots[:, :length].reshape(units, self.group * length)
+        return unfold_groups(select_entries(buffer, index).unflatten(2, (self.group, length)))
 
     def grouped_keys_values(
         self, layer: int, new: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Keys and values of every beam of each utterance, (units, heads, time * group,
-        head_dim), and the additive mask (units, 1, group * new, time * group) that lets the
-        ``new`` last steps of each row (folded as by :func:`fold_groups`) see their own history
-        only."""
-        length = self.lengths[layer]
+        """Every entry of each utterance, (units, heads, entries, head_dim) keys and values, and
+        the additive mask (units, 1, group * new, entries) that lets the ``new`` last steps of
+        each row (folded as by :func:`fold_groups`) see their own history only."""
+        entries = self.entries[layer]
         key, value = self.buffers[layer]
-        units, heads, _, group, head_dim = key.shape
-        flat = (units, heads, length * group, head_dim)
-        return (
-            key[:, :, :length].reshape(flat),
-            value[:, :, :length].reshape(flat),
-            self._mask(length, new, key.dtype),
-        )
+        mask = self._mask(self.lengths[layer], new, entries, key.dtype)
+        return key[:, :, :entries], value[:, :, :entries], mask
 
-    def _mask(self, length: int, new: int, dtype: torch.dtype) -> torch.Tensor:
-        if self.group_mask is None or self.group_mask[0] != (length, new):
-            group = self.group
-            units = self.ancestry.shape[0] // group
-            device = self.ancestry.device
-            history = self.ancestry[:, :length].view(units, group, 1, length, 1)
-            allowed = history == torch.arange(group, device=device)
-            query_steps = torch.arange(length - new, length, device=device)
-            allowed = allowed & (
-                torch.arange(length, device=device)[:, None] <= query_steps[:, None, None]
-            )
-            allowed = allowed.expand(units, group, new, length, group)
-            mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
-            mask.masked_fill_(~allowed, torch.finfo(dtype).min)
-            self.group_mask = ((length, new), mask.view(units, 1, group * new, length * group))
+    def _mask(self, length: int, new: int, entries: int, dtype: torch.dtype) -> torch.Tensor:
+        if self.group_mask is None or self.group_mask[0] != (length, new, entries):
+            rows, device = self.slots.shape[0], self.slots.device
+            steps = torch.arange(length, device=device)
+            # the step at which each row reads each entry (`length`: never)
+            read_at = torch.full((rows, entries), length, dtype=torch.long, device=device)
+            read_at.scatter_(1, self.slots[:, :length], steps.expand(rows, length))
+            visible = read_at[:, None, :] <= steps[length - new :, None]
+            mask = torch.zeros(visible.shape, dtype=dtype, device=device)
+            mask.masked_fill_(~visible, torch.finfo(dtype).min)
+            units = rows // self.group
+            self.group_mask = ((length, new, entries), mask.view(units, 1, -1, entries))
         return self.group_mask[1]
 
     def reorder(self, rows: torch.Tensor) -> DecoderCache:
@@ -266,7 +260,8 @@ class DecoderCache:
         self.group_mask = None
         keys = self.buffers[layers[0]][0]
         if rows.shape[0] == keys.shape[0] * self.group and self._start_groups(rows, keys):
-            self.ancestry = self.ancestry.index_select(0, rows)
+            self.slots = self.slots.index_select(0, rows)
+            self._drop_dead_entries(layers)
             return self
         self.ungroup()
         for layer in layers:
@@ -293,32 +288,55 @@ class DecoderCache:
     def _regroup(self, group: int) -> None:
         for layer, buffers in enumerate(self.buffers):
             if buffers is not None:
-                rows, heads, size, _, head_dim = buffers[0].shape
+                rows, heads, size, head_dim = buffers[0].shape
                 length, device = self.lengths[layer], buffers[0].device
-                grouped = tuple(
-                    b.new_empty(rows // group, heads, size, group, head_dim) for b in buffers
-                )
+                shape = (rows // group, heads, size * group, head_dim)
+                grouped = tuple(b.new_empty(shape) for b in buffers)
                 for target, source in zip(grouped, buffers, strict=True):  # the steps so far
-                    target[:, :, :length] = fold_groups(source[:, :, :length, 0], group).transpose(
-                        2, 3
+                    target[:, :, : length * group].unflatten(2, (length, group)).copy_(
+                        fold_groups(source[:, :, :length], group).transpose(2, 3)
                     )
                 self.buffers[layer] = grouped
+                self.entries[layer] = length * group
         self.group = group
-        self.ancestry = torch.empty(rows, 0, dtype=torch.long, device=device)
+        self.slots = torch.empty(
+            rows, max(self.capacity, self.length), dtype=torch.long, device=device
+        )
         self.recorded = 0
-        self._record_steps(self.length)
+        self._record_steps(0, self.length)
+
+    def _drop_dead_entries(self, layers: list[int]) -> None:
+        """Compact the entries once a third of some utterance's entries are read by no row."""
+        length, entries = self.lengths[layers[0]], self.entries[layers[0]]
+        if any((self.lengths[i], self.entries[i]) != (length, entries) for i in layers):
+            return  # layers mid-step: wait until every layer has the same entries
+        group, device = self.group, self.slots.device
+        units = self.slots.shape[0] // group
+        live = torch.zeros(units, entries, dtype=torch.bool, device=device)
+        live.scatter_(1, self.slots[:, :length].reshape(units, group * length), True)
+        kept = int(live.sum(dim=1).max())
+        if 3 * kept > 2 * entries:
+            return
+        # live entries first, in their order; shorter utterances keep some dead ones as padding
+        order = torch.sort((~live).to(torch.uint8), dim=1, stable=True).indices[:, :kept]
+        rank = torch.empty(units, entries, dtype=torch.long, device=device)
+        rank.scatter_(1, order, torch.arange(kept, device=device).expand(units, kept))
+        history = self.slots[:, :length]
+        history.copy_(rank.repeat_interleave(group, dim=0).gather(1, history))
+        for layer in layers:
+            for buffer in self.buffers[layer]:
+                buffer[:, :, :kept] = select_entries(buffer, order)
+            self.entries[layer] = kept
 
     def ungroup(self) -> None:
         """Give every row its own copy of its history (undoes the beam groups)."""
-        if self.group == 1:
+        if self.slots is None:
             return
         for layer, buffers in enumerate(self.buffers):
             if buffers is not None:
-                length = self.lengths[layer]
-                self.buffers[layer] = tuple(
-                    self._row_histories(b, length).unsqueeze(3) for b in buffers
-                )
-        self.group, self.ancestry, self.recorded, self.group_mask = 1, None, 0, None
+                self.buffers[layer] = tuple(self._row_histories(b, layer) for b in buffers)
+                self.entries[layer] = self.lengths[layer]
+        self.group, self.slots, self.recorded, self.group_mask = 1, None, 0, None
 
 
 def padding_bias(padding_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -330,6 +348,15 @@ def padding_bias(padding_mask: torch.Tensor | None, dtype: torch.dtype) -> torch
         return None
     keys = padding_mask.shape[-1]
     return additive_mask(padding_mask, None, False, 1, keys, dtype, padding_mask.device)
+
+
+def select_entries(buffer: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Entries ``index`` (units, n) of each unit of a contiguous cache buffer (units, heads,
+    capacity, head_dim) -> (units, heads, n, head_dim), copied as whole head_dim rows."""
+    units, heads, capacity, head_dim = buffer.shape
+    first = torch.arange(units * heads, device=index.device).view(units, heads, 1) * capacity
+    rows = (first + index[:, None, :]).flatten()
+    return buffer.view(-1, head_dim).index_select(0, rows).view(units, heads, -1, head_dim)
 
 
 def fold_groups(x: torch.Tensor, group: int) -> torch.Tensor:
