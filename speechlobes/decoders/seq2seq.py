@@ -6,7 +6,9 @@ The search talks to a model through two calls (the :class:`StepModel` protocol):
     state = model.reorder(state, rows)           # keep row rows[i] as row i
 
 The first ``step`` receives the whole prompt (usually the decoder start token), later ones the
-last chosen token only, so the model keeps its own cache in ``state``. Rows are the batch
+last chosen token only, so the model keeps its own cache in ``state``. Beam search runs its first
+step on one row per utterance (the beams are identical until then) and its first ``reorder``
+expands those rows to the beams. Rows are the batch
 utterances times the beams (or samples) of each, contiguous per utterance; ``reorder`` only ever
 maps a row to a row of the same utterance, so per-utterance data (encoder keys and values) never
 needs copying. Beams are batched: one model call per step for all beams of all utterances.
@@ -245,7 +247,6 @@ def beam_search(
     device = prompt.device
     eos = options.eos_token_id
     fill = options.pad_token_id or eos if eos is not None else -1
-    state, _ = expand_rows(model, state, prompt, beams)
     offsets = torch.arange(batch, device=device)[:, None] * beams
 
     running = prompt.new_full((batch, beams, max_len), fill)
@@ -259,14 +260,16 @@ def beam_search(
     improvable = torch.ones(batch, 1, dtype=torch.bool, device=device)
     in_top_beams = torch.arange(candidates, device=device) < beams
 
-    tokens, length = running.view(batch * beams, max_len)[:, :prompt_len], prompt_len
+    # the beams of an utterance are identical until the first choice: one row each steps first
+    tokens, length = prompt, prompt_len
     while True:
         logits, state = model.step(tokens, state)
         log_probs = F.log_softmax(logits.float(), dim=-1)
-        history = running.view(batch * beams, max_len)[:, :length]
+        history = running[:, : logits.shape[0] // batch, :length].reshape(logits.shape[0], -1)
         log_probs = process_scores(log_probs, history, options)
         vocab = log_probs.shape[-1]
-        totals = (log_probs.view(batch, beams, vocab) + running_scores[:, :, None]).view(batch, -1)
+        totals = log_probs.view(batch, -1, vocab) + running_scores[:, :, None]
+        totals = totals.view(batch, -1)
 
         if options.do_sample:
             picked = torch.multinomial(totals.softmax(dim=-1), candidates, generator=generator)
@@ -316,7 +319,7 @@ def beam_search(
         open_store = not (bool(is_finished.all()) and options.early_stopping is True)
         if not (bool(improvable.any()) and open_store and not bool(ends.all())):
             break
-        state = model.reorder(state, parents)
+        state = model.reorder(state, parents // (batch * beams // logits.shape[0]))
         tokens = running.view(batch * beams, max_len)[:, length - 1 : length]
 
     returned = options.num_return_sequences

@@ -258,8 +258,7 @@ class DecoderCache:
         if not layers:
             return self
         self.group_mask = None
-        keys = self.buffers[layers[0]][0]
-        if rows.shape[0] == keys.shape[0] * self.group and self._start_groups(rows, keys):
+        if self._within_utterances(rows, self.buffers[layers[0]][0]):
             self.slots = self.slots.index_select(0, rows)
             self._drop_dead_entries(layers)
             return self
@@ -268,40 +267,44 @@ class DecoderCache:
             self.buffers[layer] = tuple(b.index_select(0, rows) for b in self.buffers[layer])
         return self
 
-    def _start_groups(self, rows: torch.Tensor, keys: torch.Tensor) -> bool:
-        """Whether ``rows`` keeps each row within its group, making groups of the utterances'
-        rows first if there are none yet (False when rows cannot be grouped)."""
-        group = self.group
-        if group == 1:
-            if self.cross_keys[0] is None or keys.requires_grad:
-                return False
-            group = rows.shape[0] // self.cross_keys[0].shape[0]
-            if group == 1:
-                return False
-        own = torch.arange(rows.shape[0], device=rows.device) // group
-        if not bool((rows // group == own).all()):
+    def _within_utterances(self, rows: torch.Tensor, keys: torch.Tensor) -> bool:
+        """Whether ``rows`` gives each utterance several rows that all continue rows of that
+        utterance; if so the cache is now grouped, ``group`` = the new rows per utterance."""
+        if self.cross_keys[0] is None or keys.requires_grad:
             return False
-        if self.group == 1:
-            self._regroup(group)
+        utterances = self.cross_keys[0].shape[0]
+        current = keys.shape[0] * self.group
+        if current % utterances or rows.shape[0] % utterances:
+            return False
+        before, after = current // utterances, rows.shape[0] // utterances
+        own = torch.arange(rows.shape[0], device=rows.device) // after
+        if after == 1 or not bool((rows // before == own).all()):
+            return False
+        if self.slots is None:
+            self._regroup(before)
+        self.group = after
         return True
 
     def _regroup(self, group: int) -> None:
+        """Make the per-row buffers the entries of utterances of ``group`` rows: interleaved
+        copies of the steps so far, or the buffers themselves with one row per utterance."""
         for layer, buffers in enumerate(self.buffers):
-            if buffers is not None:
+            if buffers is not None and group > 1:
                 rows, heads, size, head_dim = buffers[0].shape
-                length, device = self.lengths[layer], buffers[0].device
+                length = self.lengths[layer]
                 shape = (rows // group, heads, size * group, head_dim)
                 grouped = tuple(b.new_empty(shape) for b in buffers)
-                for target, source in zip(grouped, buffers, strict=True):  # the steps so far
+                for target, source in zip(grouped, buffers, strict=True):
                     target[:, :, : length * group].unflatten(2, (length, group)).copy_(
                         fold_groups(source[:, :, :length], group).transpose(2, 3)
                     )
                 self.buffers[layer] = grouped
                 self.entries[layer] = length * group
+        keys = next(b[0] for b in self.buffers if b is not None)
         self.group = group
-        self.slots = torch.empty(
-            rows, max(self.capacity, self.length), dtype=torch.long, device=device
-        )
+        rows = keys.shape[0] * group
+        steps = max(self.capacity, self.length)
+        self.slots = torch.empty(rows, steps, dtype=torch.long, device=keys.device)
         self.recorded = 0
         self._record_steps(0, self.length)
 
