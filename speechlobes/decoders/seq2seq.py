@@ -292,20 +292,21 @@ def beam_search(
 
         # finished candidates ranked among the first `beams` enter the store if good enough
         just_done = ends & in_top_beams[None, :]
-        generated = length + 1 - prompt_len
-        scored = top_scores / (generated**options.length_penalty)
-        store_full = is_finished.all(dim=-1, keepdim=True) & (options.early_stopping is True)
-        scored = scored + store_full.float() * BLOCKED
-        scored = scored + (~improvable).float() * BLOCKED
-        scored = scored + (~just_done) * BLOCKED
-        merged_scores = torch.cat([finished_scores, scored], dim=1)
-        best = torch.topk(merged_scores, beams).indices
-        merged = torch.cat([finished, top_sequences], dim=1)
-        finished = merged.gather(1, best[:, :, None].expand(-1, -1, max_len))
-        finished_scores = merged_scores.gather(1, best)
-        new_lengths = torch.full_like(top_scores, generated, dtype=torch.long)
-        finished_lengths = torch.cat([finished_lengths, new_lengths], dim=1).gather(1, best)
-        is_finished = torch.cat([is_finished, just_done], dim=1).gather(1, best)
+        if bool(just_done.any()):  # else the store cannot change
+            generated = length + 1 - prompt_len
+            scored = top_scores / (generated**options.length_penalty)
+            store_full = is_finished.all(dim=-1, keepdim=True) & (options.early_stopping is True)
+            scored = scored + store_full.float() * BLOCKED
+            scored = scored + (~improvable).float() * BLOCKED
+            scored = scored + (~just_done) * BLOCKED
+            merged_scores = torch.cat([finished_scores, scored], dim=1)
+            best = torch.topk(merged_scores, beams).indices
+            merged = torch.cat([finished, top_sequences], dim=1)
+            finished = merged.gather(1, best[:, :, None].expand(-1, -1, max_len))
+            finished_scores = merged_scores.gather(1, best)
+            new_lengths = torch.full_like(top_scores, generated, dtype=torch.long)
+            finished_lengths = torch.cat([finished_lengths, new_lengths], dim=1).gather(1, best)
+            is_finished = torch.cat([is_finished, just_done], dim=1).gather(1, best)
 
         length += 1
         improvable = improvable & could_improve(

@@ -22,7 +22,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -56,6 +56,11 @@ def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | No
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
+# Activations the packed kernel applies to its output as torch does, bit for bit (oneDNN's
+# tanh-GELU and SiLU differ in the last bit, so they run separately).
+FUSED_ACTIVATIONS = {F.gelu: "gelu", F.relu: "relu"}
+
+
 class Linear(nn.Linear):
     """``torch.nn.Linear`` (same arguments and state dict) that :func:`prepacked_linears` can
     switch to a packed weight."""
@@ -72,6 +77,15 @@ class Linear(nn.Linear):
         if self.packed is None or x.dtype != torch.float32:
             return F.linear(x, self.weight, self.bias)
         return packed_linear(x, self.packed, self.bias)
+
+    def activated(self, x: torch.Tensor, activation: Callable) -> torch.Tensor:
+        """``activation(self(x))``; on a packed weight exact GELU and ReLU are applied by the
+        product as it writes its output (one pass less over the output)."""
+        fused = FUSED_ACTIVATIONS.get(activation)
+        if fused is None or self.packed is None or x.dtype != torch.float32:
+            return activation(self(x))
+        # the last argument names GELU's algorithm (ignored for ReLU)
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, fused, [], "none")
 
 
 def packable_layers(module: nn.Module) -> list[nn.Module]:

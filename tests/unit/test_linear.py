@@ -81,3 +81,17 @@ def test_other_dtypes_behave_as_torch_linear_inside_the_block():
     with torch.no_grad(), prepacked_linears(layer, rows=2, min_bytes=0):
         with pytest.raises(RuntimeError, match="same dtype"):  # as nn.Linear says
             layer(x.bfloat16())
+
+
+@needs_onednn
+@pytest.mark.parametrize("activation", [F.gelu, F.relu, F.silu])
+def test_activations_fused_into_the_packed_product_equal_torchs(activation):
+    torch.manual_seed(0)
+    layer = Linear(64, 128)
+    x = 3 * torch.randn(6, 1, 64)
+    with torch.no_grad():
+        assert torch.equal(layer.activated(x, activation), activation(layer(x)))
+        with prepacked_linears(layer, rows=6, min_bytes=0):
+            fused = layer.activated(x, activation)
+            assert torch.equal(fused, activation(layer(x)))  # GELU, ReLU in the kernel
+        torch.testing.assert_close(fused, activation(layer(x)), atol=1e-5, rtol=1e-5)

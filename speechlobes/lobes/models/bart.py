@@ -102,7 +102,7 @@ class BartDecoderLayer(nn.Module):
         return self.encoder_attn.cross_kv(encoder_states)
 
     def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.activation_dropout(self.act(self.fc1(x))))
+        return self.fc2(self.activation_dropout(self.fc1.activated(x, self.act)))
 
     def residual(self, x: torch.Tensor, norm: nn.LayerNorm, sublayer) -> tuple[torch.Tensor, ...]:
         """``LN(x + f(x))`` (BART) or ``x + f(LN(x))`` (MBart); f returns (y, *extras)."""

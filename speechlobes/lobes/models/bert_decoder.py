@@ -128,7 +128,7 @@ class BertIntermediate(nn.Module):
         self.act = activation(config.hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.dense(x))
+        return self.dense.activated(x, self.act)
 
 
 class BertLayer(nn.Module):
@@ -200,7 +200,7 @@ class BertPredictionHeadTransform(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.act(self.dense(x)))
+        return self.LayerNorm(self.dense.activated(x, self.act))
 
 
 class BertLMPredictionHead(nn.Module):

@@ -111,7 +111,7 @@ class TransformerDecoderLayer(nn.Module):
                 self.cross_attn_norm(x), cross_kv, cross_bias, need_weights
             )
             x = x + self.dropout(y)
-        y = self.fc2(self.dropout(self.act(self.fc1(self.ffn_norm(x)))))
+        y = self.fc2(self.dropout(self.fc1.activated(self.ffn_norm(x), self.act)))
         return x + self.dropout(y), weights, cross_weights
 
 
