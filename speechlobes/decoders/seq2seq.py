@@ -309,14 +309,15 @@ def beam_search(
             is_finished = torch.cat([is_finished, just_done], dim=1).gather(1, best)
 
         length += 1
-        improvable = improvable & could_improve(
-            running_scores,
-            finished_scores,
-            is_finished,
-            length - prompt_len,
-            max_len - prompt_len,
-            options,
-        )
+        if bool(is_finished.any()):  # with an empty store every running beam may improve
+            improvable = improvable & could_improve(
+                running_scores,
+                finished_scores,
+                is_finished,
+                length - prompt_len,
+                max_len - prompt_len,
+                options,
+            )
         open_store = not (bool(is_finished.all()) and options.early_stopping is True)
         if not (bool(improvable.any()) and open_store and not bool(ends.all())):
             break

@@ -25,6 +25,14 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     return x.view(batch, time, num_heads, width // num_heads).transpose(1, 2)
 
 
+def split_fused_heads(x: torch.Tensor, parts: int, num_heads: int) -> tuple[torch.Tensor, ...]:
+    """(batch, time, parts * heads * head_dim), such as a fused q|k|v projection -> ``parts``
+    tensors (batch, heads, time, head_dim), all views of ``x``."""
+    batch, time, width = x.shape
+    head_dim = width // (parts * num_heads)
+    return x.view(batch, time, parts, num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
+
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """(batch, heads, time, head_dim) -> (batch, time, heads * head_dim)."""
     batch, heads, time, head_dim = x.shape

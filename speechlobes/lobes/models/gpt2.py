@@ -30,7 +30,7 @@ from speechlobes.lobes.models.text_decoder import (
     init_weights,
     self_attention,
 )
-from speechlobes.nnet.attention import merge_heads, split_heads
+from speechlobes.nnet.attention import merge_heads, split_fused_heads, split_heads
 from speechlobes.nnet.dropout import Dropout
 from speechlobes.nnet.linear import Linear, pack_weight, packed_linear
 
@@ -110,7 +110,7 @@ class GPT2Attention(nn.Module):
         self.resid_dropout = Dropout(config.resid_pdrop)
 
     def attend_self(self, x, index, cache, padding, need_weights):
-        q, k, v = (split_heads(t, self.num_heads) for t in self.c_attn(x).chunk(3, dim=-1))
+        q, k, v = split_fused_heads(self.c_attn(x), 3, self.num_heads)
         dropout = self.dropout if self.training else 0.0
         y, weights = self_attention(
             q, k, v, cache, index, padding, dropout, self.scale, need_weights
@@ -118,8 +118,7 @@ class GPT2Attention(nn.Module):
         return self.resid_dropout(self.c_proj(merge_heads(y))), weights
 
     def cross_kv(self, encoder_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k, v = self.c_attn(encoder_states).chunk(2, dim=-1)
-        return split_heads(k, self.num_heads), split_heads(v, self.num_heads)
+        return split_fused_heads(self.c_attn(encoder_states), 2, self.num_heads)
 
     def attend_cross(self, x, kv, bias, need_weights):
         q = split_heads(self.q_attn(x), self.num_heads)

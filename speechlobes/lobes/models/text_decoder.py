@@ -46,6 +46,7 @@ from speechlobes.nnet.attention import (
     attend,
     attention_weights,
     merge_heads,
+    split_fused_heads,
     split_heads,
 )
 from speechlobes.nnet.linear import Linear, pack_weight, packed_linear
@@ -172,23 +173,30 @@ class DecoderCache:
             self.buffers[layer] = (key, value)
             return
         if buffers is None or last > buffers[0].shape[2]:
-            buffers = self._grow(layer, key, first, last)
+            buffers = self._grow(layer, first, last, key)
         for target, source in zip(buffers, (key, value), strict=True):
-            # entry first + step * group + row-in-group
-            target[:, :, first:last].unflatten(2, (new, group)).copy_(
-                fold_groups(source, group).transpose(2, 3)
-            )
+            window = target[:, :, first:last]
+            if group > 1:  # entry first + step * group + row-in-group
+                window = window.unflatten(2, (new, group))
+                source = fold_groups(source, group).transpose(2, 3)
+            window.copy_(source)
         if self.slots is not None and start + new > self.recorded:
             self._record_steps(first, new)
 
     def _grow(
-        self, layer: int, key: torch.Tensor, kept: int, needed: int
+        self, layer: int, kept: int, needed: int, key: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Room for ``needed`` entries per unit in ``layer``'s buffers, the first ``kept``
+        entries kept; ``key`` (rows, heads, new, head_dim) shapes the first buffers."""
         old = self.buffers[layer]
-        size = max(needed, self.capacity * self.group, 2 * old[0].shape[2] if old else 0)
-        rows, heads, _, head_dim = key.shape
-        shape = (rows // self.group, heads, size, head_dim)
-        new = (key.new_empty(shape), key.new_empty(shape))
+        if old is None:
+            rows, heads, _, head_dim = key.shape
+            units, size, like = rows // self.group, 0, key
+        else:
+            units, heads, size, head_dim = old[0].shape
+            like = old[0]
+        size = max(needed, self.capacity * self.group, 2 * size)
+        new = tuple(like.new_empty(units, heads, size, head_dim) for _ in range(2))
         if old is not None:
             for target, source in zip(new, old, strict=True):
                 target[:, :, :kept] = source[:, :, :kept]
@@ -283,6 +291,10 @@ class DecoderCache:
         if self.slots is None:
             self._regroup(before)
         self.group = after
+        if after > before:  # room for `after` entries per step now, not by doubling later
+            for layer, buffers in enumerate(self.buffers):
+                if buffers is not None and buffers[0].shape[2] < self.capacity * after:
+                    self._grow(layer, self.entries[layer], self.capacity * after)
         return True
 
     def _regroup(self, group: int) -> None:
@@ -427,9 +439,10 @@ def cross_attention(
         raise ValueError(
             f"decoder rows ({rows}) are not a multiple of the encoder batch ({key.shape[0]})"
         )
-    folded = fold_groups(query, group).flatten(2, 3)
+    folded = fold_groups(query, group).flatten(2, 3) if group > 1 else query
     out = attend(folded, key, value, bias, None, False, dropout, scale)
-    out = unfold_groups(out.unflatten(2, (group, steps)))
+    if group > 1:
+        out = unfold_groups(out.unflatten(2, (group, steps)))
     weights = None
     if need_weights:
         weights = attention_weights(folded, key, bias, None, False, scale)
@@ -543,9 +556,12 @@ class Attention(nn.Module):
             projection.unpack()
 
     def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """x (rows, steps, width) -> queries, keys, values (rows, heads, steps, head_dim)."""
         if self.packed_qkv is not None and x.dtype == torch.float32:
-            return packed_linear(x, *self.packed_qkv).chunk(3, dim=-1)
-        return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+            return split_fused_heads(packed_linear(x, *self.packed_qkv), 3, self.num_heads)
+        return tuple(
+            split_heads(p(x), self.num_heads) for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
 
     def attend_self(
         self,
@@ -556,7 +572,7 @@ class Attention(nn.Module):
         need_weights: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (rows, steps, width) -> (rows, steps, width), causal over cache + x."""
-        q, k, v = (split_heads(t, self.num_heads) for t in self.project_qkv(x))
+        q, k, v = self.project_qkv(x)
         dropout = self.dropout if self.training else 0.0
         out, weights = self_attention(
             q, k, v, cache, layer, padding_mask, dropout, None, need_weights
