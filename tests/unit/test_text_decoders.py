@@ -333,7 +333,7 @@ def test_reorderings_that_leave_the_groups_copy_the_histories():
         cache.reorder(torch.tensor(rows))
         reference.reorder(torch.tensor(rows))
         torch.testing.assert_close(cache.keys_values(0)[0], reference.keys, atol=0, rtol=0)
-    # rows across utterances and added rows forced copies; the last reorder regrouped in place
+    # rows across utterances forced a copy; rows added within their utterances regroup in place
     assert cache.group == 4 and cache.keys_values(0)[0].shape == (8, 1, 4, 4)
 
 
