@@ -218,6 +218,17 @@ def test_beam_search_returns_sorted_hypotheses_per_utterance():
     assert (scores[:, :-1] >= scores[:, 1:]).all()
 
 
+def test_beam_sampling_is_reproducible_and_keeps_its_hypotheses_sorted():
+    model = tiny_model()
+    wav = torch.randn(2, 1600, generator=torch.Generator().manual_seed(4))
+    kwargs = dict(max_new_tokens=5, num_beams=3, num_return_sequences=2, do_sample=True)
+    a = model.generate(wav, seed=11, return_scores=True, **kwargs)
+    b = model.generate(wav, seed=11, return_scores=True, **kwargs)
+    assert a.sequences.shape[0] == 4 and torch.equal(a.sequences, b.sequences)
+    scores = a.sequences_scores.view(2, 2)
+    assert (scores[:, 0] >= scores[:, 1]).all() and (scores < 0).all()
+
+
 def test_padded_utterance_decodes_like_the_same_utterance_alone():
     encoder = Wav2Vec2Config(
         model_type="wav2vec2",
