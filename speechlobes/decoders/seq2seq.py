@@ -264,11 +264,12 @@ def beam_search(
     tokens, length = prompt, prompt_len
     while True:
         logits, state = model.step(tokens, state)
+        stepped = logits.shape[0] // batch  # rows per utterance in this step: 1, then beams
         log_probs = F.log_softmax(logits.float(), dim=-1)
-        history = running[:, : logits.shape[0] // batch, :length].reshape(logits.shape[0], -1)
+        history = running[:, :stepped, :length].reshape(batch * stepped, -1)
         log_probs = process_scores(log_probs, history, options)
         vocab = log_probs.shape[-1]
-        totals = log_probs.view(batch, -1, vocab) + running_scores[:, :, None]
+        totals = log_probs.view(batch, stepped, vocab) + running_scores[:, :, None]
         totals = totals.view(batch, -1)
 
         if options.do_sample:
@@ -321,7 +322,7 @@ def beam_search(
         open_store = not (bool(is_finished.all()) and options.early_stopping is True)
         if not (bool(improvable.any()) and open_store and not bool(ends.all())):
             break
-        state = model.reorder(state, parents // (batch * beams // logits.shape[0]))
+        state = model.reorder(state, parents // (beams // stepped))
         tokens = running.view(batch * beams, max_len)[:, length - 1 : length]
 
     returned = options.num_return_sequences

@@ -51,9 +51,13 @@ def pack_weight(weight: torch.Tensor, rows: int) -> torch.Tensor | None:
         return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), rows)
 
 
-def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None):
-    """``x @ weight.T + bias`` with the weight as returned by :func:`pack_weight`."""
-    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+def packed_linear(
+    x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None, activation: str = "none"
+) -> torch.Tensor:
+    """``x @ weight.T + bias`` with the weight as returned by :func:`pack_weight`, then
+    oneDNN's ``activation`` ("none", "gelu" (exact), "relu")."""
+    # the last argument names GELU's algorithm; the others ignore it
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, activation, [], "none")
 
 
 # Activations the packed kernel applies to its output as torch does, bit for bit (oneDNN's
@@ -84,8 +88,7 @@ class Linear(nn.Linear):
         fused = FUSED_ACTIVATIONS.get(activation)
         if fused is None or self.packed is None or x.dtype != torch.float32:
             return activation(self(x))
-        # the last argument names GELU's algorithm (ignored for ReLU)
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, fused, [], "none")
+        return packed_linear(x, self.packed, self.bias, fused)
 
 
 def packable_layers(module: nn.Module) -> list[nn.Module]:

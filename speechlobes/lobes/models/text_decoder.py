@@ -439,10 +439,9 @@ def cross_attention(
         raise ValueError(
             f"decoder rows ({rows}) are not a multiple of the encoder batch ({key.shape[0]})"
         )
-    folded = fold_groups(query, group).flatten(2, 3) if group > 1 else query
+    folded = fold_groups(query, group).flatten(2, 3)
     out = attend(folded, key, value, bias, None, False, dropout, scale)
-    if group > 1:
-        out = unfold_groups(out.unflatten(2, (group, steps)))
+    out = unfold_groups(out.unflatten(2, (group, steps)))
     weights = None
     if need_weights:
         weights = attention_weights(folded, key, bias, None, False, scale)
@@ -547,8 +546,8 @@ class Attention(nn.Module):
         projections = (self.q_proj, self.k_proj, self.v_proj)
         weight = pack_weight(torch.cat([p.weight for p in projections]), rows)
         if weight is not None:
-            bias = None if self.q_proj.bias is None else torch.cat([p.bias for p in projections])
-            self.packed_qkv = (weight, None if bias is None else bias.detach())
+            biases = None if self.q_proj.bias is None else [p.bias.detach() for p in projections]
+            self.packed_qkv = (weight, None if biases is None else torch.cat(biases))
 
     def unpack(self) -> None:
         self.packed_qkv = None
