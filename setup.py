@@ -26,6 +26,8 @@ setup(
         "sentencepiece",
         "sacrebleu",
         "tqdm",
+        "matplotlib",  # training-curve plots in every experiment folder
+        "tokenizers",  # BPE / WordPiece / byte-level tokenizers of Hugging Face folders
     ],
     extras_require={
         # The mini-dataset generator speaks with eSpeak NG.
@@ -39,7 +41,7 @@ setup(
             "scikit-learn",
             "kaldi-native-fbank",
             "espeakng-loader",
-            "transformers",
+            "transformers>=5.23",
             "protobuf",
         ],
         "tensorboard": ["tensorboard"],
