@@ -23,7 +23,7 @@ from unittest import mock
 
 import torch
 
-from speechlobes.lobes.models import beats
+from speechlobes.lobes.beats import model as beats
 
 RELEASED_BASE = {
     "input_patch_size": 16,

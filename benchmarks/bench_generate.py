@@ -19,12 +19,12 @@ import time
 
 import torch
 
-from speechlobes.lobes.models.bart import MBartDecoderConfig
-from speechlobes.lobes.models.speech_encoder_decoder import (
+from speechlobes.lobes.speech_encoder_decoder import (
     SpeechEncoderDecoderConfig,
     SpeechEncoderDecoderModel,
 )
-from speechlobes.lobes.models.wav2vec2 import Wav2Vec2Config
+from speechlobes.lobes.text_decoders.bart import MBartDecoderConfig
+from speechlobes.lobes.wav2vec2 import Wav2Vec2Config
 
 BATCH, NEW_TOKENS, SAMPLES = 8, 64, 16000
 

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from speechlobes.lobes.models.wav2vec2 import (
+from speechlobes.lobes.wav2vec2 import (
     Wav2Vec2Config,
     Wav2Vec2ConformerForCTC,
     Wav2Vec2ForCTC,

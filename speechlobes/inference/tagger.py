@@ -117,7 +117,7 @@ class Tagger:
         """Load an original fine-tuned BEATs checkpoint (e.g. ``BEATs_iter3_plus_AS2M_finetuned
         _on_AS2M_cpt2.pt``). ``class_labels_csv`` gives display names; it may be left out when
         the checkpoint has a ``label_dict`` (the names are then the MIDs)."""
-        from speechlobes.lobes.models.beats import SAMPLE_RATE, BEATs
+        from speechlobes.lobes.beats import SAMPLE_RATE, BEATs
 
         model = BEATs(ckp_path=ckpt_path, freeze=True).to(device)
         if not model.cfg.finetuned_model:

@@ -121,7 +121,7 @@ class Translator:
     ) -> Translator:
         """Load an HF-layout SpeechEncoderDecoder folder. ``tokenizer`` defaults to the
         folder's SentencePiece model; ``search_options`` override its generation config."""
-        from speechlobes.lobes.models.speech_encoder_decoder import SpeechEncoderDecoderModel
+        from speechlobes.lobes.speech_encoder_decoder import SpeechEncoderDecoderModel
         from speechlobes.processing.waveform import WaveformNormalizer
 
         folder = Path(folder)

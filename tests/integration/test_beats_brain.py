@@ -14,7 +14,7 @@ HPARAMS = """
 seed: 7
 n_classes: 3
 checkpoint: null
-beats: !new:speechlobes.lobes.models.beats.BEATs
+beats: !new:speechlobes.lobes.beats.BEATs
     ckp_path: !ref <checkpoint>
     freeze: False
     cfg:

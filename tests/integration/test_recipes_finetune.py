@@ -12,7 +12,7 @@ import torch
 from recipe_modules import load_recipe_module
 from test_recipes_debug import RECIPES, last_test_stats, run_recipe
 
-from speechlobes.lobes.models.bart import BartDecoder, MBartDecoderConfig
+from speechlobes.lobes.text_decoders.bart import BartDecoder, MBartDecoderConfig
 from speechlobes.tokenizers.mbart import MBartTokenizer
 from tools.mini_data.covost import CovostSizes, make_covost
 from tools.mini_data.grammar import sentence_pairs

@@ -11,7 +11,7 @@ from speechlobes.utils.hparams import load_hparams
 HPARAMS = """
 seed: 3
 vocab_size: 8
-encoder_config: !new:speechlobes.lobes.models.wav2vec2.Wav2Vec2Config
+encoder_config: !new:speechlobes.lobes.wav2vec2.Wav2Vec2Config
     model_type: wav2vec2-conformer
     hidden_size: 32
     num_attention_heads: 2
@@ -26,7 +26,7 @@ encoder_config: !new:speechlobes.lobes.models.wav2vec2.Wav2Vec2Config
     position_embeddings_type: rotary
     hidden_dropout: 0.0
     mask_time_prob: 0.0
-decoder_config: !new:speechlobes.lobes.models.transformer_decoder.TransformerDecoderConfig
+decoder_config: !new:speechlobes.lobes.text_decoders.transformer.TransformerDecoderConfig
     vocab_size: !ref <vocab_size>
     d_model: 32
     num_layers: 1
@@ -36,13 +36,13 @@ decoder_config: !new:speechlobes.lobes.models.transformer_decoder.TransformerDec
     pad_token_id: 0
     bos_token_id: 1
     eos_token_id: 2
-sed_config: !new:speechlobes.lobes.models.speech_encoder_decoder.SpeechEncoderDecoderConfig
+sed_config: !new:speechlobes.lobes.speech_encoder_decoder.SpeechEncoderDecoderConfig
     encoder: !ref <encoder_config>
     decoder: !ref <decoder_config>
     decoder_start_token_id: 1
     pad_token_id: 0
     eos_token_id: 2
-model: !new:speechlobes.lobes.models.speech_encoder_decoder.SpeechEncoderDecoderModel
+model: !new:speechlobes.lobes.speech_encoder_decoder.SpeechEncoderDecoderModel
     config: !ref <sed_config>
 modules:
     model: !ref <model>

@@ -7,12 +7,12 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from speechlobes.lobes.models.bart import BartDecoder, MBartDecoderConfig  # noqa: E402
-from speechlobes.lobes.models.speech_encoder_decoder import (  # noqa: E402
+from speechlobes.lobes.speech_encoder_decoder import (  # noqa: E402
     SpeechEncoderDecoderConfig,
     SpeechEncoderDecoderModel,
 )
-from speechlobes.lobes.models.wav2vec2 import Wav2Vec2Config  # noqa: E402
+from speechlobes.lobes.text_decoders.bart import BartDecoder, MBartDecoderConfig  # noqa: E402
+from speechlobes.lobes.wav2vec2 import Wav2Vec2Config  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hf"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import speechlobes.lobes.models.wav2vec2 as w2v
-from speechlobes.lobes.models.hf_io import read_config
+import speechlobes.lobes.wav2vec2 as w2v
+from speechlobes.lobes.hf_io import read_config
 
 transformers = pytest.importorskip("transformers")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechlobes.lobes.models.beats import (
+from speechlobes.lobes.beats import (
     BEATs,
     BEATsConfig,
     GLU_Linear,
@@ -23,12 +23,12 @@ from speechlobes.lobes.models.beats import (
     init_bert_params,
     quant_noise,
 )
-from speechlobes.nnet.attention import merge_heads, split_heads
-from speechlobes.nnet.relative_bias import (
+from speechlobes.lobes.beats.relative_bias import (
     bucket_relative_positions,
     gated_relative_bias,
     relative_position_buckets,
 )
+from speechlobes.nnet.attention import merge_heads, split_heads
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "beats"
 CHECKPOINT = FIXTURES / "checkpoint.pt"

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from speechlobes.lobes.models.conformer import ConformerConfig, Conv2dSubsampling, FbankConformer
+from speechlobes.lobes.conformer import ConformerConfig, Conv2dSubsampling, FbankConformer
 from speechlobes.nnet.containers import LengthsSequential
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from speechlobes.lobes.models.hf_io import (
+from speechlobes.lobes.hf_io import (
     check_keys,
     load_hf_state_dict,
     load_state_dict_checked,

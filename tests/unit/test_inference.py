@@ -13,8 +13,8 @@ import torch
 from speechlobes.inference.__main__ import main
 from speechlobes.inference.tagger import Tagger, clip_windows, read_class_labels
 from speechlobes.inference.translator import FastTokenizerFile, Translator
-from speechlobes.lobes.models.beats import BEATs
-from speechlobes.lobes.models.speech_encoder_decoder import SpeechEncoderDecoderModel
+from speechlobes.lobes.beats import BEATs
+from speechlobes.lobes.speech_encoder_decoder import SpeechEncoderDecoderModel
 from speechlobes.processing.waveform import normalize_waveforms
 from speechlobes.tokenizers.mbart import MBartTokenizer
 

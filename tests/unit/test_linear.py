@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechlobes.lobes.models.gpt2 import Conv1D
-from speechlobes.nnet.linear import Linear, pack_weight, prepacked_linears
+from speechlobes.lobes.text_decoders.gpt2 import Conv1D
+from speechlobes.lobes.text_decoders.packing import Linear, pack_weight, prepacked_linears
 
 needs_onednn = pytest.mark.skipif(
     pack_weight(torch.zeros(2, 2), 1) is None, reason="torch without oneDNN"

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from speechlobes.nnet.positional import (
+from speechlobes.lobes.wav2vec2.positional import (
     RotaryEmbedding,
     apply_rotary,
     relative_scores_to_bias,

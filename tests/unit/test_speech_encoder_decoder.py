@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechlobes.lobes.models.bert_decoder import BertDecoder, BertDecoderConfig
-from speechlobes.lobes.models.speech_encoder_decoder import (
+from speechlobes.lobes.speech_encoder_decoder import (
     SpeechEncoderDecoderConfig,
     SpeechEncoderDecoderModel,
     shift_tokens_right,
 )
-from speechlobes.lobes.models.transformer_decoder import TransformerDecoderConfig
-from speechlobes.lobes.models.wav2vec2 import Wav2Vec2Config
-from speechlobes.nnet import linear
+from speechlobes.lobes.text_decoders import packing as linear
+from speechlobes.lobes.text_decoders.bert import BertDecoder, BertDecoderConfig
+from speechlobes.lobes.text_decoders.transformer import TransformerDecoderConfig
+from speechlobes.lobes.wav2vec2 import Wav2Vec2Config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hf"
 FOLDERS = ["sed_bert", "sed_bart", "sed_gpt2"]

@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechlobes.lobes.models.bart import BartDecoder, BartDecoderConfig, MBartDecoderConfig
-from speechlobes.lobes.models.bert_decoder import BertDecoder, BertDecoderConfig
-from speechlobes.lobes.models.gpt2 import GPT2Decoder, GPT2DecoderConfig
-from speechlobes.lobes.models.hf_io import load_hf_state_dict, read_config
-from speechlobes.lobes.models.text_decoder import DecoderCache, self_attention
-from speechlobes.lobes.models.transformer_decoder import (
+from speechlobes.lobes.hf_io import load_hf_state_dict, read_config
+from speechlobes.lobes.text_decoders.bart import BartDecoder, BartDecoderConfig, MBartDecoderConfig
+from speechlobes.lobes.text_decoders.base import DecoderCache, self_attention
+from speechlobes.lobes.text_decoders.bert import BertDecoder, BertDecoderConfig
+from speechlobes.lobes.text_decoders.gpt2 import GPT2Decoder, GPT2DecoderConfig
+from speechlobes.lobes.text_decoders.transformer import (
     TransformerDecoder,
     TransformerDecoderConfig,
 )

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechlobes.lobes.models.hf_io import load_hf_state_dict, read_config
-from speechlobes.lobes.models.wav2vec2 import (
+from speechlobes.lobes.hf_io import load_hf_state_dict, read_config
+from speechlobes.lobes.wav2vec2 import (
     ENCODER_MODELS,
     HubertModel,
     Wav2Vec2Config,

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import speechlobes.lobes.models.wav2vec2 as w2v
-from speechlobes.lobes.models.hf_io import read_config
+import speechlobes.lobes.wav2vec2 as w2v
+from speechlobes.lobes.hf_io import read_config
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "hf"
 ATOL = 1e-4

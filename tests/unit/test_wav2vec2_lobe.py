@@ -6,7 +6,7 @@ import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from speechlobes.lobes.models.wav2vec2 import Wav2Vec2Lobe
+from speechlobes.lobes.wav2vec2 import Wav2Vec2Lobe
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "hf"
 
@@ -67,7 +67,7 @@ def test_frozen_lobe_stays_in_eval_mode():
 
 def test_lobe_is_usable_from_yaml():
     yaml = f"""
-encoder: !new:speechlobes.lobes.models.wav2vec2.Wav2Vec2Lobe
+encoder: !new:speechlobes.lobes.wav2vec2.Wav2Vec2Lobe
     source: {FIXTURES / "w2v2_conformer_rotary"}
     freeze: True
     output_norm: True

@@ -5,7 +5,7 @@ the tagger returns one logit per class (apply a sigmoid for multi-label probabil
 
 Example:
     >>> import torch
-    >>> from speechlobes.lobes.models.beats import BEATs
+    >>> from speechlobes.lobes.beats import BEATs
     >>> from speechlobes.nnet.pooling import MaskedMeanPooling
     >>> cfg = {"encoder_layers": 1, "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 64,
     ...        "encoder_attention_heads": 2, "embed_dim": 16, "conv_pos": 8, "conv_pos_groups": 2}

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from speechlobes.lobes.models.text_decoder import (
+from speechlobes.lobes.text_decoders.base import (
     Attention,
     DecoderCache,
     DecoderConfigIO,
@@ -30,8 +30,8 @@ from speechlobes.lobes.models.text_decoder import (
     activation,
     init_weights,
 )
+from speechlobes.lobes.text_decoders.packing import Linear
 from speechlobes.nnet.dropout import Dropout
-from speechlobes.nnet.linear import Linear
 
 
 @dataclass

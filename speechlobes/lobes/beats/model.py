@@ -14,7 +14,7 @@ reproduces the original's grouping rule (chunks of ``samples // frames`` samples
 
 Use from YAML (a frozen encoder plus a trainable head)::
 
-    beats: !new:speechlobes.lobes.models.beats.BEATs
+    beats: !new:speechlobes.lobes.beats.BEATs
         ckp_path: !ref <save_folder>/BEATs_iter3_plus_AS2M.pt
         freeze: True
     head: !new:torch.nn.Linear
@@ -48,6 +48,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from torch.nn.utils import parametrize
 
+from speechlobes.lobes.beats.relative_bias import gated_relative_bias, relative_position_bias
 from speechlobes.nnet.attention import attend, attention_weights, merge_heads, split_heads
 from speechlobes.nnet.dropout import Dropout, fast_dropout
 from speechlobes.nnet.lengths import (
@@ -56,7 +57,6 @@ from speechlobes.nnet.lengths import (
     relative_to_absolute_lengths,
 )
 from speechlobes.nnet.positional_conv import SamePad, weight_norm_conv1d
-from speechlobes.nnet.relative_bias import gated_relative_bias, relative_position_bias
 from speechlobes.processing.features import Fbank
 
 logger = logging.getLogger(__name__)

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechlobes.lobes.models.wav2vec2_base import (
+from speechlobes.lobes.wav2vec2.config import Wav2Vec2Config
+from speechlobes.lobes.wav2vec2.model import (
     HubertModel,
     PretrainedMixin,
     Wav2Vec2BaseModel,
@@ -37,7 +38,6 @@ from speechlobes.lobes.models.wav2vec2_base import (
     Wav2Vec2ConformerModel,
     Wav2Vec2Model,
 )
-from speechlobes.lobes.models.wav2vec2_config import Wav2Vec2Config
 from speechlobes.nnet.dropout import Dropout
 from speechlobes.nnet.lengths import conv_output_length
 

@@ -6,7 +6,7 @@ Attribute names follow the Hugging Face checkpoints so state-dict keys map one t
 
 Example:
     >>> import torch
-    >>> from speechlobes.lobes.models.wav2vec2_config import Wav2Vec2Config
+    >>> from speechlobes.lobes.wav2vec2.config import Wav2Vec2Config
     >>> config = Wav2Vec2Config(hidden_size=16, num_attention_heads=2, num_hidden_layers=1,
     ...     intermediate_size=32, conv_dim=[8, 8], conv_stride=[5, 2], conv_kernel=[10, 3],
     ...     num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)
@@ -23,15 +23,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from speechlobes.lobes.models.wav2vec2_config import Wav2Vec2Config
-from speechlobes.nnet.attention import attend, attention_weights, merge_heads, split_heads
-from speechlobes.nnet.dropout import Dropout, fast_dropout
-from speechlobes.nnet.positional import (
+from speechlobes.lobes.wav2vec2.config import Wav2Vec2Config
+from speechlobes.lobes.wav2vec2.positional import (
     RotaryEmbedding,
     apply_rotary,
     relative_scores_to_bias,
     relative_sinusoids,
 )
+from speechlobes.nnet.attention import attend, attention_weights, merge_heads, split_heads
+from speechlobes.nnet.dropout import Dropout, fast_dropout
 from speechlobes.nnet.positional_conv import SamePad, weight_norm_conv1d
 
 _ACTIVATIONS = {

@@ -2,7 +2,7 @@
 
 Two stride-2 convolutions reduce the frame rate by 4, a Linear maps to the model width, and the
 Wav2Vec2-Conformer layer stack (relative or rotary positions, macaron FFNs, convolution module)
-does the rest. The layers are the very modules of :mod:`speechlobes.lobes.models.wav2vec2`, so
+does the rest. The layers are the very modules of :mod:`speechlobes.lobes.wav2vec2`, so
 one conformer implementation serves both.
 
 Example:
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from speechlobes.lobes.models.wav2vec2_blocks import ConformerEncoder
-from speechlobes.lobes.models.wav2vec2_config import Wav2Vec2Config
+from speechlobes.lobes.wav2vec2.blocks import ConformerEncoder
+from speechlobes.lobes.wav2vec2.config import Wav2Vec2Config
 from speechlobes.nnet.lengths import conv_output_length, lengths_to_padding_mask
 
 

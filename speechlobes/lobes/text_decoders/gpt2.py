@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from speechlobes.lobes.models.text_decoder import (
+from speechlobes.lobes.text_decoders.base import (
     DecoderCache,
     DecoderConfigIO,
     TextDecoder,
@@ -30,9 +30,9 @@ from speechlobes.lobes.models.text_decoder import (
     init_weights,
     self_attention,
 )
+from speechlobes.lobes.text_decoders.packing import Linear, pack_weight, packed_linear
 from speechlobes.nnet.attention import merge_heads, split_fused_heads, split_heads
 from speechlobes.nnet.dropout import Dropout
-from speechlobes.nnet.linear import Linear, pack_weight, packed_linear
 
 
 @dataclass
@@ -76,7 +76,7 @@ class Conv1D(nn.Module):
     packed: torch.Tensor | None = None
 
     def pack(self, rows: int) -> None:
-        """Run on a packed copy of the weight (see ``speechlobes.nnet.linear``)."""
+        """Run on a packed copy of the weight (see ``speechlobes.lobes.text_decoders.packing``)."""
         self.packed = pack_weight(self.weight.t(), rows)
 
     def unpack(self) -> None:

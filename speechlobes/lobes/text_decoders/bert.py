@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechlobes.lobes.models.text_decoder import (
+from speechlobes.lobes.text_decoders.base import (
     DecoderCache,
     DecoderConfigIO,
     TextDecoder,
@@ -31,9 +31,9 @@ from speechlobes.lobes.models.text_decoder import (
     init_weights,
     self_attention,
 )
+from speechlobes.lobes.text_decoders.packing import Linear
 from speechlobes.nnet.attention import merge_heads, split_heads
 from speechlobes.nnet.dropout import Dropout
-from speechlobes.nnet.linear import Linear
 
 
 @dataclass

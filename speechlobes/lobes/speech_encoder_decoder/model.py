@@ -13,8 +13,8 @@ Generation: ``model.generate(input_values, attention_mask, num_beams=4)``; the s
 :mod:`speechlobes.decoders.seq2seq` and the cross-attention keys/values are computed once.
 
 Example:
-    >>> from speechlobes.lobes.models.wav2vec2 import Wav2Vec2Config
-    >>> from speechlobes.lobes.models.transformer_decoder import TransformerDecoderConfig
+    >>> from speechlobes.lobes.wav2vec2 import Wav2Vec2Config
+    >>> from speechlobes.lobes.text_decoders.transformer import TransformerDecoderConfig
     >>> encoder = Wav2Vec2Config(model_type="wav2vec2-conformer", hidden_size=16,
     ...     num_attention_heads=2, num_hidden_layers=1, intermediate_size=32,
     ...     conv_dim=[8, 8], conv_stride=[5, 2], conv_kernel=[10, 3])
@@ -42,14 +42,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechlobes.decoders.seq2seq import SearchOptions, SearchOutput, search
-from speechlobes.lobes.models.bart import BartDecoder
-from speechlobes.lobes.models.bert_decoder import BertDecoder
-from speechlobes.lobes.models.gpt2 import GPT2Decoder
-from speechlobes.lobes.models.hf_io import load_hf_state_dict, read_config, save_hf_folder
-from speechlobes.lobes.models.text_decoder import DecoderCache, TextDecoder
-from speechlobes.lobes.models.transformer_decoder import TransformerDecoder
-from speechlobes.lobes.models.wav2vec2 import ENCODER_MODELS, Wav2Vec2Config
-from speechlobes.nnet.linear import prepacked_linears
+from speechlobes.lobes.hf_io import load_hf_state_dict, read_config, save_hf_folder
+from speechlobes.lobes.text_decoders.bart import BartDecoder
+from speechlobes.lobes.text_decoders.base import DecoderCache, TextDecoder
+from speechlobes.lobes.text_decoders.bert import BertDecoder
+from speechlobes.lobes.text_decoders.gpt2 import GPT2Decoder
+from speechlobes.lobes.text_decoders.packing import prepacked_linears
+from speechlobes.lobes.text_decoders.transformer import TransformerDecoder
+from speechlobes.lobes.wav2vec2 import ENCODER_MODELS, Wav2Vec2Config
 
 MODEL_TYPE = "speech-encoder-decoder"
 GENERATION_CONFIG = "generation_config.json"
@@ -88,7 +88,7 @@ class BeatsEncoder(nn.Module):
     """BEATs as a speech encoder of the wrapper: (input_values, attention_mask) -> frames, mask.
 
     Example:
-        >>> from speechlobes.lobes.models.beats import BEATs
+        >>> from speechlobes.lobes.beats import BEATs
         >>> beats = BEATs(cfg={"embed_dim": 32, "encoder_layers": 1, "encoder_embed_dim": 32,
         ...                    "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 4},
         ...               freeze=False)
@@ -103,7 +103,7 @@ class BeatsEncoder(nn.Module):
 
     @classmethod
     def from_config(cls, values: dict[str, Any]) -> BeatsEncoder:
-        from speechlobes.lobes.models.beats import BEATs
+        from speechlobes.lobes.beats import BEATs
 
         cfg = {k: v for k, v in values.items() if k != "model_type"}
         return cls(BEATs(cfg=cfg, freeze=False))
@@ -616,7 +616,7 @@ def load_encoder(folder: str | Path, **config_overrides: Any) -> nn.Module:
     values = read_config(folder)
     model_type = values.get("model_type")
     if model_type is None and "input_patch_size" in values:
-        from speechlobes.lobes.models.beats import BEATs
+        from speechlobes.lobes.beats import BEATs
 
         if config_overrides:
             raise ValueError(f"{folder}: BEATs encoders take no config overrides here")

@@ -23,20 +23,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from speechlobes.lobes.models.hf_io import (
+from speechlobes.lobes.hf_io import (
     load_hf_state_dict,
     load_state_dict_checked,
     read_config,
     save_hf_folder,
 )
-from speechlobes.lobes.models.wav2vec2_blocks import (
+from speechlobes.lobes.wav2vec2.blocks import (
     Adapter,
     ConformerEncoder,
     FeatureEncoder,
     FeatureProjection,
     TransformerEncoder,
 )
-from speechlobes.lobes.models.wav2vec2_config import Wav2Vec2Config
+from speechlobes.lobes.wav2vec2.config import Wav2Vec2Config
 from speechlobes.nnet.lengths import conv_output_length, lengths_to_padding_mask
 from speechlobes.processing.augment import compute_span_mask
 

@@ -35,12 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechlobes.lobes.models.hf_io import (
+from speechlobes.lobes.hf_io import (
     check_keys,
     load_hf_state_dict,
     read_config,
     save_hf_folder,
 )
+from speechlobes.lobes.text_decoders.packing import Linear, pack_weight, packed_linear
 from speechlobes.nnet.attention import (
     additive_mask,
     attend,
@@ -49,7 +50,6 @@ from speechlobes.nnet.attention import (
     split_fused_heads,
     split_heads,
 )
-from speechlobes.nnet.linear import Linear, pack_weight, packed_linear
 
 logger = logging.getLogger(__name__)
 
@@ -511,7 +511,7 @@ class Attention(nn.Module):
     """Multi-head attention with separate ``q_proj``/``k_proj``/``v_proj``/``out_proj`` (BART
     naming), used as causal self-attention with a cache or, with ``cross``, as cross-attention.
 
-    Under :func:`~speechlobes.nnet.linear.prepacked_linears` self-attention projects q|k|v in
+    Under :func:`~speechlobes.lobes.text_decoders.packing.prepacked_linears` self-attention projects q|k|v in
     one product on a packed copy of the three weights.
     """
 

@@ -1,0 +1,5 @@
+"""The fbank Conformer: filterbanks, 4x convolutional subsampling and conformer layers."""
+
+from speechlobes.lobes.conformer.model import ConformerConfig, Conv2dSubsampling, FbankConformer
+
+__all__ = ["ConformerConfig", "Conv2dSubsampling", "FbankConformer"]
