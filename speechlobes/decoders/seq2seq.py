@@ -6,12 +6,12 @@ The search talks to a model through two calls (the :class:`StepModel` protocol):
     state = model.reorder(state, rows)           # keep row rows[i] as row i
 
 The first ``step`` receives the whole prompt (usually the decoder start token), later ones the
-last chosen token only, so the model keeps its own cache in ``state``. Beam search runs its first
-step on one row per utterance (the beams are identical until then) and its first ``reorder``
-expands those rows to the beams. Rows are the batch
-utterances times the beams (or samples) of each, contiguous per utterance; ``reorder`` only ever
-maps a row to a row of the same utterance, so per-utterance data (encoder keys and values) never
-needs copying. Beams are batched: one model call per step for all beams of all utterances.
+last chosen token only, so the model keeps its own cache in ``state``. Rows are the batch
+utterances times the beams (or samples) of each, contiguous per utterance: a first ``reorder``
+expands every utterance's row to its beams, and later ones only ever map a row to a row of the
+same utterance (a cache may therefore share per-utterance data, such as the encoder's keys and
+values, between the rows). Beams are batched: one model call per step for all beams of all
+utterances.
 
 The semantics follow transformers' ``generate`` (5.x): the prompt is kept in the output;
 finished rows are padded with ``pad_token_id``; ``min_length`` counts the prompt;
@@ -252,7 +252,7 @@ def beam_search(
     running = prompt.new_full((batch, beams, max_len), fill)
     running[:, :, :prompt_len] = prompt[:, None, :]
     running_scores = torch.zeros(batch, beams, device=device)
-    running_scores[:, 1:] = BLOCKED  # only beam 0 expands at the first step
+    running_scores[:, 1:] = BLOCKED  # the beams are identical: only beam 0 expands at first
     finished = running.clone()
     finished_scores = torch.full((batch, beams), BLOCKED, device=device)
     finished_lengths = torch.zeros(batch, beams, dtype=torch.long, device=device)
@@ -260,16 +260,15 @@ def beam_search(
     improvable = torch.ones(batch, 1, dtype=torch.bool, device=device)
     in_top_beams = torch.arange(candidates, device=device) < beams
 
-    # the beams of an utterance are identical until the first choice: one row each steps first
-    tokens, length = prompt, prompt_len
+    state, tokens = expand_rows(model, state, prompt, beams)
+    length = prompt_len
     while True:
         logits, state = model.step(tokens, state)
-        stepped = logits.shape[0] // batch  # rows per utterance in this step: 1, then beams
         log_probs = F.log_softmax(logits.float(), dim=-1)
-        history = running[:, :stepped, :length].reshape(batch * stepped, -1)
+        history = running[:, :, :length].reshape(batch * beams, -1)
         log_probs = process_scores(log_probs, history, options)
         vocab = log_probs.shape[-1]
-        totals = log_probs.view(batch, stepped, vocab) + running_scores[:, :, None]
+        totals = log_probs.view(batch, beams, vocab) + running_scores[:, :, None]
         totals = totals.view(batch, -1)
 
         if options.do_sample:
@@ -322,7 +321,7 @@ def beam_search(
         open_store = not (bool(is_finished.all()) and options.early_stopping is True)
         if not (bool(improvable.any()) and open_store and not bool(ends.all())):
             break
-        state = model.reorder(state, parents // (beams // stepped))
+        state = model.reorder(state, parents)
         tokens = running.view(batch * beams, max_len)[:, length - 1 : length]
 
     returned = options.num_return_sequences

@@ -17,22 +17,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from torch import nn
 
 CONFIG_NAME = "config.json"
 SAFE_WEIGHTS = "model.safetensors"
 SAFE_INDEX = "model.safetensors.index.json"
 BIN_WEIGHTS = "pytorch_model.bin"
 BIN_INDEX = "pytorch_model.bin.index.json"
-
-_LEGACY_SUFFIXES = {
-    "weight_g": "parametrizations.weight.original0",
-    "weight_v": "parametrizations.weight.original1",
-}
 
 
 def read_config(folder: str | Path) -> dict:
@@ -150,69 +144,3 @@ def save_hf_folder(
             json.dump(
                 {"metadata": {"total_size": total}, "weight_map": weight_map}, handle, indent=2
             )
-
-
-def rename_legacy_keys(
-    state_dict: Mapping[str, torch.Tensor], expected: Iterable[str]
-) -> dict[str, torch.Tensor]:
-    """Map old weight-norm names (``conv.weight_g/weight_v``) to torch's parametrization names
-    (``conv.parametrizations.weight.original0/1``) where the model expects the latter."""
-    expected = set(expected)
-    renamed = {}
-    for name, tensor in state_dict.items():
-        prefix, dot, last = name.rpartition(".")
-        new = prefix + dot + _LEGACY_SUFFIXES[last] if last in _LEGACY_SUFFIXES else name
-        renamed[new if new in expected else name] = tensor
-    return renamed
-
-
-def check_keys(
-    model: nn.Module,
-    state_dict: Mapping[str, torch.Tensor],
-    strict: bool = True,
-    ignore: Iterable[str] = (),
-    source: str = "checkpoint",
-) -> tuple[list[str], list[str]]:
-    """Compare ``state_dict`` with ``model.state_dict()``: returns (missing, unexpected) names.
-
-    Names matching a regular expression in ``ignore`` are left out of both lists. With
-    ``strict`` any remaining mismatch, and any shape mismatch, raises a ``ValueError`` that lists
-    the names (and says where they came from).
-    """
-    patterns = [re.compile(p) for p in ignore]
-    expected = model.state_dict()
-
-    def kept(names: Iterable[str]) -> list[str]:
-        return sorted(n for n in names if not any(p.search(n) for p in patterns))
-
-    missing = kept(set(expected) - set(state_dict))
-    unexpected = kept(set(state_dict) - set(expected))
-    shapes = [
-        f"{name}: {tuple(state_dict[name].shape)} in {source}, {tuple(t.shape)} in model"
-        for name, t in expected.items()
-        if name in state_dict and state_dict[name].shape != t.shape
-    ]
-    if shapes:
-        raise ValueError(f"{source}: shape mismatch for {len(shapes)} tensors: {shapes}")
-    if strict and (missing or unexpected):
-        raise ValueError(
-            f"{source} does not match {type(model).__name__}: missing {missing}, unexpected "
-            f"{unexpected}. Check config.json against the weights, or pass strict=False to "
-            "start the missing tensors from their initial values."
-        )
-    return missing, unexpected
-
-
-def load_state_dict_checked(
-    model: nn.Module,
-    state_dict: Mapping[str, torch.Tensor],
-    strict: bool = True,
-    ignore: Iterable[str] = (),
-    source: str = "checkpoint",
-) -> tuple[list[str], list[str]]:
-    """Rename legacy keys, :func:`check_keys`, then load everything the model knows."""
-    state = rename_legacy_keys(state_dict, model.state_dict().keys())
-    missing, unexpected = check_keys(model, state, strict=strict, ignore=ignore, source=source)
-    known = set(model.state_dict())
-    model.load_state_dict({k: v for k, v in state.items() if k in known}, strict=False)
-    return missing, unexpected

@@ -81,7 +81,7 @@ def attend(
 ) -> torch.Tensor:
     """Scaled dot-product attention over already projected heads.
 
-    Arguments:
+    Args:
         query: (batch, heads, query_len, head_dim).
         key, value: (batch, heads, key_len, head_dim).
         bias: added to the scaled scores; broadcastable to (batch, heads, query_len, key_len).

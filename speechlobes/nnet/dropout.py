@@ -14,7 +14,7 @@ Example:
     >>> y = fast_dropout(x, 0.25)
     >>> abs(float((y == 0).float().mean()) - 0.25) < 0.02, float(y.max())
     (True, 1.3333333730697632)
-    >>> torch.equal(Dropout(0.25).eval()(x), x)
+    >>> torch.equal(FastDropout(0.25).eval()(x), x)
     True
 """
 
@@ -44,9 +44,9 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tens
     return x * keep * (LEVELS / (LEVELS - dropped_levels))
 
 
-class Dropout(nn.Dropout):
-    """``torch.nn.Dropout`` with the fast CPU mask of :func:`fast_dropout` (same arguments, same
-    module name in printed models; ``inplace=True`` keeps torch's in-place kernel)."""
+class FastDropout(nn.Dropout):
+    """``torch.nn.Dropout`` (same arguments, an instance of it) drawing its CPU mask with
+    :func:`fast_dropout`; ``inplace=True`` keeps torch's in-place kernel."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.inplace:

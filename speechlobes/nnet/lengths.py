@@ -1,15 +1,20 @@
-"""Length and padding-mask arithmetic, written once and shared by every lobe.
+"""Lengths and padding masks, written once and shared by every lobe.
 
-Conventions: a *padding mask* is True where a position is padding; an *attention mask*
-(Hugging Face style) is 1 where a position is valid. ``wav_lens`` are SpeechBrain's relative
-lengths (length / longest length in the batch).
+The convention at module boundaries is SpeechBrain's: **relative lengths**, one float per
+utterance, its length divided by the padded length of the batch (1.0 for the longest). A
+kernel that needs to know which positions are padding builds a *padding mask* (True where a
+position is padding) once, with :func:`relative_padding_mask`; encoders that count their
+output frames exactly convert back with :func:`absolute_to_relative_lengths`. Hugging Face
+*attention masks* (1 = valid) appear only at the transformers-compatible surfaces.
 
 Example:
     >>> conv_output_length(torch.tensor([16000, 9600]), kernel=400, stride=160)
     tensor([98, 58])
-    >>> lengths_to_padding_mask(torch.tensor([3, 1]), 4)
+    >>> relative_padding_mask(torch.tensor([0.75, 0.25]), 4)
     tensor([[False, False, False,  True],
             [False,  True,  True,  True]])
+    >>> absolute_to_relative_lengths(torch.tensor([98, 58]), 98)
+    tensor([1.0000, 0.5918])
 """
 
 from __future__ import annotations
@@ -32,11 +37,21 @@ def relative_to_absolute_lengths(wav_lens: torch.Tensor, max_len: int) -> torch.
     return torch.round(wav_lens.float() * max_len).long().clamp(max=max_len)
 
 
+def absolute_to_relative_lengths(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Integer lengths -> relative lengths (float32) that round back to them exactly."""
+    return lengths.float() / max(max_len, 1)
+
+
 def lengths_to_padding_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
     """Integer lengths (batch,) -> (batch, max_len) bool mask, True where padded."""
     max_len = int(lengths.max()) if max_len is None else max_len
     positions = torch.arange(max_len, device=lengths.device)
     return positions[None, :] >= lengths[:, None]
+
+
+def relative_padding_mask(wav_lens: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Relative lengths (batch,) -> (batch, max_len) bool mask, True where padded."""
+    return lengths_to_padding_mask(relative_to_absolute_lengths(wav_lens, max_len), max_len)
 
 
 def padding_mask_to_lengths(padding_mask: torch.Tensor) -> torch.Tensor:

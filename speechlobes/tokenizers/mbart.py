@@ -44,7 +44,7 @@ VARIANTS = {"mbart-50": MBART50_LANGUAGE_CODES, "mbart": MBART_LANGUAGE_CODES}
 class MBartTokenizer:
     """Encode targets and decode hypotheses with an MBart(-50) SentencePiece model.
 
-    Arguments:
+    Args:
         folder: folder holding ``sentencepiece.bpe.model`` (e.g. the decoder's folder), or the
             model file itself.
         target_language: language code of the targets, e.g. ``"de_DE"``.

@@ -26,7 +26,7 @@ MODEL_TYPES = ("unigram", "bpe", "char", "word")
 class SentencePiece:
     """Train (once) or load a SentencePiece model and tokenize with it.
 
-    Arguments:
+    Args:
         model_dir: folder of the model (and of the text file it is trained from).
         vocab_size: number of tokens (ignored by ``model_type="char"``, which takes every
             character seen).

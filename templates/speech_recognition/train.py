@@ -30,27 +30,27 @@ class CTCRecognizer(Brain):
         batch = batch.to(self.device)
         # Utterances differ in length, so PaddedBatch pads them with zeros to the longest one
         # and keeps each one's RELATIVE length (samples / longest): 1.0 for the longest, 0.5
-        # for one half as long. A relative length stays true after any down-sampling (10 ms
-        # frames, then 40 ms after the Conformer), so every stage below can tell real frames
-        # from padding with the same numbers.
+        # for one half as long. Every speech encoder of speechlobes takes (waveforms, relative
+        # lengths) and returns (frames, relative frame lengths): here filterbanks (10 ms
+        # frames), their normalisation over real frames only, and a Conformer (40 ms frames)
+        # whose attention ignores padded frames. A padded utterance gets the same frames as
+        # when it is run alone.
         wavs, wav_lens = batch.sig
-        feats = self.modules.compute_features(wavs)  # (batch, frames, n_mels)
-        feats = self.modules.normalize(feats, wav_lens)  # statistics over real frames only
-        encoded = self.modules.encoder(feats, wav_lens)  # attention ignores padded frames
+        encoded, frame_lens = self.modules.encoder(wavs, wav_lens)  # (batch, T, d_model)
         log_probs = self.modules.ctc_head(encoded).log_softmax(dim=-1)  # (batch, T, labels)
-        return log_probs, wav_lens
+        return log_probs, frame_lens
 
     def compute_objectives(self, predictions, batch, stage):
-        log_probs, wav_lens = predictions
+        log_probs, frame_lens = predictions
         tokens, token_lens = batch.tokens
         # CTC sums the probabilities of every frame-level path that reads as the target once
         # repeats are merged and blanks removed ("aa_b" and "a__b" both read "ab"). The blank
         # lets the model say "nothing new here" between letters, and separates a real double
         # letter ("a_a" reads "aa") from one letter held over two frames ("aa" reads "a").
-        loss = self.hparams.ctc_cost(log_probs, tokens, wav_lens, token_lens)
+        loss = self.hparams.ctc_cost(log_probs, tokens, frame_lens, token_lens)
         if stage != Stage.TRAIN:
             # Greedy decoding: the best label per frame, repeats merged, blanks dropped.
-            hyps = self.hparams.greedy_search(log_probs, wav_lens)
+            hyps = self.hparams.greedy_search(log_probs, frame_lens)
             texts = [self.label_encoder.decode_text(hyp) for hyp in hyps]
             self.cer_metric.append(batch.id, [t.split() for t in texts], batch.words)
         return loss

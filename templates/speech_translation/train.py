@@ -23,7 +23,7 @@ from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.dataio.encoders import TextEncoder
 from speechlobes.dataio.pipeline import provides, takes
 from speechlobes.distributed import run_on_main
-from speechlobes.nnet.lengths import lengths_to_padding_mask, relative_to_absolute_lengths
+from speechlobes.nnet.lengths import lengths_to_padding_mask
 from speechlobes.utils.hparams import load_hparams
 
 
@@ -31,18 +31,14 @@ class Translator(Brain):
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
-        # PaddedBatch padded the waveforms with zeros and kept RELATIVE lengths; the model
-        # wants a (batch, samples) mask, 1 on real samples, and derives from it which encoder
-        # frames are padding, so that attention never reads them.
-        samples = relative_to_absolute_lengths(wav_lens, wavs.shape[1])
-        attention_mask = (~lengths_to_padding_mask(samples, wavs.shape[1])).long()
+        # PaddedBatch padded the waveforms with zeros and kept RELATIVE lengths; the encoder
+        # turns them into the relative lengths of its frames, so that the decoder's attention
+        # never reads padded frames (and a padded utterance is encoded as if alone).
         # Teacher forcing: the decoder gets the TRUE previous tokens as input ([bos] w1 w2 ..)
         # and must predict each next one (w1 w2 .. [eos]): one parallel pass over the whole
         # target instead of one step per token, and no error snowballing while it learns.
         # The causal mask inside the decoder stops position t from peeking at t+1 onwards.
-        out = self.modules.model(
-            wavs, attention_mask=attention_mask, decoder_input_ids=batch.tokens_bos.data
-        )
+        out = self.modules.model(wavs, wav_lens=wav_lens, decoder_input_ids=batch.tokens_bos.data)
         hyps = None
         if stage != Stage.TRAIN:
             # At inference there is no true previous token: the model feeds on its own output,
@@ -50,7 +46,7 @@ class Translator(Brain):
             # beam search keeps the `num_beams` best partial translations, so an early choice
             # that looked good but leads nowhere can still lose to a better whole sentence.
             search = self.hparams.test_search if stage == Stage.TEST else self.hparams.valid_search
-            hyps = self.modules.model.generate(wavs, attention_mask, **search)
+            hyps = self.modules.model.generate(wavs, wav_lens=wav_lens, **search)
         return out.logits, hyps
 
     def compute_objectives(self, predictions, batch, stage):

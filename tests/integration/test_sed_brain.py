@@ -26,7 +26,7 @@ encoder_config: !new:speechlobes.lobes.wav2vec2.Wav2Vec2Config
     position_embeddings_type: rotary
     hidden_dropout: 0.0
     mask_time_prob: 0.0
-decoder_config: !new:speechlobes.lobes.text_decoders.transformer.TransformerDecoderConfig
+decoder_config: !new:speechlobes.lobes.text_decoders.TransformerTextDecoderConfig
     vocab_size: !ref <vocab_size>
     d_model: 32
     num_layers: 1
@@ -67,14 +67,10 @@ def labels_of(batch):
     return tokens.masked_fill(padded, -100)
 
 
-def sample_mask(batch):
-    wav = batch.wav.data
-    return (torch.arange(wav.shape[1])[None, :] < batch.wav.abs_lengths[:, None]).long()
-
-
 class Seq2SeqBrain(Brain):
     def compute_forward(self, batch, stage):
-        return self.modules.model(batch.wav.data, sample_mask(batch), labels=labels_of(batch))
+        wavs, wav_lens = batch.wav
+        return self.modules.model(wavs, wav_lens=wav_lens, labels=labels_of(batch))
 
     def compute_objectives(self, predictions, batch, stage):
         return predictions.loss
@@ -102,7 +98,8 @@ def test_yaml_model_trains_in_a_brain_and_beam_decodes_its_targets(tmp_path):
 
     batch = PaddedBatch(data)
     model = hparams["model"].eval()
-    ids = model.generate(batch.wav.data, sample_mask(batch), max_new_tokens=6, num_beams=3)
+    wavs, wav_lens = batch.wav
+    ids = model.generate(wavs, wav_lens=wav_lens, max_new_tokens=6, num_beams=3)
     for row, tokens in zip(ids.tolist(), TARGETS, strict=True):
         assert row[0] == 1
         assert row[1 : 1 + len(tokens)] == tokens

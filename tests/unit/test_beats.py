@@ -11,16 +11,10 @@ from speechlobes.lobes.beats import (
     BEATs,
     BEATsConfig,
     GLU_Linear,
-    GradMultiply,
-    MultiheadAttention,
-    SamePad,
-    Swish,
-    TransformerEncoder,
+    RelativeBiasAttention,
     TransformerSentenceEncoderLayer,
-    gelu,
-    gelu_accurate,
+    beats_encoder,
     get_activation_fn,
-    init_bert_params,
     quant_noise,
 )
 from speechlobes.lobes.beats.relative_bias import (
@@ -28,7 +22,11 @@ from speechlobes.lobes.beats.relative_bias import (
     gated_relative_bias,
     relative_position_buckets,
 )
+from speechlobes.nnet.activations import activation_fn
 from speechlobes.nnet.attention import merge_heads, split_heads
+from speechlobes.nnet.init import init_weights
+from speechlobes.nnet.positional_conv import SamePad
+from speechlobes.nnet.transformer import GradMultiply
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "beats"
 CHECKPOINT = FIXTURES / "checkpoint.pt"
@@ -206,13 +204,14 @@ def test_gated_bias_follows_the_gate_formula():
 
 def test_attention_equals_plain_softmax_with_gated_bias_and_padding():
     torch.manual_seed(0)
-    attention = MultiheadAttention(
+    attention = RelativeBiasAttention(
         32, 4, has_relative_attention_bias=True, num_buckets=32, max_distance=40, gru_rel_pos=True
     ).eval()
     x = torch.randn(2, 9, 32)
     pad = torch.zeros(2, 9, dtype=torch.bool)
     pad[1, 6:] = True
-    out, weights, position_bias = attention(x, pad, need_weights=True)
+    out, weights = attention(x, pad, need_weights=True)
+    position_bias = attention.position_bias(9)
     q = split_heads(attention.q_proj(x), 4)
     k = split_heads(attention.k_proj(x), 4)
     v = split_heads(attention.v_proj(x), 4)
@@ -227,12 +226,11 @@ def test_attention_equals_plain_softmax_with_gated_bias_and_padding():
 # ---------------------------------------------------------------- errors and formats
 
 
-def test_unknown_config_field_is_an_error_unless_not_strict(caplog):
+def test_unknown_config_field_is_an_error_unless_not_strict():
     with pytest.raises(ValueError, match="unknown fields \\['bogus'\\]"):
         BEATs(cfg={**SMALL, "bogus": 1})
-    with caplog.at_level(logging.WARNING):
-        model = BEATs(cfg={**SMALL, "bogus": 1}, strict=False)
-    assert "bogus" in caplog.text and model.cfg.encoder_layers == 2
+    model = BEATs(cfg={**SMALL, "bogus": 1}, strict=False)
+    assert model.cfg.extra == {"bogus": 1} and model.cfg.encoder_layers == 2
 
 
 def test_checkpoint_key_mismatch_lists_the_keys(tmp_path, caplog):
@@ -279,10 +277,12 @@ def test_invalid_options_are_errors():
 def test_own_format_round_trip(tmp_path, cases):
     model = BEATs(CHECKPOINT, padding_mask_rule="original")
     model.save_pretrained(tmp_path / "beats")
-    loaded = BEATs.from_pretrained(tmp_path / "beats", padding_mask_rule="original")
+    loaded = BEATs.from_pretrained(tmp_path / "beats", padding_mask_rule="original", freeze=True)
     features, _ = loaded(cases["wav"], cases["wav_lens"])
     assert max_error(features, cases["features"]) <= TOL
     assert loaded.freeze and not any(p.requires_grad for p in loaded.parameters())
+    trainable = BEATs.from_pretrained(tmp_path / "beats", dropout=0.0)  # HF-style: trainable
+    assert trainable.cfg.dropout == 0.0 and all(p.requires_grad for p in trainable.parameters())
     with pytest.raises(FileNotFoundError, match="config.json"):
         BEATs.from_pretrained(tmp_path)
 
@@ -332,11 +332,11 @@ def test_layer_drop_skips_layers_in_training_only():
 def test_layer_wise_gradient_decay_scales_input_gradient():
     torch.manual_seed(0)
     cfg = BEATsConfig(**{**SMALL, "dropout": 0.0, "attention_dropout": 0.0})
-    encoder = TransformerEncoder(cfg)
+    encoder = beats_encoder(cfg)
     x = torch.randn(1, 6, 32)
     grads = []
     for ratio in (1.0, 0.5):
-        encoder.gradient_decay = ratio
+        encoder.gradient_scale = ratio
         leaf = x.clone().requires_grad_(True)
         encoder(leaf)[0].sum().backward()
         grads.append(leaf.grad)
@@ -371,12 +371,14 @@ def test_pre_layer_norm_encoder_runs_and_normalises_output():
 
 def test_activations():
     x = torch.linspace(-3, 3, 13)
+    gelu, gelu_accurate = get_activation_fn("gelu"), get_activation_fn("gelu_accurate")
     assert torch.allclose(gelu(x), 0.5 * x * (1 + torch.erf(x / math.sqrt(2))), atol=1e-6)
     tanh_form = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
     assert torch.allclose(gelu_accurate(x), tanh_form, atol=1e-6)
     assert get_activation_fn("relu")(x).min() == 0
     assert torch.equal(get_activation_fn("linear")(x), x)
-    assert torch.equal(Swish()(x), x * torch.sigmoid(x))
+    assert torch.equal(get_activation_fn("glu")(x), x)  # the gate lives in GLU_Linear
+    assert torch.allclose(activation_fn("swish")(x), x * torch.sigmoid(x), atol=1e-6)
     with pytest.warns(UserWarning, match="gelu_accurate"):
         get_activation_fn("gelu_fast")(x)
     with pytest.raises(ValueError, match="'swishy' not supported"):
@@ -420,10 +422,10 @@ def test_quant_noise_drops_blocks_in_training_only():
         quant_noise(torch.nn.Linear(12, 4), 0.1, 8)
 
 
-def test_init_bert_params_sets_bert_statistics():
+def test_bert_initialisation_sets_bert_statistics():
     torch.manual_seed(0)
     layer = TransformerSentenceEncoderLayer(256, 512, 4)
-    layer.apply(init_bert_params)
+    init_weights(layer, std=0.02)
     assert abs(layer.fc1.weight.std().item() - 0.02) < 2e-3
     assert abs(layer.self_attn.q_proj.weight.std().item() - 0.02) < 2e-3
     assert layer.fc1.bias.abs().max() == 0

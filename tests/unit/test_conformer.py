@@ -1,10 +1,11 @@
-"""The fbank Conformer: lengths arithmetic, padding invariance of the subsampling, and learning."""
+"""The fbank Conformer: lengths arithmetic, the encoder contract on padded batches, learning."""
 
 import torch
 from torch import nn
 
 from speechlobes.lobes.conformer import ConformerConfig, Conv2dSubsampling, FbankConformer
-from speechlobes.nnet.containers import LengthsSequential
+from speechlobes.lobes.heads import FrameClassifier
+from speechlobes.processing.normalization import InputNormalization
 
 
 def small_encoder(**overrides):
@@ -21,49 +22,55 @@ def test_subsampling_length_matches_the_tensor_it_produces():
     assert Conv2dSubsampling.output_length(torch.tensor([100, 7])).tolist() == [24, 1]
 
 
-def test_padded_utterance_valid_frames_depend_only_on_its_own_audio_without_conv_module_leak():
-    # With kernel_size 1 the conformer's depthwise conv cannot mix padded frames in, so the
-    # valid frames of a padded item must equal the item run alone.
+def test_padded_utterance_gets_the_frames_of_its_single_run():
+    # the depthwise convolution (kernel 7) and the sentence normalisation see only the
+    # utterance's own frames, so padding changes nothing
     torch.manual_seed(0)
-    encoder = small_encoder(kernel_size=1)
-    long, short = torch.randn(1, 80, 20), torch.randn(1, 40, 20)
-    batch = torch.cat([long, torch.cat([short, torch.zeros(1, 40, 20)], dim=1)])
-    out = encoder(batch, torch.tensor([1.0, 0.5]))
-    alone = encoder(short)
+    encoder = small_encoder(kernel_size=7)
+    encoder.normalize = InputNormalization(norm_type="sentence")
+    long, short = torch.randn(1, 12800), torch.randn(1, 6000)
+    batch = torch.cat([long, torch.cat([short, torch.zeros(1, 6800)], dim=1)])
+    frames, frame_lens = encoder(batch, torch.tensor([1.0, 6000 / 12800]))
+    alone, alone_lens = encoder(short)
     n = alone.shape[1]
-    torch.testing.assert_close(out[1, :n], alone[0], atol=1e-5, rtol=1e-4)
+    assert round(float(frame_lens[1]) * frames.shape[1]) == n and alone_lens.tolist() == [1.0]
+    torch.testing.assert_close(frames[1, :n], alone[0], atol=1e-5, rtol=1e-4)
 
 
 def test_no_unused_parameters_so_ddp_needs_no_special_flag():
     encoder = small_encoder().train()
-    encoder(torch.randn(2, 40, 20), torch.tensor([1.0, 0.7])).sum().backward()
+    encoder(torch.randn(2, 6400), torch.tensor([1.0, 0.7])).frames.sum().backward()
     unused = [name for name, p in encoder.named_parameters() if p.grad is None]
     assert unused == []
 
 
-def test_lengths_sequential_passes_lengths_only_to_stages_that_take_them():
-    seen = {}
-
-    class Recorder(nn.Module):
-        def forward(self, x, lengths):
-            seen["lengths"] = lengths
-            return x * 2
-
-    model = LengthsSequential(nn.Identity(), Recorder(), nn.Identity())
-    lengths = torch.tensor([1.0, 0.25])
-    out = model(torch.ones(2, 3), lengths)
-    assert torch.equal(out, torch.full((2, 3), 2.0)) and seen["lengths"] is lengths
+def test_config_round_trips_and_sizes_are_checked(tmp_path):
+    encoder = small_encoder()
+    encoder.save_pretrained(tmp_path)
+    again = FbankConformer.from_pretrained(tmp_path)
+    assert again.config.extra.pop("architectures") == ["FbankConformer"]
+    assert again.config == encoder.config
+    wav = torch.randn(1, 4000)
+    torch.testing.assert_close(again(wav).frames, encoder(wav).frames)
+    try:
+        FbankConformer(hidden_sise=8)
+    except ValueError as error:
+        assert "hidden_sise" in str(error)
+    else:
+        raise AssertionError("a misspelt size must be an error")
 
 
 def test_conformer_ctc_learns_a_tiny_mapping():
     torch.manual_seed(0)
-    model = LengthsSequential(small_encoder(dropout=0.0).train(), nn.Linear(16, 5))
-    feats = torch.randn(4, 60, 20)
+    encoder = small_encoder(dropout=0.0).train()
+    encoder.normalize = InputNormalization(norm_type="sentence")
+    model = FrameClassifier(encoder, nn.Linear(16, 5))
+    wavs = torch.randn(4, 9600)
     targets = torch.tensor([[1, 2, 3], [2, 3, 4], [4, 1, 2], [3, 3, 1]])
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(40):
-        log_probs = model(feats).log_softmax(-1)
+        log_probs = model(wavs).log_softmax(-1)
         frames = torch.full((4,), log_probs.shape[1])
         loss = nn.functional.ctc_loss(
             log_probs.transpose(0, 1), targets, frames, torch.full((4,), 3)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from speechlobes.nnet.dropout import Dropout, fast_dropout
+from speechlobes.nnet.dropout import FastDropout, fast_dropout
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
@@ -49,7 +49,7 @@ def test_seeded_draws_repeat_and_differ_between_calls():
 
 def test_eval_zero_and_one():
     x = torch.randn(10, 7)
-    module = Dropout(0.4)
+    module = FastDropout(0.4)
     assert isinstance(module, nn.Dropout)
     assert torch.equal(module.eval()(x), x)
     assert fast_dropout(x, 0.0) is x
@@ -61,5 +61,5 @@ def test_eval_zero_and_one():
 
 def test_keeps_dtype_and_shape():
     x = torch.ones(3, 5, 7, dtype=torch.bfloat16)
-    y = Dropout(0.2).train()(x)
+    y = FastDropout(0.2).train()(x)
     assert y.dtype == torch.bfloat16 and y.shape == x.shape

@@ -3,16 +3,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
-from speechlobes.lobes.hf_io import (
-    check_keys,
-    load_hf_state_dict,
-    load_state_dict_checked,
-    read_config,
-    save_hf_folder,
-)
-from speechlobes.nnet.positional_conv import weight_norm_conv1d
+from speechlobes.lobes.hf_io import load_hf_state_dict, read_config, save_hf_folder
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "hf"
 
@@ -55,26 +47,6 @@ def test_missing_weights_error_names_the_folder_and_its_files(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_hf_state_dict(tmp_path)
-
-
-def test_check_keys_reports_missing_unexpected_and_shape_errors():
-    model = nn.Linear(3, 2)
-    state = {"weight": torch.zeros(2, 3), "extra": torch.zeros(1)}
-    with pytest.raises(ValueError, match=r"missing \['bias'\].*unexpected \['extra'\]"):
-        check_keys(model, state)
-    assert check_keys(model, state, strict=False) == (["bias"], ["extra"])
-    assert check_keys(model, state, ignore=["^bias$", "^extra$"]) == ([], [])
-    with pytest.raises(ValueError, match="shape mismatch"):
-        check_keys(model, {"weight": torch.zeros(3, 3), "bias": torch.zeros(2)})
-
-
-def test_legacy_weight_norm_names_load_into_parametrized_conv():
-    conv = weight_norm_conv1d(4, 3, groups=2)
-    g = torch.rand(1, 1, 3) + 0.5
-    v = torch.randn(4, 2, 3)
-    load_state_dict_checked(conv, {"weight_g": g, "weight_v": v, "bias": torch.zeros(4)})
-    expected = g * v / v.norm(dim=(0, 1), keepdim=True)
-    torch.testing.assert_close(conv.weight, expected)
 
 
 def test_fixture_bin_and_safetensors_hold_the_same_tensors():

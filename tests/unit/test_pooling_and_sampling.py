@@ -10,14 +10,14 @@ from speechlobes.nnet.schedulers import WarmupDecayScheduler
 def test_pooling_ignores_whatever_the_padded_frames_hold():
     torch.manual_seed(0)
     x = torch.randn(2, 6, 4)
-    mask = torch.tensor([[False] * 6, [False] * 3 + [True] * 3])
+    lengths = torch.tensor([1.0, 0.5])  # relative: the second row has 3 valid frames
     garbage = x.clone()
     garbage[1, 3:] = 1e4
     for pooling in (MaskedMeanPooling(), MaskedMaxPooling(), AttentivePooling(4, hidden_size=8)):
-        torch.testing.assert_close(pooling(x, mask), pooling(garbage, mask))
-    torch.testing.assert_close(MaskedMeanPooling()(x, mask)[1], x[1, :3].mean(0))
+        torch.testing.assert_close(pooling(x, lengths), pooling(garbage, lengths))
+    torch.testing.assert_close(MaskedMeanPooling()(x, lengths)[1], x[1, :3].mean(0))
     torch.testing.assert_close(MaskedMeanPooling()(x), x.mean(1))
-    torch.testing.assert_close(MaskedMaxPooling()(x, mask)[1], x[1, :3].max(0).values)
+    torch.testing.assert_close(MaskedMaxPooling()(x, lengths)[1], x[1, :3].max(0).values)
 
 
 def test_balanced_weights_are_inverse_label_frequencies():

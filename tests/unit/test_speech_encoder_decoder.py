@@ -7,14 +7,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from speechlobes.lobes.beats import BEATsConfig
 from speechlobes.lobes.speech_encoder_decoder import (
     SpeechEncoderDecoderConfig,
     SpeechEncoderDecoderModel,
     shift_tokens_right,
 )
-from speechlobes.lobes.text_decoders import packing as linear
-from speechlobes.lobes.text_decoders.bert import BertDecoder, BertDecoderConfig
-from speechlobes.lobes.text_decoders.transformer import TransformerDecoderConfig
+from speechlobes.lobes.text_decoders import (
+    BertDecoder,
+    BertDecoderConfig,
+    TransformerTextDecoderConfig,
+    packing,
+)
 from speechlobes.lobes.wav2vec2 import Wav2Vec2Config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hf"
@@ -49,7 +53,9 @@ def test_forward_reproduces_loss_logits_and_states(fixture):
     )
     hidden = torch.stack(out.decoder_hidden_states)
     torch.testing.assert_close(hidden, cases["decoder_hidden_states"], atol=ATOL, rtol=ATOL)
-    assert torch.equal(~out.encoder_padding_mask, cases["encoder_attention_mask"])
+    frames = cases["encoder_attention_mask"].shape[1]
+    valid = (out.encoder_lens * frames).round().long()
+    assert torch.equal(valid, cases["encoder_attention_mask"].sum(-1))
 
 
 def test_labels_are_shifted_right_with_start_token_and_pad(fixture):
@@ -60,32 +66,38 @@ def test_labels_are_shifted_right_with_start_token_and_pad(fixture):
     assert torch.equal(shifted, cases["decoder_input_ids"])
 
 
-@pytest.fixture(params=["plain", "packed"])
-def weights(request, monkeypatch):
-    """Run generation on plain weights and on weights packed for oneDNN (forced on tiny models)."""
+@pytest.fixture(params=["plain", "packed", "fast paths off"])
+def decoding(request, monkeypatch):
+    """Generation on plain weights, on weights packed for oneDNN (forced on tiny models), and
+    with the fast paths off (the plain cache): returns generate's ``fast`` and the packing log."""
+    packed = []
     if request.param == "packed":
-        monkeypatch.setattr(linear, "PACK_MIN_BYTES", 0)
-        packing = []
-        original = linear.pack_weight
+        monkeypatch.setattr(packing, "PACK_MIN_BYTES", 0)
+        original = packing.pack_weight
         monkeypatch.setattr(
-            linear, "pack_weight", lambda *args: packing.append(1) or original(*args)
+            packing, "pack_weight", lambda *args: packed.append(1) or original(*args)
         )
-        return packing
-    return None
+    return request.param != "fast paths off", packed, request.param == "packed"
 
 
-def test_greedy_ids_and_scores_match(fixture, weights):
+def test_greedy_ids_and_scores_match(fixture, decoding):
     _, model, cases = fixture
+    fast, packed, packs = decoding
     out = model.generate(
-        cases["input_values"], cases["attention_mask"], max_new_tokens=12, return_scores=True
+        cases["input_values"],
+        cases["attention_mask"],
+        max_new_tokens=12,
+        return_scores=True,
+        fast=fast,
     )
     assert torch.equal(out.sequences, cases["greedy_ids"])
     torch.testing.assert_close(out.scores, cases["greedy_scores"], atol=ATOL, rtol=ATOL)
-    assert weights is None or len(weights) > 0
+    assert bool(packed) == packs
 
 
-def test_beam_ids_and_scores_match(fixture, weights):
+def test_beam_ids_and_scores_match(fixture, decoding):
     _, model, cases = fixture
+    fast, packed, packs = decoding
     out = model.generate(
         cases["input_values"],
         cases["attention_mask"],
@@ -93,12 +105,13 @@ def test_beam_ids_and_scores_match(fixture, weights):
         num_beams=4,
         early_stopping=True,
         return_scores=True,
+        fast=fast,
     )
     assert torch.equal(out.sequences, cases["beam_ids"])
     torch.testing.assert_close(
         out.sequences_scores, cases["beam_sequences_scores"], atol=1e-5, rtol=1e-5
     )
-    assert weights is None or len(weights) > 0
+    assert bool(packed) == packs
 
 
 def test_incremental_decoding_with_cache_equals_full_forward(fixture):
@@ -157,7 +170,7 @@ def tiny_encoder_config(hidden=16):
 
 
 def tiny_model(decoder_width=8):
-    decoder = TransformerDecoderConfig(
+    decoder = TransformerTextDecoderConfig(
         vocab_size=12, d_model=decoder_width, num_layers=1, num_heads=2, ffn_dim=16, dropout=0.0
     )
     config = SpeechEncoderDecoderConfig.from_encoder_decoder_configs(
@@ -261,10 +274,11 @@ def test_padded_utterance_decodes_like_the_same_utterance_alone():
     model = SpeechEncoderDecoderModel(config).eval()
     assert isinstance(model.decoder, BertDecoder)
     wav = torch.randn(2, 1600, generator=torch.Generator().manual_seed(4))
-    mask = torch.ones(2, 1600, dtype=torch.long)
-    mask[1, 1000:] = 0
     wav[1, 1000:] = 0
-    batch = model.generate(wav, mask, max_new_tokens=5, num_beams=2, return_scores=True)
+    wav_lens = torch.tensor([1.0, 1000 / 1600])
+    batch = model.generate(
+        wav, wav_lens=wav_lens, max_new_tokens=5, num_beams=2, return_scores=True
+    )
     alone = model.generate(wav[1:, :1000], max_new_tokens=5, num_beams=2, return_scores=True)
     n = alone.sequences.shape[1]
     assert torch.equal(batch.sequences[1, :n], alone.sequences[0])
@@ -303,7 +317,7 @@ def test_from_encoder_decoder_pretrained_creates_and_logs_cross_attention(tmp_pa
     cases = torch.load(FIXTURES / "wav2vec2_layer" / "cases.pt", weights_only=True)
     encoded = model.encode(cases["input_values"], cases["attention_mask"])
     torch.testing.assert_close(
-        encoded.last_hidden_state,
+        encoded.frames,
         model.enc_to_dec_proj(cases["last_hidden_state"]),
         atol=ATOL,
         rtol=ATOL,
@@ -315,18 +329,17 @@ def test_missing_start_token_is_a_clear_error():
         shift_tokens_right(torch.tensor([[3, 2]]), 0, None)
 
 
-def test_beats_encoder_wraps_with_its_patch_mask_and_round_trips(tmp_path):
-    beats = {
-        "model_type": "beats",
-        "embed_dim": 32,
-        "encoder_layers": 1,
-        "encoder_embed_dim": 32,
-        "encoder_ffn_embed_dim": 64,
-        "encoder_attention_heads": 4,
-        "conv_pos": 8,
-        "conv_pos_groups": 4,
-    }
-    decoder = TransformerDecoderConfig(
+def test_beats_encoder_joins_with_its_patch_lengths_and_round_trips(tmp_path):
+    beats = BEATsConfig(
+        embed_dim=32,
+        encoder_layers=1,
+        encoder_embed_dim=32,
+        encoder_ffn_embed_dim=64,
+        encoder_attention_heads=4,
+        conv_pos=8,
+        conv_pos_groups=4,
+    )
+    decoder = TransformerTextDecoderConfig(
         vocab_size=12, d_model=16, num_layers=1, num_heads=2, ffn_dim=32, dropout=0.0
     )
     config = SpeechEncoderDecoderConfig.from_encoder_decoder_configs(
@@ -335,20 +348,20 @@ def test_beats_encoder_wraps_with_its_patch_mask_and_round_trips(tmp_path):
     torch.manual_seed(0)
     model = SpeechEncoderDecoderModel(config).eval()
     assert model.enc_to_dec_proj.in_features == 32
+    assert model.encoder.training is False and not model.encoder.freeze  # trainable
     wav = torch.randn(2, 16000, generator=torch.Generator().manual_seed(5))
-    mask = torch.ones(2, 16000, dtype=torch.long)
-    mask[1, 8000:] = 0
-    encoded = model.encode(wav, mask)
-    assert encoded.last_hidden_state.shape == (2, 48, 16)
-    assert encoded.padding_mask.sum(-1).tolist() == [0, 24]
-    ids = model.generate(wav, mask, max_new_tokens=4, num_beams=2)
+    wav_lens = torch.tensor([1.0, 0.5])
+    encoded = model.encode(wav, wav_lens=wav_lens)
+    assert encoded.frames.shape == (2, 48, 16)
+    assert (encoded.lengths * 48).tolist() == [48, 24]
+    ids = model.generate(wav, wav_lens=wav_lens, max_new_tokens=4, num_beams=2)
     model.save_pretrained(tmp_path)
     again = SpeechEncoderDecoderModel.from_pretrained(tmp_path)
-    assert torch.equal(again.generate(wav, mask, max_new_tokens=4, num_beams=2), ids)
+    assert torch.equal(again.generate(wav, wav_lens=wav_lens, max_new_tokens=4, num_beams=2), ids)
 
 
 def test_decoder_without_cross_attention_is_rejected_with_advice():
-    decoder = TransformerDecoderConfig(vocab_size=12, d_model=16, num_layers=1, num_heads=2)
+    decoder = TransformerTextDecoderConfig(vocab_size=12, d_model=16, num_layers=1, num_heads=2)
     decoder.add_cross_attention = False
     config = SpeechEncoderDecoderConfig(encoder=tiny_encoder_config(), decoder=decoder)
     with pytest.raises(ValueError, match="add_cross_attention"):

@@ -7,13 +7,18 @@ import pytest
 import torch
 
 from speechlobes.lobes.hf_io import load_hf_state_dict, read_config
-from speechlobes.lobes.text_decoders.bart import BartDecoder, BartDecoderConfig, MBartDecoderConfig
-from speechlobes.lobes.text_decoders.base import DecoderCache, self_attention
-from speechlobes.lobes.text_decoders.bert import BertDecoder, BertDecoderConfig
-from speechlobes.lobes.text_decoders.gpt2 import GPT2Decoder, GPT2DecoderConfig
-from speechlobes.lobes.text_decoders.transformer import (
-    TransformerDecoder,
-    TransformerDecoderConfig,
+from speechlobes.lobes.text_decoders import (
+    BartDecoder,
+    BartDecoderConfig,
+    BeamCache,
+    BertDecoder,
+    BertDecoderConfig,
+    GPT2Decoder,
+    GPT2DecoderConfig,
+    KVCache,
+    MBartDecoderConfig,
+    TransformerTextDecoder,
+    TransformerTextDecoderConfig,
 )
 from speechlobes.nnet.attention import attend
 
@@ -69,8 +74,8 @@ def tiny_decoders():
                 scale_attn_by_inverse_layer_idx=True,
             )
         ),
-        "native": TransformerDecoder(
-            TransformerDecoderConfig(
+        "native": TransformerTextDecoder(
+            TransformerTextDecoderConfig(
                 vocab_size=20, d_model=16, num_layers=2, num_heads=2, ffn_dim=32, dropout=0.0
             )
         ),
@@ -86,11 +91,12 @@ def test_decoder_alone_reproduces_fixture_logits_and_hidden_states(name):
     state = {k[8:]: v for k, v in load_hf_state_dict(folder).items() if k.startswith("decoder.")}
     decoder.load_checkpoint(state, str(folder))
     cases = torch.load(folder / "cases.pt", weights_only=True)
+    mask = cases["encoder_attention_mask"]
     with torch.no_grad():
         out = decoder(
             cases["decoder_input_ids"],
             cases["encoder_last_hidden_state"],
-            ~cases["encoder_attention_mask"],
+            mask.sum(-1) / mask.shape[1],  # relative lengths of the encoder frames
             output_hidden_states=True,
         )
     torch.testing.assert_close(out.logits, cases["logits"], atol=1e-4, rtol=1e-4)
@@ -98,21 +104,23 @@ def test_decoder_alone_reproduces_fixture_logits_and_hidden_states(name):
     torch.testing.assert_close(hidden, cases["decoder_hidden_states"], atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("cache_class", [KVCache, BeamCache])
 @pytest.mark.parametrize("kind", ["bert", "bart", "mbart", "gpt2", "native"])
-def test_step_by_step_cache_equals_full_forward_and_beams_share_encoder(kind):
+def test_step_by_step_cache_equals_full_forward(kind, cache_class):
     decoder = tiny_decoders()[kind].eval()
     gen = torch.Generator().manual_seed(1)
     encoder = torch.randn(2, 9, 16, generator=gen)
-    padding = torch.zeros(2, 9, dtype=torch.bool)
-    padding[1, 6:] = True
+    lengths = torch.tensor([1.0, 6 / 9])  # the second utterance's last 3 frames are padding
     ids = torch.randint(3, 20, (2, 5), generator=gen)
     with torch.no_grad():
-        full = decoder(ids, encoder, padding).logits
-        # three rows per utterance (beams), keys/values of the encoder computed once
-        cache = decoder.new_cache(encoder, padding).reorder(torch.arange(2).repeat_interleave(3))
+        full = decoder(ids, encoder, lengths).logits
+        # three rows per utterance (beams)
+        cache = cache_class(encoder, lengths).reorder(torch.arange(2).repeat_interleave(3))
         rows = ids.repeat_interleave(3, dim=0)
         steps = [decoder(rows[:, t : t + 1], cache=cache).logits for t in range(5)]
-    assert cache.length == 5 and cache.cross_keys[0].shape[0] == 2
+    assert cache.length == 5
+    if cache_class is BeamCache:  # the beams share their utterance's encoder keys/values
+        assert all(key.shape[0] == 2 for key, _ in cache.memory_kv.values())
     torch.testing.assert_close(torch.cat(steps, 1), full.repeat_interleave(3, 0), atol=1e-5, rtol=0)
 
 
@@ -125,7 +133,7 @@ def test_cache_buffers_survive_growth_and_reordering(capacity):
     ids = torch.randint(3, 20, (2, 6), generator=gen)
     with torch.no_grad():
         full = decoder(ids, encoder).logits
-        cache = decoder.new_cache(encoder, capacity=capacity).reorder(torch.tensor([0, 0]))
+        cache = BeamCache(encoder, capacity=capacity).reorder(torch.tensor([0, 0]))
         swapped = ids.flip(0)
         steps = [decoder(swapped[:, :1], cache=cache).logits]
         steps.append(decoder(swapped[:, 1:3], cache=cache).logits)
@@ -136,7 +144,8 @@ def test_cache_buffers_survive_growth_and_reordering(capacity):
     torch.testing.assert_close(torch.cat([head, steps[2]], 1), full, atol=1e-5, rtol=0)
 
 
-def test_cache_with_gradients_matches_the_full_forward_gradient():
+@pytest.mark.parametrize("beam_cache", [False, True])
+def test_cache_with_gradients_matches_the_full_forward_gradient(beam_cache):
     decoder = tiny_decoders()["native"].train(False)
     gen = torch.Generator().manual_seed(5)
     encoder = torch.randn(2, 5, 16, generator=gen)
@@ -144,7 +153,7 @@ def test_cache_with_gradients_matches_the_full_forward_gradient():
     decoder(ids, encoder).logits.square().sum().backward()
     expected = [p.grad.clone() for p in decoder.parameters()]
     decoder.zero_grad()
-    cache = decoder.new_cache(encoder, capacity=8)
+    cache = BeamCache(encoder, capacity=8) if beam_cache else decoder.new_cache(encoder)
     steps = [decoder(ids[:, t : t + 1], cache=cache).logits for t in range(4)]
     torch.cat(steps, 1).square().sum().backward()  # earlier steps were not overwritten
     for got, want in zip((p.grad for p in decoder.parameters()), expected, strict=True):
@@ -156,14 +165,13 @@ def test_padded_encoder_frames_are_ignored(kind):
     decoder = tiny_decoders()[kind].eval()
     gen = torch.Generator().manual_seed(2)
     encoder = torch.randn(1, 9, 16, generator=gen)
-    padding = torch.zeros(1, 9, dtype=torch.bool)
-    padding[0, 5:] = True
+    lengths = torch.tensor([5 / 9])
     ids = torch.tensor([[1, 4, 7]])
     with torch.no_grad():
-        masked = decoder(ids, encoder, padding).logits
+        masked = decoder(ids, encoder, lengths).logits
         other = encoder.clone()
         other[:, 5:] = 100.0
-        changed = decoder(ids, other, padding).logits
+        changed = decoder(ids, other, lengths).logits
         trimmed = decoder(ids, encoder[:, :5]).logits
     torch.testing.assert_close(masked, changed, atol=1e-5, rtol=0)
     torch.testing.assert_close(masked, trimmed, atol=1e-5, rtol=0)
@@ -239,7 +247,7 @@ def test_unknown_or_missing_weights_are_errors_that_name_the_source():
 
 def test_positions_beyond_the_table_are_a_clear_error():
     decoder = tiny_decoders()["bart"]
-    cache = DecoderCache(2)
+    cache = decoder.new_cache()
     with pytest.raises(ValueError, match="max_position_embeddings"):
         decoder(torch.ones(1, 1030, dtype=torch.long), cache=cache)
 
@@ -265,9 +273,7 @@ class CopyingCache:
 
 
 def grouped_cache(batch, capacity=0):
-    cache = DecoderCache(num_layers=2, capacity=capacity)
-    cache.cross_keys = [torch.zeros(batch, 2, 3, 4)] * 2  # tells the cache the utterance count
-    return cache
+    return BeamCache(torch.zeros(batch, 3, 4), capacity=capacity)  # memory: one per utterance
 
 
 @pytest.mark.parametrize("capacity", [0, 2, 16])
@@ -295,9 +301,10 @@ def test_beam_reordering_records_slots_instead_of_copying(capacity, parents):
         # entries read by no row are dropped once they are a third of some utterance's entries
         histories = cache.slots[:, : cache.length].reshape(batch, -1)
         live = max(len(set(unit.tolist())) for unit in histories)
-        assert cache.entries == [cache.entries[0]] * 2
-        assert cache.entries[0] == live or 3 * live > 2 * cache.entries[0]
-        compacted |= cache.entries[0] < cache.length * beams
+        entries = cache.entries[0]
+        assert cache.entries == {0: entries, 1: entries}
+        assert entries == live or 3 * live > 2 * entries
+        compacted |= entries < cache.length * beams
     assert cache.length == steps + 1
     assert compacted
 
@@ -311,7 +318,7 @@ def test_grouped_attention_sees_each_rows_own_history_only():
         key = torch.randn(batch * beams, heads, new, 4, generator=gen)
         query = torch.randn(batch * beams, heads, new, 4, generator=gen)
         reference.append(key)
-        out, _ = self_attention(query, key, key, cache, 0, None, 0.0, None, False)
+        out = cache.attend_self(0, query, key, key)
         want = attend(query, reference.keys, reference.keys, causal=new > 1)
         torch.testing.assert_close(out, want, atol=1e-6, rtol=1e-6)
         rows = torch.tensor([1, 1, 3, 2])

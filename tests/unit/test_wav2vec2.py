@@ -142,7 +142,7 @@ def test_strict_loading_names_missing_tensors(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     config["num_hidden_layers"] = 3
     (tmp_path / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=r"missing \['encoder\.layers\.2\."):
+    with pytest.raises(ValueError, match=r"missing keys \['encoder\.layers\.2\."):
         HubertModel.from_pretrained(tmp_path)
 
 

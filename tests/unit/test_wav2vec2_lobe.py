@@ -1,4 +1,4 @@
-"""The SpeechBrain-style Wav2Vec2Lobe wrapper (wav, wav_lens) -> features."""
+"""The SpeechBrain-style Wav2Vec2Lobe wrapper: (wav, wav_lens) -> (frames, frame_lens)."""
 
 from pathlib import Path
 
@@ -17,44 +17,64 @@ def _cases(folder):
     return cases, wav_lens
 
 
-def test_frozen_lobe_with_mask_equals_reference_encoder_output():
+def test_frozen_lobe_with_reference_padding_equals_reference_encoder_output():
     cases, wav_lens = _cases("w2v2_conformer_relpos")
     lobe = Wav2Vec2Lobe(FIXTURES / "w2v2_conformer_relpos", normalize_wav=False)
-    features = lobe(cases["input_values"], wav_lens)
+    features, frame_lens = lobe(cases["input_values"], wav_lens, reference_padding=True)
     assert not features.requires_grad
     torch.testing.assert_close(features, cases["last_hidden_state"], atol=1e-4, rtol=0)
-    assert torch.equal(lobe.output_lengths(wav_lens, 2560), cases["feat_lengths"])
+    assert torch.equal((frame_lens * 127).round().long(), cases["feat_lengths"])
+
+
+def test_padded_items_get_their_single_run_frames():
+    cases, wav_lens = _cases("w2v2_conformer_relpos")
+    lobe = Wav2Vec2Lobe(FIXTURES / "w2v2_conformer_relpos", normalize_wav=False)
+    features, _ = lobe(cases["input_values"], wav_lens)
+    index = int(cases["single_index"])
+    single = cases["single_last_hidden_state"]
+    torch.testing.assert_close(features[index, : len(single)], single, atol=1e-4, rtol=0)
 
 
 def test_normalising_already_normalised_audio_changes_nothing_noticeable():
     cases, wav_lens = _cases("wav2vec2_layer")
     lobe = Wav2Vec2Lobe(FIXTURES / "wav2vec2_layer")
     torch.testing.assert_close(
-        lobe(cases["input_values"], wav_lens), cases["last_hidden_state"], atol=1e-4, rtol=0
+        lobe(cases["input_values"], wav_lens).frames,
+        cases["last_hidden_state"],
+        atol=1e-4,
+        rtol=0,
     )
 
 
-def test_group_norm_checkpoints_run_without_mask_by_default():
+def test_group_norm_checkpoints_normalise_each_item_over_its_own_frames():
+    # transformers' group norm spans the padded row, so a padded item differs from its single
+    # run (with or without an attention mask); the lobe gives every item its single run
     cases, wav_lens = _cases("wav2vec2_group")
     lobe = Wav2Vec2Lobe(FIXTURES / "wav2vec2_group", normalize_wav=False)
-    assert lobe.use_attention_mask is False
-    features = lobe(cases["input_values"], wav_lens)
-    torch.testing.assert_close(features, cases["last_hidden_state_nomask"], atol=1e-4, rtol=0)
+    features, _ = lobe(cases["input_values"], wav_lens)
+    index = int(cases["single_index"])
+    single = cases["single_last_hidden_state"]
+    torch.testing.assert_close(features[index, : len(single)], single, atol=1e-4, rtol=0)
+    assert (
+        features[index, : len(single)] - cases["last_hidden_state"][index, : len(single)]
+    ).abs().max() > 1e-3
 
 
 def test_all_hiddens_are_stacked_layer_first_and_end_with_the_output():
     cases, wav_lens = _cases("hubert")
     lobe = Wav2Vec2Lobe(FIXTURES / "hubert", output_all_hiddens=True, normalize_wav=False)
-    hidden = lobe(cases["input_values"], wav_lens)
+    hidden, _ = lobe(cases["input_values"], wav_lens)
     assert hidden.shape == (3, 3, 127, 32)
-    torch.testing.assert_close(hidden, cases["hidden_states_nomask"], atol=1e-4, rtol=0)
+    # item 0 fills the batch: its single run is the unmasked reference
+    reference = cases["hidden_states_nomask"][:, 0]
+    torch.testing.assert_close(hidden[:, 0], reference, atol=1e-4, rtol=0)
 
 
 def test_fine_tuning_lobe_trains_encoder_but_not_feature_extractor():
     cases, wav_lens = _cases("wav2vec2_layer")
     lobe = Wav2Vec2Lobe(FIXTURES / "wav2vec2_layer", freeze=False, freeze_feature_extractor=True)
     lobe.train()
-    lobe(cases["input_values"], wav_lens).pow(2).mean().backward()
+    lobe(cases["input_values"], wav_lens).frames.pow(2).mean().backward()
     assert all(p.grad is None for p in lobe.model.feature_extractor.parameters())
     assert lobe.model.encoder.layers[0].attention.q_proj.weight.grad is not None
 
@@ -73,7 +93,7 @@ encoder: !new:speechlobes.lobes.wav2vec2.Wav2Vec2Lobe
     output_norm: True
 """
     lobe = load_hyperpyyaml(yaml)["encoder"]
-    out = lobe(torch.randn(2, 2000), torch.tensor([1.0, 0.5]))
+    out, _ = lobe(torch.randn(2, 2000), torch.tensor([1.0, 0.5]))
     assert out.shape == (2, 99, 32)
     torch.testing.assert_close(out.mean(-1), torch.zeros(2, 99), atol=1e-5, rtol=0)
 

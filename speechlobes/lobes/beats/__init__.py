@@ -1,20 +1,19 @@
-"""BEATs (Chen et al. 2022): the audio encoder that loads Microsoft's original checkpoints."""
+"""BEATs (Chen et al. 2022): the audio encoder that loads Microsoft's original checkpoints.
 
+Example:
+    >>> from speechlobes.lobes.beats import BEATs
+    >>> model = BEATs("BEATs_iter3_plus_AS2M.pt")  # doctest: +SKIP
+"""
+
+from speechlobes.lobes.beats.config import BEATsConfig
 from speechlobes.lobes.beats.model import (
     SAMPLE_RATE,
     BEATs,
-    BEATsConfig,
     GLU_Linear,
-    GradMultiply,
-    MultiheadAttention,
-    SamePad,
-    Swish,
-    TransformerEncoder,
+    RelativeBiasAttention,
     TransformerSentenceEncoderLayer,
-    gelu,
-    gelu_accurate,
+    beats_encoder,
     get_activation_fn,
-    init_bert_params,
     quant_noise,
 )
 
@@ -23,15 +22,9 @@ __all__ = [
     "BEATs",
     "BEATsConfig",
     "GLU_Linear",
-    "GradMultiply",
-    "MultiheadAttention",
-    "SamePad",
-    "Swish",
-    "TransformerEncoder",
+    "RelativeBiasAttention",
     "TransformerSentenceEncoderLayer",
-    "gelu",
-    "gelu_accurate",
+    "beats_encoder",
     "get_activation_fn",
-    "init_bert_params",
     "quant_noise",
 ]

@@ -3,14 +3,17 @@
 A 16x16 patch embedding over a 128-bin Kaldi fbank, a convolutional positional embedding,
 and a post-LN ("deep norm") Transformer whose attention adds a bucketed relative-position
 bias gated per query. Module and parameter names follow Microsoft's original code (unilm,
-folder ``beats/``), so its checkpoints (a dict with ``'cfg'`` and ``'model'``) load directly;
-numerics match it to float32 rounding.
+folder ``beats/``), so its checkpoints (a dict with ``'cfg'`` and ``'model'``) load directly
+(the positional convolution's keys ``encoder.pos_conv.0.*`` are read as the shared encoder's
+``encoder.pos_conv_embed.conv.*``); numerics match it to float32 rounding.
 
-Padding: with ``wav_lens`` the patch padding mask is *geometric* by default: a patch is valid
-iff all 16 fbank frames of its time step lie fully inside the utterance, so an utterance gives
-the same valid outputs alone or in any padded batch. ``padding_mask_rule="original"``
-reproduces the original's grouping rule (chunks of ``samples // frames`` samples, then of
-``frames // patches`` frames), whose batched outputs depend on the batch.
+Frames are the patches, time step major (patch ``p = 8 * t + f`` for 8 frequency bands),
+``encoder_embed_dim`` wide. Padding: the speech-encoder contract (:meth:`BEATs.encode`) counts
+a patch as valid iff all 16 fbank frames of its time step lie inside the utterance, so an
+utterance gives the same frames alone or in any padded batch. The original grouping rule
+(chunks of ``samples // frames`` samples, then of ``frames // patches`` frames), whose batched
+outputs depend on the batch, is ``reference_padding=True`` (or ``padding_mask_rule="original"``
+for :meth:`BEATs.extract_features`).
 
 Use from YAML (a frozen encoder plus a trainable head)::
 
@@ -29,54 +32,33 @@ Example:
     >>> features, padding_mask = model(torch.randn(2, 16000), torch.tensor([1.0, 0.6]))
     >>> features.shape, padding_mask.sum(dim=1).tolist()
     (torch.Size([2, 48, 32]), [0, 24])
+    >>> model.encode(torch.randn(2, 16000), torch.tensor([1.0, 0.6])).lengths.tolist()
+    [1.0, 0.5]
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 import warnings
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from safetensors.torch import load_model, save_model
 from torch import nn
 from torch.nn.utils import parametrize
 
+from speechlobes.lobes.beats.config import BEATsConfig
 from speechlobes.lobes.beats.relative_bias import gated_relative_bias, relative_position_bias
+from speechlobes.lobes.encoder import EncoderOutput, encoder_output, sample_lengths
+from speechlobes.lobes.pretrained import PretrainedMixin
+from speechlobes.nnet.activations import Activation, activation_fn, identity
 from speechlobes.nnet.attention import attend, attention_weights, merge_heads, split_heads
-from speechlobes.nnet.dropout import Dropout, fast_dropout
-from speechlobes.nnet.lengths import (
-    conv_output_length,
-    lengths_to_padding_mask,
-    relative_to_absolute_lengths,
-)
-from speechlobes.nnet.positional_conv import SamePad, weight_norm_conv1d
+from speechlobes.nnet.dropout import FastDropout
+from speechlobes.nnet.init import init_weights
+from speechlobes.nnet.lengths import conv_output_length, lengths_to_padding_mask
+from speechlobes.nnet.positional_conv import PositionalConvEmbedding
+from speechlobes.nnet.transformer import ConvPositionEncoder
 from speechlobes.processing.features import Fbank
-
-logger = logging.getLogger(__name__)
-
-__all__ = [
-    "BEATs",
-    "BEATsConfig",
-    "GLU_Linear",
-    "GradMultiply",
-    "MultiheadAttention",
-    "SamePad",
-    "Swish",
-    "TransformerEncoder",
-    "TransformerSentenceEncoderLayer",
-    "gelu",
-    "gelu_accurate",
-    "get_activation_fn",
-    "init_bert_params",
-    "quant_noise",
-]
 
 SAMPLE_RATE = 16000
 FRAME_LENGTH = 400  # 25 ms at 16 kHz
@@ -85,112 +67,17 @@ NUM_MEL_BINS = 128
 PADDING_MASK_RULES = ("geometric", "original")
 
 
-@dataclass
-class BEATsConfig:
-    """Every field of the original ``BEATsConfig``, with its defaults.
-
-    ``input_patch_size`` defaults to 16 (the released checkpoints' value; the original's
-    placeholder -1 cannot build a model). Unknown fields are an error unless ``strict=False``.
-
-    Example:
-        >>> BEATsConfig.from_dict({"encoder_layers": 4}).encoder_layers
-        4
-    """
-
-    input_patch_size: int = 16
-    embed_dim: int = 512
-    conv_bias: bool = False
-    encoder_layers: int = 12
-    encoder_embed_dim: int = 768
-    encoder_ffn_embed_dim: int = 3072
-    encoder_attention_heads: int = 12
-    activation_fn: str = "gelu"
-    layer_wise_gradient_decay_ratio: float = 1.0
-    layer_norm_first: bool = False
-    deep_norm: bool = False
-    dropout: float = 0.1
-    attention_dropout: float = 0.1
-    activation_dropout: float = 0.0
-    encoder_layerdrop: float = 0.0
-    dropout_input: float = 0.0
-    conv_pos: int = 128
-    conv_pos_groups: int = 16
-    relative_position_embedding: bool = False
-    num_buckets: int = 320
-    max_distance: int = 1280
-    gru_rel_pos: bool = False
-    finetuned_model: bool = False
-    predictor_dropout: float = 0.1
-    predictor_class: int = 527
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], strict: bool = True) -> BEATsConfig:
-        """Build from a plain dict (e.g. a checkpoint's ``'cfg'``); unknown keys raise if strict."""
-        known = {field.name for field in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            message = f"BEATsConfig: unknown fields {unknown}; known fields are {sorted(known)}"
-            if strict:
-                raise ValueError(message + " (pass strict=False to ignore them)")
-            logger.warning("%s; ignored", message)
-        return cls(**{key: value for key, value in values.items() if key in known})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def get_activation_fn(activation: str) -> Activation:
+    """The activation named ``activation`` in a BEATs config (the shared table, plus the
+    original's "glu", whose gate lives in :class:`GLU_Linear`, and its old "gelu_fast")."""
+    if activation == "glu":
+        return identity
+    if activation == "gelu_fast":
+        warnings.warn("activation 'gelu_fast' is now called 'gelu_accurate'", stacklevel=2)
+    return activation_fn(activation)
 
 
-def gelu(x: torch.Tensor) -> torch.Tensor:
-    """Exact (erf) GELU computed in float32, returned in the input dtype."""
-    return F.gelu(x.float()).type_as(x)
-
-
-def gelu_accurate(x: torch.Tensor) -> torch.Tensor:
-    """The tanh approximation of GELU."""
-    return F.gelu(x, approximate="tanh")
-
-
-def _identity(x: torch.Tensor) -> torch.Tensor:
-    return x
-
-
-def _gelu_fast(x: torch.Tensor) -> torch.Tensor:
-    warnings.warn("activation 'gelu_fast' is now called 'gelu_accurate'", stacklevel=2)
-    return gelu_accurate(x)
-
-
-_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": F.relu,
-    "gelu": gelu,
-    "gelu_fast": _gelu_fast,
-    "gelu_accurate": gelu_accurate,
-    "tanh": torch.tanh,
-    "linear": _identity,
-    "glu": _identity,  # the gating lives in GLU_Linear (fc1)
-}
-
-
-def get_activation_fn(activation: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The activation function called ``activation`` (see ``_ACTIVATIONS`` for the names)."""
-    if activation not in _ACTIVATIONS:
-        raise ValueError(
-            f"activation {activation!r} not supported; use one of {list(_ACTIVATIONS)}"
-        )
-    return _ACTIVATIONS[activation]
-
-
-class Swish(nn.Module):
-    """x * sigmoid(x).
-
-    Example:
-        >>> Swish()(torch.zeros(2)).tolist()
-        [0.0, 0.0]
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(x)
-
-
-class GLU_Linear(nn.Module):  # noqa: N801 - the original class name, part of the public surface
+class GLU_Linear(nn.Module):  # noqa: N801 - the original class name
     """Linear to twice ``output_dim``, then first half * activation(second half).
 
     ``glu_type`` is one of "sigmoid", "swish", "relu", "gelu", or "bilinear" (no activation).
@@ -200,42 +87,22 @@ class GLU_Linear(nn.Module):  # noqa: N801 - the original class name, part of th
         torch.Size([2, 3, 4])
     """
 
-    _GATES = {"sigmoid": nn.Sigmoid, "swish": Swish, "relu": nn.ReLU, "gelu": nn.GELU}
+    GATES = ("sigmoid", "swish", "relu", "gelu")
 
     def __init__(
         self, input_dim: int, output_dim: int, glu_type: str = "sigmoid", bias_in_glu: bool = True
     ) -> None:
         super().__init__()
-        if glu_type != "bilinear" and glu_type not in self._GATES:
-            raise ValueError(f"glu_type {glu_type!r}: use 'bilinear' or one of {list(self._GATES)}")
+        if glu_type != "bilinear" and glu_type not in self.GATES:
+            raise ValueError(f"glu_type {glu_type!r}: use 'bilinear' or one of {self.GATES}")
         self.glu_type = glu_type
         self.output_dim = output_dim
-        self.glu_act = nn.Identity() if glu_type == "bilinear" else self._GATES[glu_type]()
+        self.glu_act = identity if glu_type == "bilinear" else activation_fn(glu_type)
         self.linear = nn.Linear(input_dim, output_dim * 2, bias=bias_in_glu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         value, gate = self.linear(x).split(self.output_dim, dim=-1)
         return value * self.glu_act(gate)
-
-
-class GradMultiply(torch.autograd.Function):
-    """Identity forward; the backward multiplies the gradient by ``scale``.
-
-    Example:
-        >>> x = torch.ones(2, requires_grad=True)
-        >>> GradMultiply.apply(x, 0.5).sum().backward()
-        >>> x.grad.tolist()
-        [0.5, 0.5]
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
-        ctx.scale = scale
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return grad * ctx.scale, None
 
 
 class _BlockDropNoise(nn.Module):
@@ -287,34 +154,19 @@ def quant_noise(module: nn.Module, p: float, block_size: int) -> nn.Module:
     return module
 
 
-def init_bert_params(module: nn.Module) -> None:
-    """BERT initialisation: N(0, 0.02) for Linear/Embedding weights and attention projections,
-    zero Linear biases, zero padding embedding. Use with ``model.apply(init_bert_params)``."""
-    if isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    if isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, std=0.02)
-        if module.padding_idx is not None:
-            nn.init.zeros_(module.weight[module.padding_idx])
-    if isinstance(module, MultiheadAttention):
-        for projection in (module.q_proj, module.k_proj, module.v_proj):
-            nn.init.normal_(projection.weight, std=0.02)
-
-
-class MultiheadAttention(nn.Module):
-    """Self-attention with an optional bucketed relative-position bias and its GRU-like gate.
+class RelativeBiasAttention(nn.Module):
+    """Self-attention with an optional bucketed relative-position bias and its GRU-like gate
+    (the original's ``MultiheadAttention``; parameter names unchanged).
 
     Runs on the shared SDPA kernel (:func:`speechlobes.nnet.attention.attend`); the (gated)
     position bias enters as an additive score bias. ``rescale_init`` drops the key bias, as in
     the original. Inputs are batch first.
 
     Example:
-        >>> attention = MultiheadAttention(32, 4, has_relative_attention_bias=True,
-        ...                                num_buckets=32, max_distance=40, gru_rel_pos=True)
-        >>> out, weights, bias = attention(torch.randn(2, 10, 32))
-        >>> out.shape, bias.shape
+        >>> attention = RelativeBiasAttention(32, 4, has_relative_attention_bias=True,
+        ...                                   num_buckets=32, max_distance=40, gru_rel_pos=True)
+        >>> out, weights = attention(torch.randn(2, 10, 32))
+        >>> out.shape, attention.position_bias(10).shape
         (torch.Size([2, 10, 32]), torch.Size([4, 10, 10]))
     """
 
@@ -367,25 +219,27 @@ class MultiheadAttention(nn.Module):
         if self.has_relative_attention_bias:
             nn.init.xavier_normal_(self.relative_attention_bias.weight)
 
+    def position_bias(self, time: int) -> torch.Tensor | None:
+        """The (ungated) relative-position bias (heads, time, time), or None without a table."""
+        if not self.has_relative_attention_bias:
+            return None
+        return relative_position_bias(self.relative_attention_bias, time, time, self.max_distance)
+
     def forward(
         self,
         x: torch.Tensor,
         key_padding_mask: torch.Tensor | None = None,
         position_bias: torch.Tensor | None = None,
         need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (batch, time, embed_dim); key_padding_mask: (batch, time), True = padded.
 
         ``position_bias`` (heads, time, time) is computed from the table when not given.
-        Returns the output (batch, time, embed_dim), the attention probabilities
-        (batch, heads, time, time) if ``need_weights`` else None, and the ungated position bias
-        (for the next layer to reuse).
+        Returns the output (batch, time, embed_dim) and the attention probabilities
+        (batch, heads, time, time) if ``need_weights`` else None.
         """
-        time = x.shape[1]
-        if position_bias is None and self.has_relative_attention_bias:
-            position_bias = relative_position_bias(
-                self.relative_attention_bias, time, time, self.max_distance
-            )
+        if position_bias is None:
+            position_bias = self.position_bias(x.shape[1])
         query = split_heads(self.q_proj(x), self.num_heads)
         key = split_heads(self.k_proj(x), self.num_heads)
         value = split_heads(self.v_proj(x), self.num_heads)
@@ -398,7 +252,7 @@ class MultiheadAttention(nn.Module):
             query, key, value, bias=bias, key_padding_mask=key_padding_mask, dropout=dropout
         )
         weights = attention_weights(query, key, bias, key_padding_mask) if need_weights else None
-        return self.out_proj(merge_heads(out)), weights, position_bias
+        return self.out_proj(merge_heads(out)), weights
 
 
 class TransformerSentenceEncoderLayer(nn.Module):
@@ -435,7 +289,7 @@ class TransformerSentenceEncoderLayer(nn.Module):
         self.layer_norm_first = layer_norm_first
         self.deep_norm_alpha = (2 * encoder_layers) ** 0.25 if deep_norm else 1.0
         self.activation_fn = get_activation_fn(activation_fn)
-        self.self_attn = MultiheadAttention(
+        self.self_attn = RelativeBiasAttention(
             embedding_dim,
             num_attention_heads,
             dropout=attention_dropout,
@@ -445,9 +299,9 @@ class TransformerSentenceEncoderLayer(nn.Module):
             gru_rel_pos=gru_rel_pos,
             rescale_init=rescale_init,
         )
-        self.dropout1 = Dropout(dropout)
-        self.dropout2 = Dropout(activation_dropout)
-        self.dropout3 = Dropout(dropout)
+        self.dropout1 = FastDropout(dropout)
+        self.dropout2 = FastDropout(activation_dropout)
+        self.dropout3 = FastDropout(dropout)
         self.self_attn_layer_norm = nn.LayerNorm(embedding_dim)
         if activation_fn == "glu":
             self.fc1 = GLU_Linear(embedding_dim, ffn_embedding_dim, "swish")
@@ -466,26 +320,24 @@ class TransformerSentenceEncoderLayer(nn.Module):
         padding_mask: torch.Tensor | None = None,
         position_bias: torch.Tensor | None = None,
         need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """x: (batch, time, embedding_dim). Returns (x, attention weights or None, position bias)."""
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (batch, time, embedding_dim). Returns (x, attention weights or None)."""
         if self.layer_norm_first:
-            attended, weights, position_bias = self.self_attn(
+            attended, weights = self.self_attn(
                 self.self_attn_layer_norm(x), padding_mask, position_bias, need_weights
             )
             x = x + self.dropout1(attended)
-            x = x + self.feed_forward(self.final_layer_norm(x))
-            return x, weights, position_bias
+            return x + self.feed_forward(self.final_layer_norm(x)), weights
         alpha = self.deep_norm_alpha
-        attended, weights, position_bias = self.self_attn(
-            x, padding_mask, position_bias, need_weights
-        )
+        attended, weights = self.self_attn(x, padding_mask, position_bias, need_weights)
         x = self.self_attn_layer_norm(alpha * x + self.dropout1(attended))
         x = self.final_layer_norm(alpha * x + self.feed_forward(x))
-        return x, weights, position_bias
+        return x, weights
 
 
-class TransformerEncoder(nn.Module):
-    """Convolutional positional embedding, then the stack of encoder layers.
+def beats_encoder(cfg: BEATsConfig) -> ConvPositionEncoder:
+    """The original's ``TransformerEncoder``: the shared convolutional-position encoder with
+    BEATs layers, initialised as the original initialises it.
 
     One relative-position table is shared by all layers (each layer's ``self_attn`` holds the
     same module, so the state dict lists it once per layer, as the original's does).
@@ -493,99 +345,60 @@ class TransformerEncoder(nn.Module):
     Example:
         >>> cfg = BEATsConfig(encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
         ...                   encoder_attention_heads=4, conv_pos=8, conv_pos_groups=4)
-        >>> x, hiddens = TransformerEncoder(cfg)(torch.randn(2, 10, 32), output_all_hiddens=True)
+        >>> x, hiddens, _ = beats_encoder(cfg)(torch.randn(2, 10, 32), output_hidden_states=True)
         >>> x.shape, len(hiddens)
         (torch.Size([2, 10, 32]), 3)
     """
-
-    def __init__(self, args: BEATsConfig | dict[str, Any]) -> None:
-        super().__init__()
-        cfg = args if isinstance(args, BEATsConfig) else BEATsConfig.from_dict(args)
-        channels = cfg.encoder_embed_dim
-        self.dropout = cfg.dropout
-        self.pos_conv = nn.Sequential(
-            weight_norm_conv1d(channels, cfg.conv_pos, cfg.conv_pos_groups),
-            SamePad(cfg.conv_pos),
-            nn.GELU(),
+    channels = cfg.encoder_embed_dim
+    layers = [
+        TransformerSentenceEncoderLayer(
+            embedding_dim=channels,
+            ffn_embedding_dim=cfg.encoder_ffn_embed_dim,
+            num_attention_heads=cfg.encoder_attention_heads,
+            dropout=cfg.dropout,
+            attention_dropout=cfg.attention_dropout,
+            activation_dropout=cfg.activation_dropout,
+            activation_fn=cfg.activation_fn,
+            layer_norm_first=cfg.layer_norm_first,
+            deep_norm=cfg.deep_norm,
+            has_relative_attention_bias=cfg.relative_position_embedding,
+            num_buckets=cfg.num_buckets,
+            max_distance=cfg.max_distance,
+            gru_rel_pos=cfg.gru_rel_pos,
+            encoder_layers=cfg.encoder_layers,
         )
-        self.layers = nn.ModuleList(
-            TransformerSentenceEncoderLayer(
-                embedding_dim=channels,
-                ffn_embedding_dim=cfg.encoder_ffn_embed_dim,
-                num_attention_heads=cfg.encoder_attention_heads,
-                dropout=cfg.dropout,
-                attention_dropout=cfg.attention_dropout,
-                activation_dropout=cfg.activation_dropout,
-                activation_fn=cfg.activation_fn,
-                layer_norm_first=cfg.layer_norm_first,
-                deep_norm=cfg.deep_norm,
-                has_relative_attention_bias=cfg.relative_position_embedding,
-                num_buckets=cfg.num_buckets,
-                max_distance=cfg.max_distance,
-                gru_rel_pos=cfg.gru_rel_pos,
-                encoder_layers=cfg.encoder_layers,
-            )
-            for _ in range(cfg.encoder_layers)
-        )
-        if cfg.relative_position_embedding:
-            shared_table = self.layers[0].self_attn.relative_attention_bias
-            for layer in self.layers[1:]:
-                layer.self_attn.relative_attention_bias = shared_table
-        self.layer_norm_first = cfg.layer_norm_first
-        self.layer_norm = nn.LayerNorm(channels)
-        self.layerdrop = cfg.encoder_layerdrop
-        self.gradient_decay = cfg.layer_wise_gradient_decay_ratio
-        self._initialise(cfg)
-
-    def _initialise(self, cfg: BEATsConfig) -> None:
-        conv = self.pos_conv[0]
-        with torch.no_grad():
-            direction = conv.parametrizations.weight.original1
-            direction.normal_(0.0, math.sqrt(4 / (cfg.conv_pos * cfg.encoder_embed_dim)))
-            conv.parametrizations.weight.original0.copy_(direction.norm(dim=(0, 1), keepdim=True))
-            nn.init.zeros_(conv.bias)
-        self.apply(init_bert_params)
-        if cfg.deep_norm:
-            beta = (8 * cfg.encoder_layers) ** -0.25
-            for layer in self.layers:
-                attention = layer.self_attn
-                nn.init.xavier_normal_(attention.k_proj.weight, gain=1)
-                nn.init.xavier_normal_(attention.q_proj.weight, gain=1)
-                for weight in (attention.v_proj.weight, attention.out_proj.weight):
-                    nn.init.xavier_normal_(weight, gain=beta)
-                nn.init.xavier_normal_(layer.fc1.weight, gain=beta)
-                nn.init.xavier_normal_(layer.fc2.weight, gain=beta)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        padding_mask: torch.Tensor | None = None,
-        output_all_hiddens: bool = False,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """x: (batch, time, channels); padding_mask: (batch, time), True = padded.
-
-        Padded rows are zeroed before the positional convolution and masked as keys; they are
-        still computed as queries. Returns the output and, with ``output_all_hiddens``, the
-        input of the first layer followed by every layer's output (else an empty list).
-        """
-        if padding_mask is not None:
-            x = x.masked_fill(padding_mask[..., None], 0.0)
-        x = x + self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
-        if not self.layer_norm_first:
-            x = self.layer_norm(x)
-        x = fast_dropout(x, self.dropout, self.training)
-        hiddens = [x] if output_all_hiddens else []
-        position_bias = None
-        for layer in self.layers:
-            if self.gradient_decay != 1.0 and x.requires_grad:
-                x = GradMultiply.apply(x, self.gradient_decay)
-            if not (self.training and torch.rand(()).item() < self.layerdrop):
-                x, _, position_bias = layer(x, padding_mask, position_bias)
-            if output_all_hiddens:
-                hiddens.append(x)
-        if self.layer_norm_first:
-            x = self.layer_norm(x)
-        return x, hiddens
+        for _ in range(cfg.encoder_layers)
+    ]
+    if cfg.relative_position_embedding:
+        for layer in layers[1:]:
+            layer.self_attn.relative_attention_bias = layers[0].self_attn.relative_attention_bias
+    encoder = ConvPositionEncoder(
+        PositionalConvEmbedding(channels, cfg.conv_pos, cfg.conv_pos_groups),
+        layers,
+        channels,
+        layer_norm_first=cfg.layer_norm_first,
+        dropout=cfg.dropout,
+        layerdrop=cfg.encoder_layerdrop,
+        gradient_scale=cfg.layer_wise_gradient_decay_ratio,
+    )
+    conv = encoder.pos_conv_embed.conv
+    with torch.no_grad():
+        direction = conv.parametrizations.weight.original1
+        direction.normal_(0.0, math.sqrt(4 / (cfg.conv_pos * channels)))
+        conv.parametrizations.weight.original0.copy_(direction.norm(dim=(0, 1), keepdim=True))
+        nn.init.zeros_(conv.bias)
+    init_weights(encoder, std=0.02)
+    if cfg.deep_norm:
+        beta = (8 * cfg.encoder_layers) ** -0.25
+        for layer in encoder.layers:
+            attention = layer.self_attn
+            nn.init.xavier_normal_(attention.k_proj.weight, gain=1)
+            nn.init.xavier_normal_(attention.q_proj.weight, gain=1)
+            for weight in (attention.v_proj.weight, attention.out_proj.weight):
+                nn.init.xavier_normal_(weight, gain=beta)
+            nn.init.xavier_normal_(layer.fc1.weight, gain=beta)
+            nn.init.xavier_normal_(layer.fc2.weight, gain=beta)
+    return encoder
 
 
 def _grouped_padding_mask(padding_mask: torch.Tensor, groups: int) -> torch.Tensor:
@@ -593,21 +406,6 @@ def _grouped_padding_mask(padding_mask: torch.Tensor, groups: int) -> torch.Tens
     batch, length = padding_mask.shape
     kept = length - length % groups
     return padding_mask[:, :kept].reshape(batch, groups, -1).all(dim=-1)
-
-
-def _check_loaded(result: Any, source: str, strict: bool) -> None:
-    """Raise (strict) or log the missing/unexpected keys of a ``load_state_dict`` result."""
-    missing, unexpected = list(result[0]), list(result[1])
-    if not missing and not unexpected:
-        return
-    message = f"{source}: state dict does not match the BEATs model built from its config"
-    if missing:
-        message += f"; missing keys: {missing}"
-    if unexpected:
-        message += f"; unexpected keys: {unexpected}"
-    if strict:
-        raise ValueError(message + " (pass strict=False to load what matches)")
-    logger.warning(message)
 
 
 def _read_original_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -624,20 +422,23 @@ def _read_original_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-class BEATs(nn.Module):
+class BEATs(PretrainedMixin, nn.Module):
     """BEATs audio encoder, loading original unilm checkpoints.
 
-    Arguments:
+    Args:
         ckp_path: an original checkpoint (``torch.save`` of ``{'cfg': dict, 'model': state
             dict}``); None builds a randomly initialised model.
-        freeze: eval mode, no gradients (``forward`` runs under ``no_grad``; ``train()`` keeps
-            the model in eval mode).
-        output_all_hiddens: return (n_layers + 1, batch, patches, channels) instead of the last
-            layer; index 0 is the input to the first layer. Not available with a predictor.
+        freeze: eval mode, no gradients (``forward`` and ``encode`` run under ``no_grad``;
+            ``train()`` keeps the model in eval mode).
+        output_all_hiddens: frames of every layer stacked in front, (n_layers + 1, batch,
+            patches, channels), instead of the last layer's; index 0 is the input to the first
+            layer, the last the encoder output. Not available with a predictor.
         cfg: a BEATsConfig or a dict of fields; with ``ckp_path``, the given fields override
             the checkpoint's (e.g. dropouts for fine-tuning).
-        strict: unknown config fields and missing/unexpected checkpoint keys raise (else log).
-        padding_mask_rule: "geometric" (default, batch-independent) or "original".
+        strict: unknown config fields and missing/unexpected checkpoint keys raise (else the
+            fields are kept in ``cfg.extra`` and the keys logged).
+        padding_mask_rule: "geometric" (default, batch-independent) or "original", for
+            :meth:`extract_features`.
 
     Example:
         >>> model = BEATs(cfg={"embed_dim": 32, "encoder_layers": 1, "encoder_embed_dim": 32,
@@ -645,6 +446,8 @@ class BEATs(nn.Module):
         >>> model(torch.randn(1, 10000))[0].shape
         torch.Size([1, 24, 32])
     """
+
+    config_class = BEATsConfig
 
     def __init__(
         self,
@@ -661,9 +464,12 @@ class BEATs(nn.Module):
                 f"padding_mask_rule {padding_mask_rule!r}: use one of {PADDING_MASK_RULES}"
             )
         checkpoint = None if ckp_path is None else _read_original_checkpoint(ckp_path)
-        values = dict(checkpoint["cfg"]) if checkpoint is not None else {}
-        values.update(cfg.to_dict() if isinstance(cfg, BEATsConfig) else cfg or {})
-        self.cfg = BEATsConfig.from_dict(values, strict=strict)
+        if isinstance(cfg, BEATsConfig) and checkpoint is None:
+            self.config = cfg
+        else:
+            values = dict(checkpoint["cfg"]) if checkpoint is not None else {}
+            values.update(cfg.to_dict() if isinstance(cfg, BEATsConfig) else cfg or {})
+            self.config = BEATsConfig.from_dict(values, strict=strict)
         if self.cfg.deep_norm and self.cfg.layer_norm_first:
             raise ValueError("BEATsConfig: deep_norm and layer_norm_first cannot both be True")
         if output_all_hiddens and self.cfg.finetuned_model:
@@ -677,12 +483,29 @@ class BEATs(nn.Module):
         self.padding_mask_rule = padding_mask_rule
         self._build()
         if checkpoint is not None:
-            _check_loaded(
-                self.load_state_dict(checkpoint["model"], strict=False), str(ckp_path), strict
-            )
+            self.load_checkpoint(checkpoint["model"], str(ckp_path), strict)
         if freeze:
             self.requires_grad_(False)
             self.eval()
+
+    @property
+    def cfg(self) -> BEATsConfig:
+        """The config (the original's attribute name)."""
+        return self.config
+
+    @classmethod
+    def from_config(cls, config: BEATsConfig, **options: Any) -> BEATs:
+        """A randomly initialised, trainable BEATs (``options``: constructor arguments)."""
+        return cls(cfg=config, **{"freeze": False, **options})
+
+    def rename_checkpoint_keys(self, state_dict: dict[str, torch.Tensor]) -> dict:
+        """The original's positional convolution ``encoder.pos_conv.0`` is the shared
+        encoder's ``encoder.pos_conv_embed.conv``."""
+        old, new = "encoder.pos_conv.0.", "encoder.pos_conv_embed.conv."
+        return {
+            (new + key[len(old) :] if key.startswith(old) else key): tensor
+            for key, tensor in state_dict.items()
+        }
 
     def _build(self) -> None:
         cfg = self.cfg
@@ -701,10 +524,10 @@ class BEATs(nn.Module):
             if cfg.embed_dim != cfg.encoder_embed_dim
             else None
         )
-        self.dropout_input = Dropout(cfg.dropout_input)
-        self.encoder = TransformerEncoder(cfg)
+        self.dropout_input = FastDropout(cfg.dropout_input)
+        self.encoder = beats_encoder(cfg)
         if cfg.finetuned_model:
-            self.predictor_dropout = Dropout(cfg.predictor_dropout)
+            self.predictor_dropout = FastDropout(cfg.predictor_dropout)
             self.predictor = nn.Linear(cfg.encoder_embed_dim, cfg.predictor_class)
         else:
             self.predictor = None
@@ -714,9 +537,18 @@ class BEATs(nn.Module):
         return super().train(mode and not self.freeze)
 
     @property
+    def output_size(self) -> int:
+        """Width of the frames (patches)."""
+        return self.cfg.encoder_embed_dim
+
+    @property
     def min_samples(self) -> int:
         """The shortest input that yields one patch of frames."""
         return FRAME_LENGTH + (self.cfg.input_patch_size - 1) * FRAME_SHIFT
+
+    def freeze_feature_encoder(self) -> None:
+        """Stop gradients into the patch embedding (BEATs' feature encoder)."""
+        self.patch_embedding.requires_grad_(False)
 
     def preprocess(
         self, source: torch.Tensor, fbank_mean: float = 15.41663, fbank_std: float = 6.55582
@@ -740,13 +572,14 @@ class BEATs(nn.Module):
         num_samples: int,
         fbank: torch.Tensor,
         patches: torch.Tensor,
+        rule: str,
     ) -> torch.Tensor:
-        """(batch,) absolute lengths -> (batch, patches) mask, True = padded.
+        """(batch,) absolute lengths -> (batch, patches) mask, True = padded, by ``rule``.
 
         ``fbank``: (batch, frames, bins); ``patches``: the patch embedding's (batch, channels,
         time_steps, bands) output.
         """
-        if self.padding_mask_rule == "original":
+        if rule == "original":
             samples = lengths_to_padding_mask(wav_lengths, num_samples)
             frames = self.forward_padding_mask(fbank, samples)
             return _grouped_padding_mask(frames, patches.shape[2] * patches.shape[3])
@@ -755,26 +588,32 @@ class BEATs(nn.Module):
         step_mask = lengths_to_padding_mask(valid_steps, patches.shape[2])
         return step_mask.repeat_interleave(patches.shape[3], dim=1)
 
-    def encode(
+    def encode_fbank(
         self,
         fbank: torch.Tensor,
         wav_lengths: torch.Tensor | None = None,
         num_samples: int | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+        rule: str = "geometric",
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, ...] | None]:
         """Normalised fbank (batch, frames, 128) -> (encoder output, patch mask, hiddens).
 
         ``wav_lengths`` (absolute, in samples) and ``num_samples`` (the padded length) give the
-        padding mask; without them no position is masked.
+        padding mask (by ``rule``); without them no position is masked. The hidden states are
+        None unless ``output_all_hiddens``.
         """
         patches = self.patch_embedding(fbank.unsqueeze(1))  # (batch, embed, time_steps, bands)
         features = self.layer_norm(patches.flatten(2).transpose(1, 2))  # patch p = 8 * t + f
         padding_mask = None
         if wav_lengths is not None:
-            padding_mask = self.patch_padding_mask(wav_lengths, num_samples, fbank, patches)
+            padding_mask = self.patch_padding_mask(wav_lengths, num_samples, fbank, patches, rule)
         if self.post_extract_proj is not None:
             features = self.post_extract_proj(features)
-        x, hiddens = self.encoder(
-            self.dropout_input(features), padding_mask, output_all_hiddens=self.output_all_hiddens
+        position = self.encoder.layers[0].self_attn.position_bias(features.shape[1])
+        x, hiddens, _ = self.encoder(
+            self.dropout_input(features),
+            padding_mask,
+            position,
+            output_hidden_states=self.output_all_hiddens,
         )
         return x, padding_mask, hiddens
 
@@ -792,6 +631,34 @@ class BEATs(nn.Module):
                 f"have lengths {lengths[short].tolist()}: pad or drop them"
             )
 
+    def _run(
+        self,
+        wav: torch.Tensor,
+        wav_lens: torch.Tensor | None,
+        rule: str,
+        fbank_mean: float = 15.41663,
+        fbank_std: float = 6.55582,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, ...] | None]:
+        wav_lengths = sample_lengths(wav, wav_lens)
+        self._check_lengths(wav, wav_lengths)
+        fbank = self.preprocess(wav, fbank_mean, fbank_std)
+        return self.encode_fbank(fbank, wav_lengths, wav.shape[-1], rule)
+
+    def encode(
+        self,
+        wavs: torch.Tensor,
+        wav_lens: torch.Tensor | None = None,
+        reference_padding: bool = False,
+    ) -> EncoderOutput:
+        """The speech-encoder contract (:mod:`speechlobes.lobes.encoder`): (batch, samples) at
+        16 kHz and relative lengths -> patches (batch, patches, ``output_size``) and their
+        relative lengths; ``reference_padding`` applies the original's mask rule."""
+        rule = "original" if reference_padding else "geometric"
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
+            x, padding_mask, hiddens = self._run(wavs, wav_lens, rule)
+        frames = torch.stack(hiddens) if self.output_all_hiddens else x
+        return encoder_output(frames, None if padding_mask is None else (~padding_mask).sum(1))
+
     def extract_features(
         self,
         wav: torch.Tensor,
@@ -806,13 +673,9 @@ class BEATs(nn.Module):
         probabilities (batch, classes) for a fine-tuned checkpoint; padding_mask (batch,
         patches), True = padded, None without ``wav_lens``.
         """
-        num_samples = wav.shape[-1]
-        wav_lengths = None
-        if wav_lens is not None:
-            wav_lengths = relative_to_absolute_lengths(wav_lens.to(wav.device), num_samples)
-        self._check_lengths(wav, wav_lengths)
-        fbank = self.preprocess(wav, fbank_mean, fbank_std)
-        x, padding_mask, hiddens = self.encode(fbank, wav_lengths, num_samples)
+        x, padding_mask, hiddens = self._run(
+            wav, wav_lens, self.padding_mask_rule, fbank_mean, fbank_std
+        )
         if self.predictor is not None:
             return self._class_probabilities(x, padding_mask), padding_mask
         if self.output_all_hiddens:
@@ -838,24 +701,3 @@ class BEATs(nn.Module):
         """:meth:`extract_features`, under ``no_grad`` when frozen."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             return self.extract_features(wav, wav_lens, fbank_mean, fbank_std)
-
-    def save_pretrained(self, folder: str | Path) -> None:
-        """Write ``config.json`` and ``model.safetensors`` (our checkpoint format)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
-        save_model(self, str(folder / "model.safetensors"))
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, strict: bool = True, **kwargs: Any) -> BEATs:
-        """Load a folder written by :meth:`save_pretrained`; ``kwargs`` go to the constructor."""
-        folder = Path(folder)
-        config_path, weights_path = folder / "config.json", folder / "model.safetensors"
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{path} missing: not a folder written by BEATs.save_pretrained"
-                )
-        model = cls(cfg=json.loads(config_path.read_text()), strict=strict, **kwargs)
-        _check_loaded(load_model(model, str(weights_path), strict=False), str(weights_path), strict)
-        return model

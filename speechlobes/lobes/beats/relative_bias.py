@@ -88,7 +88,7 @@ def gated_relative_bias(
 ) -> torch.Tensor:
     """Scale a position bias per query and head by the GRU-like gate.
 
-    Arguments:
+    Args:
         query: (batch, heads, time, head_dim), the projected query BEFORE score scaling.
         gate_linear: Linear(head_dim -> 8).
         gate_scale: (1, heads, 1, 1), the learned ``grep_a``.

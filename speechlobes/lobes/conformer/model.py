@@ -1,16 +1,19 @@
 """A Conformer encoder over filterbank features, for ASR from scratch (e.g. Conformer-CTC).
 
-Two stride-2 convolutions reduce the frame rate by 4, a Linear maps to the model width, and the
-Wav2Vec2-Conformer layer stack (relative or rotary positions, macaron FFNs, convolution module)
-does the rest. The layers are the very modules of :mod:`speechlobes.lobes.wav2vec2`, so
-one conformer implementation serves both.
+Waveforms -> Kaldi fbank (-> optional normalisation and augmentation) -> two stride-2
+convolutions (frame rate / 4) -> a Linear to the model width -> the Wav2Vec2-Conformer layer
+stack (relative or rotary positions, macaron FFNs, convolution module). The layers are the very
+modules of :mod:`speechlobes.lobes.wav2vec2`, so one conformer implementation serves both. The
+encoder honours the speech-encoder contract (:mod:`speechlobes.lobes.encoder`): ``forward`` is
+``encode``, and a padded batch gives every item the frames of its own single run.
 
 Example:
     >>> import torch
     >>> encoder = FbankConformer(ConformerConfig(input_size=40, hidden_size=32, num_layers=1,
     ...                                          num_heads=2, ffn_size=64, kernel_size=3))
-    >>> encoder(torch.randn(2, 100, 40), torch.tensor([1.0, 0.5])).shape
-    torch.Size([2, 24, 32])
+    >>> frames, frame_lens = encoder(torch.randn(2, 16000), torch.tensor([1.0, 0.5]))
+    >>> frames.shape, (frame_lens * frames.shape[1]).tolist()
+    (torch.Size([2, 23, 32]), [23.0, 11.0])
 """
 
 from __future__ import annotations
@@ -20,14 +23,24 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from speechlobes.lobes.config import LobeConfig
+from speechlobes.lobes.encoder import EncoderOutput, encoder_output, sample_lengths
+from speechlobes.lobes.pretrained import PretrainedMixin
 from speechlobes.lobes.wav2vec2.blocks import ConformerEncoder
 from speechlobes.lobes.wav2vec2.config import Wav2Vec2Config
-from speechlobes.nnet.lengths import conv_output_length, lengths_to_padding_mask
+from speechlobes.nnet.lengths import (
+    absolute_to_relative_lengths,
+    conv_output_length,
+    lengths_to_padding_mask,
+)
+from speechlobes.processing.features import Fbank
 
 
 @dataclass
-class ConformerConfig:
-    """Sizes of an :class:`FbankConformer`."""
+class ConformerConfig(LobeConfig):
+    """Sizes of an :class:`FbankConformer` (``input_size``: mel bins of its filterbank)."""
+
+    model_type = "fbank-conformer"
 
     input_size: int = 80
     hidden_size: int = 144
@@ -88,23 +101,73 @@ class Conv2dSubsampling(nn.Module):
         return self.out(x.permute(0, 2, 1, 3).reshape(batch, time, channels * features))
 
 
-class FbankConformer(nn.Module):
-    """Filterbank features -> 4x subsampling -> conformer layers. See the module docstring."""
+class FbankConformer(PretrainedMixin, nn.Module):
+    """Waveforms -> filterbanks -> 4x subsampling -> conformer layers (see the module docstring).
 
-    def __init__(self, config: ConformerConfig | None = None, **sizes) -> None:
+    Args:
+        config: the sizes (or give them as keywords, e.g. ``hidden_size=144``).
+        features: the waveform -> (batch, frames, ``input_size``) front end, with
+            ``num_frames(samples)``; default ``Fbank(num_mel_bins=input_size)`` (16 kHz, 25 ms
+            frames every 10 ms).
+        normalize: ``(feats, relative lengths) -> feats``, e.g. ``InputNormalization``.
+        augment: ``(feats, relative lengths) -> feats`` in training, e.g. ``SpecAugment``.
+    """
+
+    config_class = ConformerConfig
+
+    def __init__(
+        self,
+        config: ConformerConfig | None = None,
+        features: nn.Module | None = None,
+        normalize: nn.Module | None = None,
+        augment: nn.Module | None = None,
+        **sizes,
+    ) -> None:
         super().__init__()
-        self.config = config or ConformerConfig(**sizes)
+        self.config = config or ConformerConfig.from_dict(sizes, strict=True)
+        self.features = features or Fbank(num_mel_bins=self.config.input_size)
+        self.normalize = normalize
+        self.augment = augment
         self.subsampling = Conv2dSubsampling(self.config.input_size, self.config.hidden_size)
-        self.encoder = ConformerEncoder(self.config.layer_config())
-        # The Wav2Vec2-Conformer keeps an unused positional conv for checkpoint compatibility;
-        # a from-scratch encoder has no checkpoint to match, and unused parameters hang DDP.
-        del self.encoder.pos_conv_embed
+        self.encoder = ConformerEncoder(self.config.layer_config(), pos_conv_embed=False)
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """feats: (batch, time, input_size); lengths: relative. Returns (batch, time', hidden)."""
+    @property
+    def output_size(self) -> int:
+        return self.config.hidden_size
+
+    def freeze_feature_encoder(self) -> None:
+        """Stop gradients into the convolutional subsampling."""
+        self.subsampling.requires_grad_(False)
+
+    def forward(
+        self,
+        wavs: torch.Tensor,
+        wav_lens: torch.Tensor | None = None,
+        reference_padding: bool = False,
+    ) -> EncoderOutput:
+        """:meth:`encode`."""
+        return self.encode(wavs, wav_lens, reference_padding)
+
+    def encode(
+        self,
+        wavs: torch.Tensor,
+        wav_lens: torch.Tensor | None = None,
+        reference_padding: bool = False,
+    ) -> EncoderOutput:
+        """wavs: (batch, samples); wav_lens: relative lengths -> frames (batch, frames,
+        hidden_size) and their relative lengths. There is no reference implementation whose
+        padding to reproduce: ``reference_padding`` changes nothing."""
+        feats = self.features(wavs)
+        samples = sample_lengths(wavs, wav_lens)
+        if samples is None:
+            samples = torch.full((wavs.shape[0],), wavs.shape[-1], device=wavs.device)
+        frames = self.features.num_frames(samples)
+        feat_lens = absolute_to_relative_lengths(frames, feats.shape[1])
+        if self.normalize is not None:
+            feats = self.normalize(feats, feat_lens)
+        if self.augment is not None:
+            feats = self.augment(feats, feat_lens)
         x = self.subsampling(feats)
-        padding_mask = None
-        if lengths is not None:
-            valid = self.subsampling.output_length(torch.round(lengths * feats.shape[1]).long())
-            padding_mask = lengths_to_padding_mask(valid, x.shape[1])
-        return self.encoder(x, padding_mask)[0]
+        valid = self.subsampling.output_length(frames)
+        padding_mask = lengths_to_padding_mask(valid, x.shape[1])
+        return encoder_output(self.encoder(x, padding_mask, exact_padding=True)[0], valid)

@@ -1,25 +1,31 @@
 """SpeechEncoderDecoder: any speechlobes speech encoder + any text decoder with cross-attention.
 
-The encoder (Wav2Vec2, HuBERT, Wav2Vec2-Conformer, with their length-reducing adapter, or BEATs)
-turns a waveform into frames; ``enc_to_dec_proj`` maps their width to the decoder's when the two
-differ; the decoder (BERT, GPT-2, BART/MBart or our native Transformer decoder) attends to the
+The encoder (any speech encoder of the contract, :mod:`speechlobes.lobes.encoder`: Wav2Vec2,
+HuBERT, Wav2Vec2-Conformer with their length-reducing adapter, BEATs, the fbank Conformer)
+turns waveforms into frames; ``enc_to_dec_proj`` maps their width to the decoder's when the
+two differ; the decoder (BERT, GPT-2, BART/MBart or our Transformer decoder) attends to the
 valid frames. Hugging Face ``SpeechEncoderDecoderModel`` folders load (``encoder.*``,
-``decoder.*``, ``enc_to_dec_proj.*``) and what we save loads in transformers (except our native
-decoder and BEATs, which transformers does not know).
+``decoder.*``, ``enc_to_dec_proj.*``) and what we save loads in transformers (except our own
+decoder, BEATs and the fbank Conformer, which transformers does not know).
 
-Training: ``model(input_values, attention_mask, labels=labels).loss``; the decoder input is the
+Lengths: ``wav_lens`` (relative, SpeechBrain's convention) give every utterance of a padded
+batch the frames of its single run; transformers' ``attention_mask`` (1 = sample) reproduces
+transformers' padded-batch outputs instead (``reference_padding`` of the contract).
+
+Training: ``model(wavs, wav_lens=wav_lens, labels=labels).loss``; the decoder input is the
 labels shifted right behind ``decoder_start_token_id`` with -100 replaced by ``pad_token_id``.
-Generation: ``model.generate(input_values, attention_mask, num_beams=4)``; the search itself is
-:mod:`speechlobes.decoders.seq2seq` and the cross-attention keys/values are computed once.
+Generation: ``model.generate(wavs, wav_lens=wav_lens, num_beams=4)``; the search itself is
+:mod:`speechlobes.decoders.seq2seq`; ``generate`` switches on the fast paths of decoding (the
+beam cache and packed weights, :mod:`speechlobes.lobes.text_decoders`).
 
 Example:
     >>> from speechlobes.lobes.wav2vec2 import Wav2Vec2Config
-    >>> from speechlobes.lobes.text_decoders.transformer import TransformerDecoderConfig
+    >>> from speechlobes.lobes.text_decoders import TransformerTextDecoderConfig
     >>> encoder = Wav2Vec2Config(model_type="wav2vec2-conformer", hidden_size=16,
     ...     num_attention_heads=2, num_hidden_layers=1, intermediate_size=32,
     ...     conv_dim=[8, 8], conv_stride=[5, 2], conv_kernel=[10, 3])
-    >>> decoder = TransformerDecoderConfig(vocab_size=12, d_model=8, num_layers=1, num_heads=2,
-    ...     ffn_dim=16)
+    >>> decoder = TransformerTextDecoderConfig(vocab_size=12, d_model=8, num_layers=1,
+    ...     num_heads=2, ffn_dim=16)
     >>> config = SpeechEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder,
     ...     decoder_start_token_id=1, pad_token_id=0, eos_token_id=2)
     >>> model = SpeechEncoderDecoderModel(config).eval()
@@ -33,7 +39,8 @@ Example:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,219 +49,35 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechlobes.decoders.seq2seq import SearchOptions, SearchOutput, search
-from speechlobes.lobes.hf_io import load_hf_state_dict, read_config, save_hf_folder
-from speechlobes.lobes.text_decoders.bart import BartDecoder
-from speechlobes.lobes.text_decoders.base import DecoderCache, TextDecoder
-from speechlobes.lobes.text_decoders.bert import BertDecoder
-from speechlobes.lobes.text_decoders.gpt2 import GPT2Decoder
-from speechlobes.lobes.text_decoders.packing import prepacked_linears
-from speechlobes.lobes.text_decoders.transformer import TransformerDecoder
-from speechlobes.lobes.wav2vec2 import ENCODER_MODELS, Wav2Vec2Config
-
-MODEL_TYPE = "speech-encoder-decoder"
-GENERATION_CONFIG = "generation_config.json"
-TOKEN_ID_FIELDS = (
-    "decoder_start_token_id",
-    "pad_token_id",
-    "eos_token_id",
-    "bos_token_id",
-    "forced_bos_token_id",
+from speechlobes.lobes.encoder import EncoderOutput, SpeechEncoder
+from speechlobes.lobes.hf_io import read_config
+from speechlobes.lobes.pretrained import PretrainedMixin, load_state_dict_checked
+from speechlobes.lobes.speech_encoder_decoder.config import (
+    TOKEN_ID_FIELDS,
+    SpeechEncoderDecoderConfig,
+    decoder_class,
+    encoder_class,
+    token_id_defaults,
 )
-BEATS_TYPE = "beats"
+from speechlobes.lobes.text_decoders import BeamCache, TextDecoder, packed_products
 
-DECODER_MODELS: dict[str, type[TextDecoder]] = {
-    "bert": BertDecoder,
-    "gpt2": GPT2Decoder,
-    "bart": BartDecoder,
-    "mbart": BartDecoder,
-    "speechlobes-transformer-decoder": TransformerDecoder,
-}
-
-
-# ----------------------------------------------------------------------------- encoders
-
-
-@dataclass
-class SpeechEncoderOutput:
-    """Encoder frames (batch, frames, width) and their padding mask (True = padded)."""
-
-    last_hidden_state: torch.Tensor
-    padding_mask: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
-
-
-class BeatsEncoder(nn.Module):
-    """BEATs as a speech encoder of the wrapper: (input_values, attention_mask) -> frames, mask.
-
-    Example:
-        >>> from speechlobes.lobes.beats import BEATs
-        >>> beats = BEATs(cfg={"embed_dim": 32, "encoder_layers": 1, "encoder_embed_dim": 32,
-        ...                    "encoder_ffn_embed_dim": 64, "encoder_attention_heads": 4},
-        ...               freeze=False)
-        >>> out = BeatsEncoder(beats)(torch.randn(2, 16000), torch.ones(2, 16000, dtype=torch.long))
-        >>> out.last_hidden_state.shape
-        torch.Size([2, 48, 32])
-    """
-
-    def __init__(self, beats: nn.Module):
-        super().__init__()
-        self.beats = beats
-
-    @classmethod
-    def from_config(cls, values: dict[str, Any]) -> BeatsEncoder:
-        from speechlobes.lobes.beats import BEATs
-
-        cfg = {k: v for k, v in values.items() if k != "model_type"}
-        return cls(BEATs(cfg=cfg, freeze=False))
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return {"model_type": BEATS_TYPE, **self.beats.cfg.to_dict()}
-
-    def freeze_feature_encoder(self) -> None:
-        """Stop gradients into the patch embedding (BEATs' feature encoder)."""
-        self.beats.patch_embedding.requires_grad_(False)
-
-    def forward(
-        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
-    ) -> SpeechEncoderOutput:
-        wav_lens = None
-        if attention_mask is not None:
-            wav_lens = attention_mask.sum(-1).float() / attention_mask.shape[-1]
-        features, padding_mask = self.beats(input_values, wav_lens)
-        return SpeechEncoderOutput(features, padding_mask)
-
-
-def build_encoder(config: Wav2Vec2Config | dict[str, Any]) -> nn.Module:
-    """A randomly initialised encoder for an encoder config (Wav2Vec2Config or a BEATs dict)."""
-    if isinstance(config, dict):
-        return BeatsEncoder.from_config(config)
-    return ENCODER_MODELS[config.model_type](config)
-
-
-def encoder_config_from_dict(values: dict[str, Any]) -> Wav2Vec2Config | dict[str, Any]:
-    model_type = values.get("model_type")
-    if model_type == BEATS_TYPE:
-        return dict(values)
-    if model_type not in ENCODER_MODELS:
-        raise ValueError(
-            f"encoder model_type {model_type!r} is not supported; use one of "
-            f"{sorted([*ENCODER_MODELS, BEATS_TYPE])}"
-        )
-    return Wav2Vec2Config.from_dict(values)
-
-
-def encoder_config_to_dict(config: Wav2Vec2Config | dict[str, Any]) -> dict[str, Any]:
-    return dict(config) if isinstance(config, dict) else config.to_dict()
-
-
-def encoder_output_width(config: Wav2Vec2Config | dict[str, Any]) -> int:
-    """Width of the encoder frames the decoder sees (after the adapter, if any)."""
-    if isinstance(config, dict):
-        return config.get("encoder_embed_dim", 768)
-    if config.add_adapter and config.output_hidden_size is not None:
-        return config.output_hidden_size
-    return config.hidden_size
-
-
-def decoder_class(model_type: str) -> type[TextDecoder]:
-    if model_type not in DECODER_MODELS:
-        raise ValueError(
-            f"decoder model_type {model_type!r} is not supported; use one of {sorted(DECODER_MODELS)}"
-        )
-    return DECODER_MODELS[model_type]
-
-
-def decoder_config_from_dict(values: dict[str, Any]):
-    return decoder_class(values.get("model_type", "")).config_from_dict(values)
-
-
-# ----------------------------------------------------------------------------- config
-
-
-@dataclass
-class SpeechEncoderDecoderConfig:
-    """The wrapper's config: the two sub-configs plus the special token ids generation needs.
-
-    ``to_dict``/``to_json`` write transformers' ``speech-encoder-decoder`` config.json;
-    unknown top-level keys are kept in ``extra``. ``forced_bos_token_id`` is the generation
-    default of the token forced first (MBart-50's target language code), written when set.
-    """
-
-    encoder: Wav2Vec2Config | dict[str, Any]
-    decoder: Any
-    decoder_start_token_id: int | None = None
-    pad_token_id: int | None = None
-    eos_token_id: int | None = None
-    bos_token_id: int | None = None
-    forced_bos_token_id: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_encoder_decoder_configs(
-        cls, encoder_config, decoder_config, **kwargs: Any
-    ) -> SpeechEncoderDecoderConfig:
-        """Combine two configs; the decoder becomes causal with cross-attention."""
-        decoder_config.is_decoder = True
-        decoder_config.add_cross_attention = True
-        return cls(encoder=encoder_config, decoder=decoder_config, **kwargs)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SpeechEncoderDecoderConfig:
-        values = dict(values)
-        if values.pop("model_type", MODEL_TYPE) != MODEL_TYPE:
-            raise ValueError(f"config model_type must be {MODEL_TYPE!r}")
-        for part in ("encoder", "decoder"):
-            if part not in values:
-                raise ValueError(f"speech-encoder-decoder config: the {part!r} section is missing")
-        encoder = encoder_config_from_dict(values.pop("encoder"))
-        decoder = decoder_config_from_dict(values.pop("decoder"))
-        known = {k: values.pop(k) for k in TOKEN_ID_FIELDS if k in values}
-        return cls(encoder=encoder, decoder=decoder, **known, extra=values)
-
-    def to_dict(self) -> dict[str, Any]:
-        forced = self.forced_bos_token_id
-        return {
-            **self.extra,
-            "model_type": MODEL_TYPE,
-            "architectures": ["SpeechEncoderDecoderModel"],
-            "is_encoder_decoder": True,
-            "tie_word_embeddings": False,
-            "encoder": encoder_config_to_dict(self.encoder),
-            "decoder": self.decoder.to_dict(),
-            "decoder_start_token_id": self.decoder_start_token_id,
-            "pad_token_id": self.pad_token_id,
-            "eos_token_id": self.eos_token_id,
-            "bos_token_id": self.bos_token_id,
-            **({"forced_bos_token_id": forced} if forced is not None else {}),
-        }
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> SpeechEncoderDecoderConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-    def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-
-
-# ----------------------------------------------------------------------------- model
+GENERATION_CONFIG = "generation_config.json"
+PARTS = {"encoder.": "encoder", "decoder.": "decoder", "enc_to_dec_proj.": "proj"}
 
 
 @dataclass
 class Seq2SeqLMOutput:
-    """Forward result; ``encoder_last_hidden_state`` is after ``enc_to_dec_proj``."""
+    """Forward result; ``encoder_last_hidden_state`` is after ``enc_to_dec_proj`` and
+    ``encoder_lens`` are its relative lengths."""
 
     loss: torch.Tensor | None
     logits: torch.Tensor
-    past_key_values: DecoderCache | None = None
+    past_key_values: Any = None
     decoder_hidden_states: tuple[torch.Tensor, ...] | None = None
     decoder_attentions: tuple[torch.Tensor, ...] | None = None
     cross_attentions: tuple[torch.Tensor, ...] | None = None
     encoder_last_hidden_state: torch.Tensor | None = None
-    encoder_padding_mask: torch.Tensor | None = None
-    encoder_hidden_states: tuple[torch.Tensor, ...] | None = None
-    encoder_attentions: tuple[torch.Tensor, ...] | None = None
+    encoder_lens: torch.Tensor | None = None
 
 
 def shift_tokens_right(
@@ -271,19 +94,31 @@ def shift_tokens_right(
     return shifted.masked_fill(shifted == -100, pad_token_id)
 
 
-class SpeechEncoderDecoderModel(nn.Module):
+def check_right_padded(attention_mask: torch.Tensor | None) -> None:
+    """Decoder inputs must be right-padded (then causal attention never sees the padding)."""
+    if attention_mask is not None and bool((attention_mask[:, 1:] > attention_mask[:, :-1]).any()):
+        raise ValueError(
+            "decoder_attention_mask: left-padded decoder inputs are not supported; pad on the "
+            "right (the labels' -100 positions) and the mask is not needed"
+        )
+
+
+class SpeechEncoderDecoderModel(PretrainedMixin, nn.Module):
     """Speech encoder + text decoder (see the module docstring for an example).
 
-    Arguments:
-        config: builds both parts randomly initialised (unless given).
+    Args:
+        config: builds both parts randomly initialised (those not given).
         encoder, decoder: ready modules to wrap; without ``config`` both are required and the
-            config is derived from theirs.
+            config is derived from theirs (token ids from the decoder's).
     """
+
+    config_class = SpeechEncoderDecoderConfig
+    architecture = "SpeechEncoderDecoderModel"
 
     def __init__(
         self,
         config: SpeechEncoderDecoderConfig | None = None,
-        encoder: nn.Module | None = None,
+        encoder: SpeechEncoder | None = None,
         decoder: TextDecoder | None = None,
     ):
         super().__init__()
@@ -291,21 +126,20 @@ class SpeechEncoderDecoderModel(nn.Module):
             if encoder is None or decoder is None:
                 raise ValueError("give a config, or both an encoder and a decoder")
             config = SpeechEncoderDecoderConfig.from_encoder_decoder_configs(
-                encoder.config, decoder.config
+                encoder.config, decoder.config, **token_id_defaults(decoder.config)
             )
         self.config = config
-        self.encoder = encoder if encoder is not None else build_encoder(config.encoder)
-        self.decoder = (
-            decoder
-            if decoder is not None
-            else decoder_class(config.decoder.model_type)(config.decoder)
-        )
+        if encoder is None:
+            encoder = encoder_class(config.encoder.model_type).from_config(config.encoder)
+        if decoder is None:
+            decoder = decoder_class(config.decoder.model_type).from_config(config.decoder)
+        self.encoder, self.decoder = encoder, decoder
         if not getattr(self.decoder.config, "add_cross_attention", False):
             raise ValueError(
                 "the decoder config has add_cross_attention=False: build the config with "
                 "SpeechEncoderDecoderConfig.from_encoder_decoder_configs or set it to True"
             )
-        width = encoder_output_width(config.encoder)
+        width = self.encoder.output_size
         cross_width = config.decoder.extra.get("cross_attention_hidden_size")
         if cross_width is not None and cross_width != width:
             raise ValueError(
@@ -316,7 +150,7 @@ class SpeechEncoderDecoderModel(nn.Module):
         if width != self.decoder.hidden_size and cross_width is None:
             self.enc_to_dec_proj = nn.Linear(width, self.decoder.hidden_size)
 
-    # --- construction from folders
+    # --- construction and folders
 
     @classmethod
     def from_encoder_decoder_pretrained(
@@ -350,63 +184,61 @@ class SpeechEncoderDecoderModel(nn.Module):
             decoder = decoder_class(model_type).from_pretrained(
                 decoder_folder, is_decoder=True, add_cross_attention=True, **decoder_kwargs
             )
-        dconf = decoder.config
-        start = getattr(dconf, "decoder_start_token_id", None)
-        defaults = {
-            "decoder_start_token_id": start if start is not None else dconf.bos_token_id,
-            "pad_token_id": dconf.pad_token_id,
-            "eos_token_id": dconf.eos_token_id,
-            "bos_token_id": dconf.bos_token_id,
-        }
         config = SpeechEncoderDecoderConfig.from_encoder_decoder_configs(
-            encoder.config, dconf, **{**defaults, **kwargs}
+            encoder.config, decoder.config, **{**token_id_defaults(decoder.config), **kwargs}
         )
         return cls(config, encoder=encoder, decoder=decoder)
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path) -> SpeechEncoderDecoderModel:
+    def from_pretrained(
+        cls, folder: str | Path, strict: bool = True, **overrides: Any
+    ) -> SpeechEncoderDecoderModel:
         """Load a Hugging Face ``SpeechEncoderDecoderModel`` folder (or one we saved).
 
         Token ids in ``generation_config.json``, when present, take precedence over config.json's
         (as in transformers, where that file holds the generation defaults).
         """
-        config = SpeechEncoderDecoderConfig.from_dict(read_config(folder))
+        model = super().from_pretrained(folder, strict, **overrides)
         generation = Path(folder) / GENERATION_CONFIG
         if generation.is_file():
             values = json.loads(generation.read_text(encoding="utf-8"))
             for key in TOKEN_ID_FIELDS:
                 if values.get(key) is not None:
-                    setattr(config, key, values[key])
-        model = cls(config)
-        state = load_hf_state_dict(folder)
-        parts: dict[str, dict[str, torch.Tensor]] = {"encoder": {}, "decoder": {}, "proj": {}}
-        prefixes = {"encoder.": "encoder", "decoder.": "decoder", "enc_to_dec_proj.": "proj"}
-        for key, tensor in state.items():
-            prefix = next((p for p in prefixes if key.startswith(p)), None)
-            if prefix is None:
-                raise ValueError(f"{folder}: unexpected tensor {key} (not encoder/decoder/proj)")
-            parts[prefixes[prefix]][key[len(prefix) :]] = tensor
-        source = str(folder)
-        if isinstance(model.encoder, BeatsEncoder):
-            model.encoder.load_state_dict(parts["encoder"])
-        else:
-            model.encoder.load_hf_state_dict(parts["encoder"], strict=True, source=source)
-        model.decoder.load_checkpoint(parts["decoder"], source)
-        if model.enc_to_dec_proj is not None:
-            model.enc_to_dec_proj.load_state_dict(parts["proj"])
-        elif parts["proj"]:
-            raise ValueError(f"{folder}: enc_to_dec_proj weights but the widths already match")
-        return model.eval()
+                    setattr(model.config, key, values[key])
+        return model
 
-    def save_pretrained(self, folder: str | Path) -> None:
-        """Write config.json, generation_config.json and model.safetensors (HF layout)."""
-        state = {f"encoder.{k}": v for k, v in self.encoder.state_dict().items()}
+    def load_checkpoint(
+        self, state_dict: dict[str, torch.Tensor], source: str = "checkpoint", strict: bool = True
+    ) -> tuple[list[str], list[str]]:
+        """Load ``encoder.*``, ``decoder.*`` and ``enc_to_dec_proj.*`` tensors into the parts."""
+        parts: dict[str, dict[str, torch.Tensor]] = {"encoder": {}, "decoder": {}, "proj": {}}
+        for key, tensor in state_dict.items():
+            prefix = next((p for p in PARTS if key.startswith(p)), None)
+            if prefix is None:
+                raise ValueError(f"{source}: unexpected tensor {key} (not encoder/decoder/proj)")
+            parts[PARTS[prefix]][key[len(prefix) :]] = tensor
+        if self.enc_to_dec_proj is None and parts["proj"]:
+            raise ValueError(f"{source}: enc_to_dec_proj weights but the widths already match")
+        results = [
+            self.encoder.load_checkpoint(parts["encoder"], source, strict),
+            self.decoder.load_checkpoint(parts["decoder"], source, strict),
+        ]
+        if self.enc_to_dec_proj is not None:
+            results.append(load_state_dict_checked(self.enc_to_dec_proj, parts["proj"], source))
+        return [k for r in results for k in r[0]], [k for r in results for k in r[1]]
+
+    def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
+        state = {f"encoder.{k}": v for k, v in self.encoder.checkpoint_state_dict().items()}
         state.update({f"decoder.{k}": v for k, v in self.decoder.checkpoint_state_dict().items()})
         if self.enc_to_dec_proj is not None:
             state.update(
                 {f"enc_to_dec_proj.{k}": v for k, v in self.enc_to_dec_proj.state_dict().items()}
             )
-        save_hf_folder(folder, self.config.to_dict(), state)
+        return state
+
+    def save_pretrained(self, folder: str | Path, **kwargs: Any) -> None:
+        """Write config.json, generation_config.json and the weights (HF layout)."""
+        super().save_pretrained(folder, **kwargs)
         generation = {
             key: getattr(self.config, key)
             for key in TOKEN_ID_FIELDS
@@ -420,35 +252,32 @@ class SpeechEncoderDecoderModel(nn.Module):
 
     # --- forward
 
+    @staticmethod
+    def waveforms(*given: torch.Tensor | None) -> torch.Tensor:
+        """The one waveform batch among ``inputs``, ``input_values`` and ``input_features``."""
+        waveforms = [x for x in given if x is not None]
+        if len(waveforms) != 1:
+            raise ValueError("pass exactly one of inputs, input_values, input_features")
+        return waveforms[0]
+
     def encode(
         self,
         inputs: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-    ) -> SpeechEncoderOutput:
-        """Waveforms (batch, samples) -> encoder frames (projected to the decoder width)."""
-        if isinstance(self.encoder, BeatsEncoder):
-            out = self.encoder(inputs, attention_mask)
-        else:
-            raw = self.encoder(
-                inputs,
-                attention_mask=attention_mask,
-                output_attentions=output_attentions,
-                output_hidden_states=output_hidden_states,
-            )
-            padding = None
-            if attention_mask is not None:
-                frames = raw.last_hidden_state.shape[1]
-                padding = ~self.encoder.frame_attention_mask(
-                    frames, attention_mask, add_adapter=None
-                )
-            out = SpeechEncoderOutput(
-                raw.last_hidden_state, padding, raw.hidden_states, raw.attentions
-            )
+        wav_lens: torch.Tensor | None = None,
+    ) -> EncoderOutput:
+        """Waveforms (batch, samples) -> encoder frames (projected to the decoder width) and
+        their relative lengths. Lengths: relative ``wav_lens``, or transformers'
+        ``attention_mask`` for transformers' padded-batch numerics."""
+        if attention_mask is not None and wav_lens is not None:
+            raise ValueError("give wav_lens or attention_mask, not both")
+        reference = attention_mask is not None
+        if reference:
+            wav_lens = attention_mask.sum(-1).float() / attention_mask.shape[-1]
+        frames, frame_lens = self.encoder.encode(inputs, wav_lens, reference_padding=reference)
         if self.enc_to_dec_proj is not None:
-            out.last_hidden_state = self.enc_to_dec_proj(out.last_hidden_state)
-        return out
+            frames = self.enc_to_dec_proj(frames)
+        return EncoderOutput(frames, frame_lens)
 
     def forward(
         self,
@@ -456,8 +285,8 @@ class SpeechEncoderDecoderModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         decoder_input_ids: torch.Tensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
-        encoder_outputs: SpeechEncoderOutput | None = None,
-        past_key_values: DecoderCache | None = None,
+        encoder_outputs: EncoderOutput | None = None,
+        past_key_values: Any = None,
         labels: torch.Tensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
@@ -465,22 +294,23 @@ class SpeechEncoderDecoderModel(nn.Module):
         input_values: torch.Tensor | None = None,
         input_features: torch.Tensor | None = None,
         label_smoothing: float = 0.0,
+        wav_lens: torch.Tensor | None = None,
     ) -> Seq2SeqLMOutput:
         """Teacher-forced decoder logits and, with ``labels``, the cross-entropy loss.
 
         inputs / input_values / input_features: (batch, samples) waveforms (one of them);
-        attention_mask: (batch, samples), 1 = real sample. ``encoder_outputs`` (from
-        :meth:`encode`) skips the encoder. ``past_key_values`` (a DecoderCache, also returned
-        with ``use_cache``) makes ``decoder_input_ids`` the new steps only. The loss ignores
-        labels equal to -100.
+        ``wav_lens`` (relative) or ``attention_mask`` (batch, samples), 1 = real sample (see
+        the module docstring). ``encoder_outputs`` (from :meth:`encode`) skips the encoder.
+        ``past_key_values`` (a decoder cache, also returned with ``use_cache``) makes
+        ``decoder_input_ids`` the new steps only. The loss ignores labels equal to -100.
+        ``decoder_attention_mask`` may only mark right padding, which causal attention never
+        sees.
         """
         if encoder_outputs is None:
-            given = [x for x in (inputs, input_values, input_features) if x is not None]
-            if len(given) != 1:
-                raise ValueError("pass exactly one of inputs, input_values, input_features")
-            encoder_outputs = self.encode(
-                given[0], attention_mask, bool(output_attentions), bool(output_hidden_states)
-            )
+            waveforms = self.waveforms(inputs, input_values, input_features)
+            encoder_outputs = self.encode(waveforms, attention_mask, wav_lens)
+        frames, frame_lens = encoder_outputs
+        check_right_padded(decoder_attention_mask)
         if decoder_input_ids is None:
             if labels is None:
                 raise ValueError("pass decoder_input_ids or labels")
@@ -489,12 +319,11 @@ class SpeechEncoderDecoderModel(nn.Module):
             )
         cache = past_key_values
         if cache is None and use_cache:
-            cache = DecoderCache(len(self.decoder.blocks))
+            cache = self.decoder.new_cache(frames, frame_lens)
         out = self.decoder(
             decoder_input_ids,
-            encoder_outputs.last_hidden_state,
-            encoder_outputs.padding_mask,
-            attention_mask=decoder_attention_mask,
+            None if cache is not None else frames,
+            frame_lens,
             cache=cache,
             output_attentions=bool(output_attentions),
             output_hidden_states=bool(output_hidden_states),
@@ -514,19 +343,17 @@ class SpeechEncoderDecoderModel(nn.Module):
             decoder_hidden_states=out.hidden_states,
             decoder_attentions=out.attentions,
             cross_attentions=out.cross_attentions,
-            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-            encoder_padding_mask=encoder_outputs.padding_mask,
-            encoder_hidden_states=encoder_outputs.hidden_states,
-            encoder_attentions=encoder_outputs.attentions,
+            encoder_last_hidden_state=frames,
+            encoder_lens=frame_lens,
         )
 
     # --- generation (the StepModel protocol of speechlobes.decoders.seq2seq)
 
-    def step(self, tokens: torch.Tensor, cache: DecoderCache) -> tuple[torch.Tensor, DecoderCache]:
+    def step(self, tokens: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]:
         """Next-token logits (rows, vocab) after ``tokens`` (rows, new), cache updated."""
         return self.decoder(tokens, cache=cache).logits[:, -1], cache
 
-    def reorder(self, cache: DecoderCache, rows: torch.Tensor) -> DecoderCache:
+    def reorder(self, cache: Any, rows: torch.Tensor) -> Any:
         return cache.reorder(rows)
 
     def default_forced_bos_token_id(self) -> int | None:
@@ -558,6 +385,8 @@ class SpeechEncoderDecoderModel(nn.Module):
         return_scores: bool = False,
         input_values: torch.Tensor | None = None,
         input_features: torch.Tensor | None = None,
+        wav_lens: torch.Tensor | None = None,
+        fast: bool = True,
     ) -> torch.Tensor | SearchOutput:
         """Token ids (batch * num_return_sequences, length) starting with the start token.
 
@@ -566,10 +395,11 @@ class SpeechEncoderDecoderModel(nn.Module):
         ``return_scores`` a :class:`SearchOutput` is returned (per-step scores for greedy and
         sampling, ``sequences_scores`` for beams). Options follow transformers' ``generate``;
         ``forced_bos_token_id`` defaults to the config's, else to the decoder config's.
+        Lengths: ``wav_lens`` (relative) or transformers' ``attention_mask`` (see the module
+        docstring). ``fast`` decodes with the beam cache and packed weights (same results as
+        the plain cache and weights, to float rounding).
         """
-        given = [x for x in (inputs, input_values, input_features) if x is not None]
-        if len(given) != 1:
-            raise ValueError("pass exactly one of inputs, input_values, input_features")
+        waveforms = self.waveforms(inputs, input_values, input_features)
         if self.config.decoder_start_token_id is None:
             raise ValueError("SpeechEncoderDecoderConfig.decoder_start_token_id is not set")
         options = SearchOptions(
@@ -593,37 +423,25 @@ class SpeechEncoderDecoderModel(nn.Module):
             ),
         )
         if seed is not None:
-            generator = torch.Generator(device=given[0].device).manual_seed(seed)
-        encoded = self.encode(given[0], attention_mask)
-        batch = encoded.last_hidden_state.shape[0]
+            generator = torch.Generator(device=waveforms.device).manual_seed(seed)
+        frames, frame_lens = self.encode(waveforms, attention_mask, wav_lens)
+        batch = frames.shape[0]
         prompt = torch.full(
-            (batch, 1), self.config.decoder_start_token_id, dtype=torch.long, device=given[0].device
-        )
-        cache = self.decoder.new_cache(
-            encoded.last_hidden_state,
-            encoded.padding_mask,
-            capacity=prompt.shape[1] + max_new_tokens,
+            (batch, 1), self.config.decoder_start_token_id, dtype=torch.long, device=frames.device
         )
         rows = batch * max(num_beams, num_return_sequences)
-        with prepacked_linears(self.decoder, rows):
+        if fast:
+            cache = BeamCache(frames, frame_lens, capacity=prompt.shape[1] + max_new_tokens)
+            products = packed_products(self.decoder, rows)
+        else:
+            cache, products = self.decoder.new_cache(frames, frame_lens), nullcontext()
+        with products:
             result = search(self, cache, prompt, options, generator, return_scores)
         return result if return_scores else result.sequences
 
 
-def load_encoder(folder: str | Path, **config_overrides: Any) -> nn.Module:
-    """A pretrained speech encoder from a folder: an HF Wav2Vec2/HuBERT/Conformer folder (any
-    head class) or a BEATs folder written by ``BEATs.save_pretrained``."""
-    values = read_config(folder)
-    model_type = values.get("model_type")
-    if model_type is None and "input_patch_size" in values:
-        from speechlobes.lobes.beats import BEATs
-
-        if config_overrides:
-            raise ValueError(f"{folder}: BEATs encoders take no config overrides here")
-        return BeatsEncoder(BEATs.from_pretrained(folder, freeze=False))
-    if model_type not in ENCODER_MODELS:
-        raise ValueError(
-            f"{folder}: encoder model_type {model_type!r} is not supported; use one of "
-            f"{sorted(ENCODER_MODELS)} or a BEATs folder"
-        )
-    return ENCODER_MODELS[model_type].from_pretrained(folder, **config_overrides)
+def load_encoder(folder: str | Path, **overrides: Any) -> nn.Module:
+    """A pretrained speech encoder from a folder, by the ``model_type`` of its config.json: a
+    Hugging Face Wav2Vec2/HuBERT/Conformer folder (any head class), or a BEATs or fbank
+    Conformer folder written by ``save_pretrained`` (``overrides``: see ``from_pretrained``)."""
+    return encoder_class(read_config(folder).get("model_type")).from_pretrained(folder, **overrides)

@@ -18,27 +18,23 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from speechlobes.lobes.text_decoders.base import (
-    Attention,
-    DecoderCache,
-    DecoderConfigIO,
-    TextDecoder,
-    activation,
-    init_weights,
-)
-from speechlobes.lobes.text_decoders.packing import Linear
-from speechlobes.nnet.dropout import Dropout
+from speechlobes.lobes.text_decoders.attention import Attention
+from speechlobes.lobes.text_decoders.base import TextDecoder, TextDecoderConfig
+from speechlobes.nnet.activations import activation_fn
+from speechlobes.nnet.dropout import FastDropout
+from speechlobes.nnet.init import init_weights
 
 POSITION_OFFSET = 2  # BART's learned position table starts two rows in
 
 
 @dataclass
-class BartDecoderConfig(DecoderConfigIO):
+class BartDecoderConfig(TextDecoderConfig):
     """Hugging Face ``BartConfig`` fields the decoder uses (others are kept in ``extra``)."""
 
     model_type = "bart"
@@ -59,10 +55,6 @@ class BartDecoderConfig(DecoderConfigIO):
     bos_token_id: int | None = 0
     eos_token_id: int | None = 2
     decoder_start_token_id: int | None = 2
-    is_decoder: bool = True
-    add_cross_attention: bool = True
-    tie_word_embeddings: bool = True
-    extra: dict = field(default_factory=dict)
 
     @property
     def pre_norm(self) -> bool:
@@ -81,59 +73,50 @@ class MBartDecoderConfig(BartDecoderConfig):
 
 
 class BartDecoderLayer(nn.Module):
+    """Self-attention, attention over the memory, feed-forward: post-LN (BART) or pre-LN
+    (MBart) residual blocks."""
+
     def __init__(self, config: BartDecoderConfig):
         super().__init__()
         width = config.d_model
         heads = config.decoder_attention_heads
         self.pre_norm = config.pre_norm
-        self.dropout = Dropout(config.dropout)
-        self.activation_dropout = Dropout(config.activation_dropout)
-        self.act = activation(config.activation_function)
+        self.dropout = FastDropout(config.dropout)
+        self.activation_dropout = FastDropout(config.activation_dropout)
+        self.act = activation_fn(config.activation_function)
         self.self_attn = Attention(width, heads, config.attention_dropout)
         self.self_attn_layer_norm = nn.LayerNorm(width)
         if config.add_cross_attention:
-            self.encoder_attn = Attention(width, heads, config.attention_dropout, cross=True)
+            self.encoder_attn = Attention(width, heads, config.attention_dropout)
             self.encoder_attn_layer_norm = nn.LayerNorm(width)
-        self.fc1 = Linear(width, config.decoder_ffn_dim)
-        self.fc2 = Linear(config.decoder_ffn_dim, width)
+        self.fc1 = nn.Linear(width, config.decoder_ffn_dim)
+        self.fc2 = nn.Linear(config.decoder_ffn_dim, width)
         self.final_layer_norm = nn.LayerNorm(width)
 
-    def cross_kv(self, encoder_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder_attn.cross_kv(encoder_states)
-
     def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.activation_dropout(self.fc1.activated(x, self.act)))
+        return self.fc2(self.activation_dropout(self.act(self.fc1(x))))
 
-    def residual(self, x: torch.Tensor, norm: nn.LayerNorm, sublayer) -> tuple[torch.Tensor, ...]:
-        """``LN(x + f(x))`` (BART) or ``x + f(LN(x))`` (MBart); f returns (y, *extras)."""
-        y, *extras = sublayer(norm(x) if self.pre_norm else x)
-        x = x + self.dropout(y)
-        return (x if self.pre_norm else norm(x)), *extras
+    def residual(self, x: torch.Tensor, norm: nn.LayerNorm, sublayer) -> torch.Tensor:
+        """``LN(x + f(x))`` (BART) or ``x + f(LN(x))`` (MBart)."""
+        x = x + self.dropout(sublayer(norm(x) if self.pre_norm else x))
+        return x if self.pre_norm else norm(x)
 
     def forward(
         self,
         x: torch.Tensor,
-        index: int,
-        cache: DecoderCache | None,
-        self_padding: torch.Tensor | None,
-        cross_kv: tuple[torch.Tensor, torch.Tensor] | None,
-        cross_bias: torch.Tensor | None,
-        need_weights: bool,
-    ):
-        x, weights = self.residual(
-            x,
-            self.self_attn_layer_norm,
-            lambda h: self.self_attn.attend_self(h, index, cache, self_padding, need_weights),
-        )
-        cross_weights = None
-        if cross_kv is not None:
-            x, cross_weights = self.residual(
+        memory: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        cache: Any = None,
+    ) -> torch.Tensor:
+        """x: (rows, steps, d_model); memory: (batch, frames, d_model)."""
+        x = self.residual(x, self.self_attn_layer_norm, lambda h: self.self_attn(h, cache=cache))
+        if memory is not None:
+            x = self.residual(
                 x,
                 self.encoder_attn_layer_norm,
-                lambda h: self.encoder_attn.attend_cross(h, cross_kv, cross_bias, need_weights),
+                lambda h: self.encoder_attn(h, memory, mask, cache),
             )
-        (x,) = self.residual(x, self.final_layer_norm, lambda h: (self.feed_forward(h),))
-        return x, weights, cross_weights
+        return self.residual(x, self.final_layer_norm, self.feed_forward)
 
 
 class BartDecoderStack(nn.Module):
@@ -146,13 +129,15 @@ class BartDecoderStack(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, width, config.pad_token_id)
         self.embed_positions = nn.Embedding(config.max_position_embeddings + POSITION_OFFSET, width)
         self.layernorm_embedding = nn.LayerNorm(width)
-        self.dropout = Dropout(config.dropout)
+        self.dropout = FastDropout(config.dropout)
         self.layers = nn.ModuleList(BartDecoderLayer(config) for _ in range(config.decoder_layers))
         if config.pre_norm:
             self.layer_norm = nn.LayerNorm(width)
 
 
 class BartDecoderWrapper(nn.Module):
+    """``model``: holds ``decoder`` (the checkpoints' nesting)."""
+
     def __init__(self, config: BartDecoderConfig):
         super().__init__()
         self.decoder = BartDecoderStack(config)
@@ -164,13 +149,13 @@ class BartDecoder(TextDecoder):
     config_class = BartDecoderConfig
     tied_keys = ("lm_head.weight",)
     # Full seq2seq checkpoints also hold the text encoder and a logits bias a causal LM lacks.
-    ignored_prefixes = ("model.encoder.", "model.shared.", "final_logits_bias")
+    checkpoint_ignore = (r"^model\.encoder\.", r"^model\.shared\.", r"^final_logits_bias")
 
     def __init__(self, config: BartDecoderConfig):
         super().__init__()
         self.config = config
         self.model = BartDecoderWrapper(config)
-        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         init_weights(self, config.init_std)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.decoder.embed_tokens.weight

@@ -16,28 +16,23 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechlobes.lobes.text_decoders.base import (
-    DecoderCache,
-    DecoderConfigIO,
-    TextDecoder,
-    activation,
-    cross_attention,
-    init_weights,
-    self_attention,
-)
-from speechlobes.lobes.text_decoders.packing import Linear
+from speechlobes.lobes.text_decoders.attention import KeysValues, attend_memory, attend_self, maps
+from speechlobes.lobes.text_decoders.base import TextDecoder, TextDecoderConfig
+from speechlobes.nnet.activations import activation_fn
 from speechlobes.nnet.attention import merge_heads, split_heads
-from speechlobes.nnet.dropout import Dropout
+from speechlobes.nnet.dropout import FastDropout
+from speechlobes.nnet.init import init_weights
 
 
 @dataclass
-class BertDecoderConfig(DecoderConfigIO):
+class BertDecoderConfig(TextDecoderConfig):
     """Hugging Face ``BertConfig`` fields a BERT decoder uses (others are kept in ``extra``)."""
 
     model_type = "bert"
@@ -58,10 +53,6 @@ class BertDecoderConfig(DecoderConfigIO):
     pad_token_id: int | None = 0
     bos_token_id: int | None = None
     eos_token_id: int | None = None
-    is_decoder: bool = True
-    add_cross_attention: bool = True
-    tie_word_embeddings: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 class BertEmbeddings(nn.Module):
@@ -74,7 +65,7 @@ class BertEmbeddings(nn.Module):
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, width)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, width)
         self.LayerNorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.dropout = FastDropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, past_length: int) -> torch.Tensor:
         steps = input_ids.shape[1]
@@ -89,16 +80,50 @@ class BertEmbeddings(nn.Module):
 
 
 class BertSelfAttention(nn.Module):
-    """Projections ``query``/``key``/``value`` (keys/values of the encoder in cross-attention)."""
+    """Projections ``query``/``key``/``value`` and the attention (the output projection is in
+    :class:`BertSelfOutput`): causal self-attention, or attention over the memory."""
+
+    qkv_names = ("query", "key", "value")
 
     def __init__(self, config: BertDecoderConfig):
         super().__init__()
         width = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.dropout = config.attention_probs_dropout_prob
-        self.query = Linear(width, width)
-        self.key = Linear(width, width)
-        self.value = Linear(width, width)
+        self.query = nn.Linear(width, width)
+        self.key = nn.Linear(width, width)
+        self.value = nn.Linear(width, width)
+
+    def heads(self, x: torch.Tensor) -> torch.Tensor:
+        return split_heads(x, self.num_heads)
+
+    def project_self(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.heads(self.query(x)), self.heads(self.key(x)), self.heads(self.value(x))
+
+    def project_memory(self, memory: torch.Tensor) -> KeysValues:
+        return self.heads(self.key(memory)), self.heads(self.value(memory))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        cache: Any = None,
+    ) -> torch.Tensor:
+        """x: (rows, steps, width) -> the attended values, heads merged."""
+        dropout = self.dropout if self.training else 0.0
+        if memory is None:
+            q, k, v = self.project_self(x)
+            out = attend_self(self, q, k, v, cache, dropout)
+        else:
+            q = self.heads(self.query(x))
+            out = attend_memory(self, q, memory, mask, cache, self.project_memory, dropout)
+        return merge_heads(out)
+
+    def maps(self, x, memory=None, mask=None) -> torch.Tensor:
+        q = self.heads(self.query(x))
+        k = self.heads(self.key(x if memory is None else memory))
+        return maps(q, k, memory is None, mask, None)
 
 
 class BertSelfOutput(nn.Module):
@@ -106,29 +131,34 @@ class BertSelfOutput(nn.Module):
 
     def __init__(self, config: BertDecoderConfig, inner: int):
         super().__init__()
-        self.dense = Linear(inner, config.hidden_size)
+        self.dense = nn.Linear(inner, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = Dropout(config.hidden_dropout_prob)
+        self.dropout = FastDropout(config.hidden_dropout_prob)
 
     def forward(self, y: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(residual + self.dropout(self.dense(y)))
 
 
 class BertAttention(nn.Module):
+    """Attention and its residual block."""
+
     def __init__(self, config: BertDecoderConfig):
         super().__init__()
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config, config.hidden_size)
 
+    def forward(self, x, memory=None, mask=None, cache=None) -> torch.Tensor:
+        return self.output(self.self(x, memory, mask, cache), x)
+
 
 class BertIntermediate(nn.Module):
     def __init__(self, config: BertDecoderConfig):
         super().__init__()
-        self.dense = Linear(config.hidden_size, config.intermediate_size)
-        self.act = activation(config.hidden_act)
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = activation_fn(config.hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dense.activated(x, self.act)
+        return self.act(self.dense(x))
 
 
 class BertLayer(nn.Module):
@@ -142,41 +172,18 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertSelfOutput(config, config.intermediate_size)
 
-    def cross_kv(self, encoder_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        attn = self.crossattention.self
-        return (
-            split_heads(attn.key(encoder_states), attn.num_heads),
-            split_heads(attn.value(encoder_states), attn.num_heads),
-        )
-
     def forward(
         self,
         x: torch.Tensor,
-        index: int,
-        cache: DecoderCache | None,
-        self_padding: torch.Tensor | None,
-        cross_kv: tuple[torch.Tensor, torch.Tensor] | None,
-        cross_bias: torch.Tensor | None,
-        need_weights: bool,
-    ):
-        attn = self.attention.self
-        q, k, v = (split_heads(p(x), attn.num_heads) for p in (attn.query, attn.key, attn.value))
-        dropout = attn.dropout if self.training else 0.0
-        y, weights = self_attention(
-            q, k, v, cache, index, self_padding, dropout, None, need_weights
-        )
-        x = self.attention.output(merge_heads(y), x)
-        cross_weights = None
-        if cross_kv is not None:
-            attn = self.crossattention.self
-            q = split_heads(attn.query(x), attn.num_heads)
-            dropout = attn.dropout if self.training else 0.0
-            y, cross_weights = cross_attention(
-                q, *cross_kv, cross_bias, dropout, None, need_weights
-            )
-            x = self.crossattention.output(merge_heads(y), x)
-        x = self.output(self.intermediate(x), x)
-        return x, weights, cross_weights
+        memory: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        cache: Any = None,
+    ) -> torch.Tensor:
+        """x: (rows, steps, hidden_size); memory: (batch, frames, hidden_size)."""
+        x = self.attention(x, cache=cache)
+        if memory is not None:
+            x = self.crossattention(x, memory, mask, cache)
+        return self.output(self.intermediate(x), x)
 
 
 class BertEncoder(nn.Module):
@@ -195,19 +202,19 @@ class BertModel(nn.Module):
 class BertPredictionHeadTransform(nn.Module):
     def __init__(self, config: BertDecoderConfig):
         super().__init__()
-        self.dense = Linear(config.hidden_size, config.hidden_size)
-        self.act = activation(config.hidden_act)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = activation_fn(config.hidden_act)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dense.activated(x, self.act))
+        return self.LayerNorm(self.act(self.dense(x)))
 
 
 class BertLMPredictionHead(nn.Module):
     def __init__(self, config: BertDecoderConfig):
         super().__init__()
         self.transform = BertPredictionHeadTransform(config)
-        self.decoder = Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -225,14 +232,15 @@ class BertDecoder(TextDecoder):
 
     config_class = BertDecoderConfig
     architecture = "BertLMHeadModel"
-    # BertForPreTraining / BertModel checkpoints carry heads and a pooler a decoder does not use.
-    ignored_prefixes = (
-        "bert.pooler.",
-        "bert.embeddings.position_ids",
-        "cls.seq_relationship.",
-        "cls.predictions.decoder.bias",
+    # BertForPreTraining / BertModel checkpoints carry heads and a pooler a decoder does not use;
+    # a BertModel checkpoint has no LM head (it starts fresh).
+    checkpoint_ignore = (
+        r"^bert\.pooler\.",
+        r"^bert\.embeddings\.position_ids",
+        r"^cls\.seq_relationship\.",
+        r"^cls\.predictions\.decoder\.bias",
     )
-    optional_prefixes = ("cls.",)
+    checkpoint_fresh = (*TextDecoder.checkpoint_fresh, r"^cls\.")
 
     def __init__(self, config: BertDecoderConfig):
         super().__init__()

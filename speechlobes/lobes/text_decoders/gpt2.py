@@ -1,8 +1,9 @@
 """GPT-2 with cross-attention as a text decoder (``GPT2LMHeadModel`` with ``add_cross_attention``).
 
 Module paths mirror Hugging Face (``transformer.wte``, ``transformer.h.N.{ln_1,attn,ln_cross_attn,
-crossattention,ln_2,mlp}``, ``transformer.ln_f``, ``lm_head``). GPT-2's ``Conv1D`` stores its
-weight as (in, out), the transpose of ``nn.Linear``; ``attn.c_attn`` is the fused q|k|v
+crossattention,ln_2,mlp}``, ``transformer.ln_f``, ``lm_head``). GPT-2's linear layer (transformers'
+``Conv1D``, here :class:`TransposedLinear`) stores its weight as (in, out), the transpose of
+``nn.Linear``; ``attn.c_attn`` is the fused q|k|v
 projection, ``crossattention.q_attn`` projects the decoder stream and ``crossattention.c_attn`` the
 encoder states to k|v. Blocks are pre-LN; scores are scaled by head_dim^-0.5 (with
 ``scale_attn_weights``) and by 1 / (layer + 1) with ``scale_attn_by_inverse_layer_idx``.
@@ -16,27 +17,27 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from speechlobes.lobes.text_decoders.base import (
-    DecoderCache,
-    DecoderConfigIO,
-    TextDecoder,
-    activation,
-    cross_attention,
-    init_weights,
-    self_attention,
+from speechlobes.lobes.text_decoders.attention import (
+    KeysValues,
+    attend_memory,
+    attend_self,
+    maps,
 )
-from speechlobes.lobes.text_decoders.packing import Linear, pack_weight, packed_linear
+from speechlobes.lobes.text_decoders.base import TextDecoder, TextDecoderConfig
+from speechlobes.nnet.activations import activation_fn
 from speechlobes.nnet.attention import merge_heads, split_fused_heads, split_heads
-from speechlobes.nnet.dropout import Dropout
+from speechlobes.nnet.dropout import FastDropout
+from speechlobes.nnet.init import init_weights
 
 
 @dataclass
-class GPT2DecoderConfig(DecoderConfigIO):
+class GPT2DecoderConfig(TextDecoderConfig):
     """Hugging Face ``GPT2Config`` fields the decoder uses (others are kept in ``extra``)."""
 
     model_type = "gpt2"
@@ -58,14 +59,11 @@ class GPT2DecoderConfig(DecoderConfigIO):
     bos_token_id: int | None = 50256
     eos_token_id: int | None = 50256
     pad_token_id: int | None = None
-    is_decoder: bool = True
-    add_cross_attention: bool = True
-    tie_word_embeddings: bool = True
-    extra: dict = field(default_factory=dict)
 
 
-class Conv1D(nn.Module):
-    """GPT-2's linear layer: ``x @ weight + bias`` with weight stored (in, out)."""
+class TransposedLinear(nn.Module):
+    """GPT-2's linear layer (transformers' ``Conv1D``): ``x @ weight + bias`` with the weight
+    stored (in, out)."""
 
     def __init__(self, out_features: int, in_features: int):
         super().__init__()
@@ -73,25 +71,19 @@ class Conv1D(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_features))
         nn.init.normal_(self.weight, std=0.02)
 
-    packed: torch.Tensor | None = None
-
-    def pack(self, rows: int) -> None:
-        """Run on a packed copy of the weight (see ``speechlobes.lobes.text_decoders.packing``)."""
-        self.packed = pack_weight(self.weight.t(), rows)
-
-    def unpack(self) -> None:
-        self.packed = None
+    def linear_weight(self) -> torch.Tensor:
+        """The weight as ``nn.Linear`` holds it, (out, in)."""
+        return self.weight.t()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is not None and x.dtype == torch.float32:
-            return packed_linear(x, self.packed, self.bias)
         return torch.addmm(self.bias, x.reshape(-1, x.shape[-1]), self.weight).view(
             *x.shape[:-1], -1
         )
 
 
 class GPT2Attention(nn.Module):
-    """Self-attention (``c_attn`` = q|k|v) or cross-attention (``q_attn`` + ``c_attn`` = k|v)."""
+    """Self-attention (``c_attn`` = q|k|v) or attention over the memory (``q_attn`` for the
+    decoder stream, ``c_attn`` = k|v of the memory)."""
 
     def __init__(self, config: GPT2DecoderConfig, layer: int, is_cross: bool):
         super().__init__()
@@ -102,39 +94,51 @@ class GPT2Attention(nn.Module):
         if config.scale_attn_by_inverse_layer_idx:
             self.scale /= layer + 1
         if is_cross:
-            self.q_attn = Conv1D(width, width)
-            self.c_attn = Conv1D(2 * width, width)
+            self.q_attn = TransposedLinear(width, width)
+            self.c_attn = TransposedLinear(2 * width, width)
         else:
-            self.c_attn = Conv1D(3 * width, width)
-        self.c_proj = Conv1D(width, width)
-        self.resid_dropout = Dropout(config.resid_pdrop)
+            self.c_attn = TransposedLinear(3 * width, width)
+        self.c_proj = TransposedLinear(width, width)
+        self.resid_dropout = FastDropout(config.resid_pdrop)
 
-    def attend_self(self, x, index, cache, padding, need_weights):
-        q, k, v = split_fused_heads(self.c_attn(x), 3, self.num_heads)
+    def project_memory(self, memory: torch.Tensor) -> KeysValues:
+        return split_fused_heads(self.c_attn(memory), 2, self.num_heads)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        cache: Any = None,
+    ) -> torch.Tensor:
         dropout = self.dropout if self.training else 0.0
-        y, weights = self_attention(
-            q, k, v, cache, index, padding, dropout, self.scale, need_weights
-        )
-        return self.resid_dropout(self.c_proj(merge_heads(y))), weights
+        if memory is None:
+            q, k, v = split_fused_heads(self.c_attn(x), 3, self.num_heads)
+            y = attend_self(self, q, k, v, cache, dropout, self.scale)
+        else:
+            q = split_heads(self.q_attn(x), self.num_heads)
+            y = attend_memory(
+                self, q, memory, mask, cache, self.project_memory, dropout, self.scale
+            )
+        return self.resid_dropout(self.c_proj(merge_heads(y)))
 
-    def cross_kv(self, encoder_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return split_fused_heads(self.c_attn(encoder_states), 2, self.num_heads)
-
-    def attend_cross(self, x, kv, bias, need_weights):
-        q = split_heads(self.q_attn(x), self.num_heads)
-        dropout = self.dropout if self.training else 0.0
-        y, weights = cross_attention(q, kv[0], kv[1], bias, dropout, self.scale, need_weights)
-        return self.resid_dropout(self.c_proj(merge_heads(y))), weights
+    def maps(self, x, memory=None, mask=None) -> torch.Tensor:
+        if memory is None:
+            q, k, _ = split_fused_heads(self.c_attn(x), 3, self.num_heads)
+        else:
+            q = split_heads(self.q_attn(x), self.num_heads)
+            k, _ = self.project_memory(memory)
+        return maps(q, k, memory is None, mask, self.scale)
 
 
 class GPT2MLP(nn.Module):
     def __init__(self, config: GPT2DecoderConfig):
         super().__init__()
         inner = config.n_inner or 4 * config.n_embd
-        self.c_fc = Conv1D(inner, config.n_embd)
-        self.c_proj = Conv1D(config.n_embd, inner)
-        self.act = activation(config.activation_function)
-        self.dropout = Dropout(config.resid_pdrop)
+        self.c_fc = TransposedLinear(inner, config.n_embd)
+        self.c_proj = TransposedLinear(config.n_embd, inner)
+        self.act = activation_fn(config.activation_function)
+        self.dropout = FastDropout(config.resid_pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.c_proj(self.act(self.c_fc(x))))
@@ -154,29 +158,18 @@ class GPT2Block(nn.Module):
         self.ln_2 = nn.LayerNorm(width, eps=eps)
         self.mlp = GPT2MLP(config)
 
-    def cross_kv(self, encoder_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.crossattention.cross_kv(encoder_states)
-
     def forward(
         self,
         x: torch.Tensor,
-        index: int,
-        cache: DecoderCache | None,
-        self_padding: torch.Tensor | None,
-        cross_kv: tuple[torch.Tensor, torch.Tensor] | None,
-        cross_bias: torch.Tensor | None,
-        need_weights: bool,
-    ):
-        y, weights = self.attn.attend_self(self.ln_1(x), index, cache, self_padding, need_weights)
-        x = x + y
-        cross_weights = None
-        if cross_kv is not None:
-            y, cross_weights = self.crossattention.attend_cross(
-                self.ln_cross_attn(x), cross_kv, cross_bias, need_weights
-            )
-            x = x + y
-        x = x + self.mlp(self.ln_2(x))
-        return x, weights, cross_weights
+        memory: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        cache: Any = None,
+    ) -> torch.Tensor:
+        """x: (rows, steps, n_embd); memory: (batch, frames, n_embd)."""
+        x = x + self.attn(self.ln_1(x), cache=cache)
+        if memory is not None:
+            x = x + self.crossattention(self.ln_cross_attn(x), memory, mask, cache)
+        return x + self.mlp(self.ln_2(x))
 
 
 class GPT2Model(nn.Module):
@@ -184,7 +177,7 @@ class GPT2Model(nn.Module):
         super().__init__()
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         self.wpe = nn.Embedding(config.n_positions, config.n_embd)
-        self.drop = Dropout(config.embd_pdrop)
+        self.drop = FastDropout(config.embd_pdrop)
         self.h = nn.ModuleList(GPT2Block(config, i) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
 
@@ -200,10 +193,10 @@ class GPT2Decoder(TextDecoder):
         super().__init__()
         self.config = config
         self.transformer = GPT2Model(config)
-        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         init_weights(self, config.initializer_range)
         for module in self.modules():
-            if isinstance(module, Conv1D):
+            if isinstance(module, TransposedLinear):
                 nn.init.normal_(module.weight, std=config.initializer_range)
                 nn.init.zeros_(module.bias)
         if config.tie_word_embeddings:

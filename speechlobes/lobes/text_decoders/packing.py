@@ -1,23 +1,24 @@
-"""Linear layers that can run on weights prepacked for CPU decoding.
+"""Decoding steps on weights prepacked for oneDNN: an optional fast path of ``generate``.
 
 A decoding step multiplies a few rows (batch x beams) by every weight matrix of a decoder. At
 that shape MKL's general product, which ``torch.nn.functional.linear`` uses on CPU, reaches a
 fraction of the machine's speed; oneDNN has an inner-product kernel for weights reordered once
-into its blocked layout (the kernel torch.compile's CPU backend uses for frozen weights), about
-a fifth faster per decoding step of a 256-wide decoder. :func:`prepacked_linears` packs the
-weights of every packable layer of a module for the length of a ``with`` block: the packed
-copies do not follow weight updates, so they are meant for inference and dropped on exit.
-Where the kernel is not there (not CPU, not float32, a torch without oneDNN) the layers run
-``F.linear`` as usual. Results match ``F.linear`` to float32 rounding (the sums are ordered
-differently).
+into its blocked layout (the kernel torch.compile's CPU backend uses for frozen weights).
+:func:`packed_products` packs, for the length of a ``with`` block, the weight of every linear
+layer of a module, and gives attention modules with separate query/key/value projections one
+packed product for the three; the model code is not touched (the layers' ``forward`` is
+swapped on the instances and restored on exit, so the packed copies, which do not follow
+weight updates, never outlive the block). Where the kernel is not there (not CPU, not float32,
+a torch without oneDNN) nothing changes. Results match ``F.linear`` to float32 rounding (the
+sums are ordered differently). Measured gains are in ``benchmarks/README.md``.
 
 Example:
-    >>> layer = Linear(4, 3)
+    >>> layer = nn.Linear(4, 3)
     >>> x = torch.randn(2, 4)
-    >>> with torch.no_grad(), prepacked_linears(layer, rows=2, min_bytes=0):
+    >>> with torch.no_grad(), packed_products(layer, rows=2, min_bytes=0):
     ...     packed = layer(x)
-    >>> torch.allclose(packed, layer(x), atol=1e-6), layer.packed is None
-    (True, True)
+    >>> torch.allclose(packed, layer(x), atol=1e-6), "forward" in vars(layer)
+    (True, False)
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Below this many bytes of weights a decoder stays in the core's caches between steps, and there
-# MKL's kernel is as fast or faster (bench_generate, 1 thread: 1.3 MB "small" decoder 73 ms
-# unpacked vs 96 ms packed; 16 MB "medium" 317 ms vs 278 ms greedy, 724 ms vs 613 ms beam-4).
+from speechlobes.nnet.attention import split_fused_heads
+
+# Below this many bytes of weights a decoder stays in the core's caches between steps, where
+# MKL's kernel is as fast or faster (see benchmarks/README.md, bench_generate).
 PACK_MIN_BYTES = 4 * 2**20
 
 
@@ -51,60 +53,63 @@ def pack_weight(weight: torch.Tensor, rows: int) -> torch.Tensor | None:
         return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous(), rows)
 
 
-def packed_linear(
-    x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None, activation: str = "none"
-) -> torch.Tensor:
-    """``x @ weight.T + bias`` with the weight as returned by :func:`pack_weight`, then
-    oneDNN's ``activation`` ("none", "gelu" (exact), "relu")."""
-    # the last argument names GELU's algorithm; the others ignore it
-    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, activation, [], "none")
+def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x @ weight.T + bias`` with the weight as returned by :func:`pack_weight`."""
+    # the last two arguments name a fused activation and its algorithm: none here
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "none")
 
 
-# Activations the packed kernel applies to its output as torch does, bit for bit (oneDNN's
-# tanh-GELU and SiLU differ in the last bit, so they run separately).
-FUSED_ACTIVATIONS = {F.gelu: "gelu", F.relu: "relu"}
+def linear_weight(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """The (out, in) weight and the bias of a linear layer: an ``nn.Linear`` or a module that
+    defines ``linear_weight()`` (GPT-2's transposed layer); None for other modules."""
+    if isinstance(layer, nn.Linear):
+        return layer.weight, layer.bias
+    if hasattr(layer, "linear_weight"):
+        return layer.linear_weight(), layer.bias
+    return None
 
 
-class Linear(nn.Linear):
-    """``torch.nn.Linear`` (same arguments and state dict) that :func:`prepacked_linears` can
-    switch to a packed weight."""
+def _packed_forward(
+    weight: torch.Tensor, bias: torch.Tensor | None, rows: int, plain: Callable
+) -> Callable | None:
+    packed = pack_weight(weight, rows)
+    if packed is None:
+        return None
+    bias = None if bias is None else bias.detach()
 
-    packed: torch.Tensor | None = None
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return packed_linear(x, packed, bias) if x.dtype == torch.float32 else plain(x)
 
-    def pack(self, rows: int) -> None:
-        self.packed = pack_weight(self.weight, rows)
-
-    def unpack(self) -> None:
-        self.packed = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.packed is None or x.dtype != torch.float32:
-            return F.linear(x, self.weight, self.bias)
-        return packed_linear(x, self.packed, self.bias)
-
-    def activated(self, x: torch.Tensor, activation: Callable) -> torch.Tensor:
-        """``activation(self(x))``; on a packed weight exact GELU and ReLU are applied by the
-        product as it writes its output (one pass less over the output)."""
-        fused = FUSED_ACTIVATIONS.get(activation)
-        if fused is None or self.packed is None or x.dtype != torch.float32:
-            return activation(self(x))
-        return packed_linear(x, self.packed, self.bias, fused)
+    return forward
 
 
-def packable_layers(module: nn.Module) -> list[nn.Module]:
-    """The outermost submodules of ``module`` with ``pack(rows)`` and ``unpack()`` (a packable
-    module packs its own children as it sees fit)."""
-    if hasattr(module, "pack") and hasattr(module, "unpack"):
-        return [module]
-    return [layer for child in module.children() for layer in packable_layers(child)]
+def _packed_qkv(attention: nn.Module, rows: int) -> Callable | None:
+    """One packed product for the separate query/key/value projections of ``attention``
+    (named by its ``qkv_names``), replacing its ``project_self``."""
+    projections = [getattr(attention, name) for name in attention.qkv_names]
+    weight = torch.cat([p.weight for p in projections])
+    has_bias = projections[0].bias is not None
+    bias = torch.cat([p.bias for p in projections]) if has_bias else None
+    fused = _packed_forward(weight, bias, rows, lambda x: F.linear(x, weight, bias))
+    if fused is None:
+        return None
+    plain = attention.project_self
+
+    def project_self(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if x.dtype != torch.float32:
+            return plain(x)
+        return split_fused_heads(fused(x), 3, attention.num_heads)
+
+    return project_self
 
 
 @contextmanager
-def prepacked_linears(
+def packed_products(
     module: nn.Module, rows: int, min_bytes: int | None = None
 ) -> Iterator[nn.Module]:
-    """Inside the block, the packable layers of ``module`` (see :func:`packable_layers`, such
-    as :class:`Linear`) run on weights packed on entry for products of about ``rows`` rows, if
+    """Inside the block, the linear layers of ``module`` (see :func:`linear_weight`) run on
+    weights packed on entry for products of about ``rows`` rows, and attention modules with
+    ``qkv_names`` and ``project_self`` project query, key and value in one packed product, if
     the parameters of ``module`` add up to ``min_bytes`` at least (default
     :data:`PACK_MIN_BYTES`). Only under ``torch.no_grad``/``inference_mode`` without autocast;
     elsewhere it changes nothing."""
@@ -114,11 +119,21 @@ def prepacked_linears(
     usable = not (torch.is_grad_enabled() or torch.is_autocast_enabled("cpu")) and (
         sum(p.numel() * p.element_size() for p in module.parameters()) >= min_bytes
     )
-    layers = packable_layers(module) if usable else []
+    swapped: list[tuple[nn.Module, str]] = []
     try:
-        for layer in layers:
-            layer.pack(rows)
+        for layer in module.modules() if usable else ():
+            weights = linear_weight(layer)
+            if weights is not None:
+                forward = _packed_forward(*weights, rows, layer.forward)
+                if forward is not None:
+                    layer.forward = forward
+                    swapped.append((layer, "forward"))
+            if hasattr(layer, "qkv_names"):
+                project_self = _packed_qkv(layer, rows)
+                if project_self is not None:
+                    layer.project_self = project_self
+                    swapped.append((layer, "project_self"))
         yield module
     finally:
-        for layer in layers:
-            layer.unpack()
+        for layer, name in swapped:
+            delattr(layer, name)

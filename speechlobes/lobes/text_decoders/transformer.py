@@ -7,9 +7,9 @@ as an HF-style folder (``config.json`` with model_type ``speechlobes-transformer
 ``model.safetensors``) that only speechlobes reads.
 
 Example:
-    >>> config = TransformerDecoderConfig(vocab_size=20, d_model=16, num_layers=1, num_heads=2,
-    ...                                   ffn_dim=32)
-    >>> decoder = TransformerDecoder(config)
+    >>> config = TransformerTextDecoderConfig(vocab_size=20, d_model=16, num_layers=1,
+    ...                                       num_heads=2, ffn_dim=32)
+    >>> decoder = TransformerTextDecoder(config)
     >>> decoder(torch.tensor([[1, 5, 6]]), torch.randn(1, 7, 16)).logits.shape
     torch.Size([1, 3, 20])
 """
@@ -17,25 +17,21 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from speechlobes.lobes.text_decoders.base import (
-    Attention,
-    DecoderCache,
-    DecoderConfigIO,
-    TextDecoder,
-    activation,
-    init_weights,
-)
-from speechlobes.lobes.text_decoders.packing import Linear
-from speechlobes.nnet.dropout import Dropout
+from speechlobes.lobes.text_decoders.attention import Attention
+from speechlobes.lobes.text_decoders.base import TextDecoder, TextDecoderConfig
+from speechlobes.nnet.activations import activation_fn
+from speechlobes.nnet.dropout import FastDropout
+from speechlobes.nnet.init import init_weights
 
 
 @dataclass
-class TransformerDecoderConfig(DecoderConfigIO):
+class TransformerTextDecoderConfig(TextDecoderConfig):
     """Sizes of the native decoder; the token ids are those of the tokenizer used with it."""
 
     model_type = "speechlobes-transformer-decoder"
@@ -53,10 +49,6 @@ class TransformerDecoderConfig(DecoderConfigIO):
     pad_token_id: int | None = 0
     bos_token_id: int | None = 1
     eos_token_id: int | None = 2
-    is_decoder: bool = True
-    add_cross_attention: bool = True
-    tie_word_embeddings: bool = True
-    extra: dict = field(default_factory=dict)
 
     @property
     def hidden_size(self) -> int:
@@ -71,67 +63,52 @@ def sinusoids(positions: torch.Tensor, width: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
-class TransformerDecoderLayer(nn.Module):
-    def __init__(self, config: TransformerDecoderConfig):
+class DecoderBlock(nn.Module):
+    """Pre-LN block: causal self-attention, attention over the memory, feed-forward."""
+
+    def __init__(self, config: TransformerTextDecoderConfig):
         super().__init__()
         width, eps = config.d_model, config.layer_norm_eps
         self.self_attn_norm = nn.LayerNorm(width, eps=eps)
         self.self_attn = Attention(width, config.num_heads, config.attention_dropout)
         if config.add_cross_attention:
             self.cross_attn_norm = nn.LayerNorm(width, eps=eps)
-            self.cross_attn = Attention(
-                width, config.num_heads, config.attention_dropout, cross=True
-            )
+            self.cross_attn = Attention(width, config.num_heads, config.attention_dropout)
         self.ffn_norm = nn.LayerNorm(width, eps=eps)
-        self.fc1 = Linear(width, config.ffn_dim)
-        self.fc2 = Linear(config.ffn_dim, width)
-        self.act = activation(config.activation)
-        self.dropout = Dropout(config.dropout)
-
-    def cross_kv(self, encoder_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cross_attn.cross_kv(encoder_states)
+        self.fc1 = nn.Linear(width, config.ffn_dim)
+        self.fc2 = nn.Linear(config.ffn_dim, width)
+        self.act = activation_fn(config.activation)
+        self.dropout = FastDropout(config.dropout)
 
     def forward(
         self,
         x: torch.Tensor,
-        index: int,
-        cache: DecoderCache | None,
-        self_padding: torch.Tensor | None,
-        cross_kv: tuple[torch.Tensor, torch.Tensor] | None,
-        cross_bias: torch.Tensor | None,
-        need_weights: bool,
-    ):
-        y, weights = self.self_attn.attend_self(
-            self.self_attn_norm(x), index, cache, self_padding, need_weights
-        )
-        x = x + self.dropout(y)
-        cross_weights = None
-        if cross_kv is not None:
-            y, cross_weights = self.cross_attn.attend_cross(
-                self.cross_attn_norm(x), cross_kv, cross_bias, need_weights
-            )
-            x = x + self.dropout(y)
-        y = self.fc2(self.dropout(self.fc1.activated(self.ffn_norm(x), self.act)))
-        return x + self.dropout(y), weights, cross_weights
+        memory: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        cache: Any = None,
+    ) -> torch.Tensor:
+        """x: (rows, steps, d_model); memory: (batch, frames, d_model)."""
+        x = x + self.dropout(self.self_attn(self.self_attn_norm(x), cache=cache))
+        if memory is not None:
+            x = x + self.dropout(self.cross_attn(self.cross_attn_norm(x), memory, mask, cache))
+        y = self.fc2(self.dropout(self.act(self.fc1(self.ffn_norm(x)))))
+        return x + self.dropout(y)
 
 
-class TransformerDecoder(TextDecoder):
+class TransformerTextDecoder(TextDecoder):
     """Pre-LN Transformer decoder with cross-attention and a tied LM head."""
 
-    config_class = TransformerDecoderConfig
-    architecture = "TransformerDecoder"
+    config_class = TransformerTextDecoderConfig
     tied_keys = ("lm_head.weight",)
 
-    def __init__(self, config: TransformerDecoderConfig):
+    def __init__(self, config: TransformerTextDecoderConfig):
         super().__init__()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
-        self.dropout = Dropout(config.dropout)
-        self.layers = nn.ModuleList(
-            TransformerDecoderLayer(config) for _ in range(config.num_layers)
-        )
+        self.dropout = FastDropout(config.dropout)
+        self.layers = nn.ModuleList(DecoderBlock(config) for _ in range(config.num_layers))
         self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         init_weights(self, config.init_std)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.embed_tokens.weight

@@ -2,7 +2,13 @@
 
 Attribute names follow the Hugging Face checkpoints so state-dict keys map one to one
 (``conv_layers.0.conv.weight``, ``layers.0.attention.q_proj.weight``, ...). Shapes:
-``x: (batch, time, hidden)`` unless said otherwise; ``padding_mask: (batch, time)``, True = padded.
+``x: (batch, time, hidden)`` unless said otherwise; ``padding_mask: (batch, time)``, True = padded;
+``lengths``: (batch,) integer counts of valid samples or frames.
+
+Padded batches: with ``lengths`` (the speech-encoder contract) the group norm of the feature
+encoder takes its statistics over each utterance's own frames, and the conformer's depthwise
+convolution and the adapter see zeros past each utterance's end, as in its single run; without
+them (the transformers-compatible forward) both span the padded row, as transformers does.
 
 Example:
     >>> import torch
@@ -16,8 +22,6 @@ Example:
 
 from __future__ import annotations
 
-from functools import partial
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,30 +34,26 @@ from speechlobes.lobes.wav2vec2.positional import (
     relative_scores_to_bias,
     relative_sinusoids,
 )
+from speechlobes.nnet.activations import activation_fn
 from speechlobes.nnet.attention import attend, attention_weights, merge_heads, split_heads
-from speechlobes.nnet.dropout import Dropout, fast_dropout
-from speechlobes.nnet.positional_conv import SamePad, weight_norm_conv1d
-
-_ACTIVATIONS = {
-    "gelu": nn.GELU,
-    "gelu_new": partial(nn.GELU, approximate="tanh"),
-    "gelu_pytorch_tanh": partial(nn.GELU, approximate="tanh"),
-    "relu": nn.ReLU,
-    "swish": nn.SiLU,
-    "silu": nn.SiLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-}
-
-
-def activation(name: str) -> nn.Module:
-    """The activation module for a Hugging Face ``hidden_act`` name ('gelu' is the exact erf GELU)."""
-    if name not in _ACTIVATIONS:
-        raise ValueError(f"activation {name!r} unknown; supported: {sorted(_ACTIVATIONS)}")
-    return _ACTIVATIONS[name]()
-
+from speechlobes.nnet.dropout import FastDropout, fast_dropout
+from speechlobes.nnet.lengths import conv_output_length, lengths_to_padding_mask
+from speechlobes.nnet.positional_conv import PositionalConvEmbedding
+from speechlobes.nnet.transformer import ConvPositionEncoder, LayerStack, zero_padding
 
 # ----------------------------------------------------------------------------- feature encoder
+
+
+def masked_group_norm(x: torch.Tensor, lengths: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
+    """``norm`` (one group per channel) with each row's statistics over its first ``lengths``
+    frames only. x: (batch, channels, frames)."""
+    valid = ~lengths_to_padding_mask(lengths, x.shape[-1])[:, None, :]
+    count = valid.sum(-1, keepdim=True).clamp_min(1)
+    mean = x.masked_fill(~valid, 0.0).sum(-1, keepdim=True) / count
+    centred = (x - mean).masked_fill(~valid, 0.0)
+    variance = centred.square().sum(-1, keepdim=True) / count
+    normed = (x - mean) * torch.rsqrt(variance + norm.eps)
+    return normed * norm.weight[:, None] + norm.bias[:, None]
 
 
 class FeatureConvLayer(nn.Module):
@@ -61,7 +61,14 @@ class FeatureConvLayer(nn.Module):
     -> activation. x: (batch, channels, time)."""
 
     def __init__(
-        self, in_dim: int, out_dim: int, kernel: int, stride: int, bias: bool, norm: str | None, act
+        self,
+        in_dim: int,
+        out_dim: int,
+        kernel: int,
+        stride: int,
+        bias: bool,
+        norm: str | None,
+        activation: str,
     ) -> None:
         super().__init__()
         self.conv = nn.Conv1d(in_dim, out_dim, kernel, stride=stride, bias=bias)
@@ -70,11 +77,17 @@ class FeatureConvLayer(nn.Module):
             self.layer_norm = nn.GroupNorm(out_dim, out_dim, affine=True)
         elif norm == "layer":
             self.layer_norm = nn.LayerNorm(out_dim)
-        self.activation = activation(act)
+        self.activation = activation_fn(activation)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def output_length(self, lengths: torch.Tensor) -> torch.Tensor:
+        return conv_output_length(lengths, self.conv.kernel_size[0], self.conv.stride[0])
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """``lengths``: valid input samples per row; the group norm then ignores the rest."""
         x = self.conv(x)
-        if self.norm == "group":
+        if self.norm == "group" and lengths is not None:
+            x = masked_group_norm(x, self.output_length(lengths), self.layer_norm)
+        elif self.norm == "group":
             x = self.layer_norm(x)
         elif self.norm == "layer":
             x = self.layer_norm(x.transpose(1, 2)).transpose(1, 2)
@@ -84,8 +97,8 @@ class FeatureConvLayer(nn.Module):
 class FeatureEncoder(nn.Module):
     """The strided conv stack: waveform (batch, samples) -> (batch, conv_dim[-1], frames).
 
-    ``feat_extract_norm='group'``: only the first layer has a GroupNorm (whose statistics span
-    the whole padded time axis); ``'layer'``: every layer has a LayerNorm (eps 1e-5).
+    ``feat_extract_norm='group'``: only the first layer has a GroupNorm; ``'layer'``: every
+    layer has a LayerNorm (eps 1e-5), which looks at one frame at a time.
     """
 
     def __init__(self, config: Wav2Vec2Config) -> None:
@@ -95,11 +108,8 @@ class FeatureEncoder(nn.Module):
         for i, (kernel, stride) in enumerate(
             zip(config.conv_kernel, config.conv_stride, strict=True)
         ):
-            norm = (
-                config.feat_extract_norm
-                if (config.feat_extract_norm == "layer" or i == 0)
-                else None
-            )
+            group_or_layer = config.feat_extract_norm == "layer" or i == 0
+            norm = config.feat_extract_norm if group_or_layer else None
             layers.append(
                 FeatureConvLayer(
                     dims[i],
@@ -114,13 +124,18 @@ class FeatureEncoder(nn.Module):
         self.conv_layers = nn.ModuleList(layers)
         self.gradient_checkpointing = False
 
-    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input_values: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``lengths``: valid samples per row (the group norm then counts only them)."""
         x = input_values[:, None, :]
         for layer in self.conv_layers:
             if self.gradient_checkpointing and self.training and x.requires_grad:
-                x = checkpoint(layer, x, use_reentrant=False)
+                x = checkpoint(layer, x, lengths, use_reentrant=False)
             else:
-                x = layer(x)
+                x = layer(x, lengths)
+            if lengths is not None:
+                lengths = layer.output_length(lengths)
         return x
 
 
@@ -137,7 +152,7 @@ class FeatureProjection(nn.Module):
             nn.LayerNorm(config.conv_dim[-1], eps=config.layer_norm_eps) if has_norm else None
         )
         self.projection = nn.Linear(config.conv_dim[-1], config.hidden_size)
-        self.dropout = Dropout(config.feat_proj_dropout)
+        self.dropout = FastDropout(config.feat_proj_dropout)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         normed = self.layer_norm(features) if self.layer_norm is not None else features
@@ -147,30 +162,23 @@ class FeatureProjection(nn.Module):
 # ----------------------------------------------------------------------------- transformer
 
 
-class PositionalConvEmbedding(nn.Module):
-    """Grouped, weight-normalised Conv1d over time -> SamePad -> activation (added by the caller).
+def positional_conv_embedding(config: Wav2Vec2Config) -> PositionalConvEmbedding:
+    """The family's positional convolution (HuBERT may put a BatchNorm in front of it)."""
+    return PositionalConvEmbedding(
+        config.hidden_size,
+        config.num_conv_pos_embeddings,
+        config.num_conv_pos_embedding_groups,
+        config.feat_extract_activation,
+        batch_norm=config.conv_pos_batch_norm,
+    )
 
-    HuBERT's ``conv_pos_batch_norm`` variant: BatchNorm1d on the input and a plain conv weight.
-    """
 
-    def __init__(self, config: Wav2Vec2Config) -> None:
-        super().__init__()
-        hidden, kernel = config.hidden_size, config.num_conv_pos_embeddings
-        groups = config.num_conv_pos_embedding_groups
-        if config.conv_pos_batch_norm:
-            self.batch_norm = nn.BatchNorm1d(hidden)
-            self.conv = nn.Conv1d(hidden, hidden, kernel, padding=kernel // 2, groups=groups)
-        else:
-            self.batch_norm = None
-            self.conv = weight_norm_conv1d(hidden, kernel, groups)
-        self.padding = SamePad(kernel)
-        self.activation = activation(config.feat_extract_activation)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.transpose(1, 2)
-        if self.batch_norm is not None:
-            x = self.batch_norm(x)
-        return self.activation(self.padding(self.conv(x))).transpose(1, 2)
+def attention_with_weights(q, k, v, bias, padding_mask, dropout: float, output_attentions: bool):
+    """``attend``, or the explicit softmax when the caller wants the attention maps."""
+    if not output_attentions:
+        return attend(q, k, v, bias=bias, key_padding_mask=padding_mask, dropout=dropout), None
+    weights = attention_weights(q, k, bias=bias, key_padding_mask=padding_mask)
+    return torch.matmul(fast_dropout(weights, dropout), v), weights
 
 
 class SelfAttention(nn.Module):
@@ -191,18 +199,11 @@ class SelfAttention(nn.Module):
         q, k, v = (
             split_heads(proj(x), self.num_heads) for proj in (self.q_proj, self.k_proj, self.v_proj)
         )
-        out, weights = _attention(
-            q, k, v, None, padding_mask, self.dropout if self.training else 0.0, output_attentions
+        dropout = self.dropout if self.training else 0.0
+        out, weights = attention_with_weights(
+            q, k, v, None, padding_mask, dropout, output_attentions
         )
         return self.out_proj(merge_heads(out)), weights
-
-
-def _attention(q, k, v, bias, padding_mask, dropout: float, output_attentions: bool):
-    """``attend``, or the explicit softmax when the caller wants the attention maps."""
-    if not output_attentions:
-        return attend(q, k, v, bias=bias, key_padding_mask=padding_mask, dropout=dropout), None
-    weights = attention_weights(q, k, bias=bias, key_padding_mask=padding_mask)
-    return torch.matmul(fast_dropout(weights, dropout), v), weights
 
 
 class FeedForward(nn.Module):
@@ -210,11 +211,11 @@ class FeedForward(nn.Module):
 
     def __init__(self, config: Wav2Vec2Config) -> None:
         super().__init__()
-        self.intermediate_dropout = Dropout(config.activation_dropout)
+        self.intermediate_dropout = FastDropout(config.activation_dropout)
         self.intermediate_dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.intermediate_act_fn = activation(config.hidden_act)
+        self.intermediate_act_fn = activation_fn(config.hidden_act)
         self.output_dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.output_dropout = Dropout(config.hidden_dropout)
+        self.output_dropout = FastDropout(config.hidden_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.intermediate_dropout(self.intermediate_act_fn(self.intermediate_dense(x)))
@@ -230,7 +231,7 @@ class TransformerLayer(nn.Module):
         self.attention = SelfAttention(
             config.hidden_size, config.num_attention_heads, config.attention_dropout
         )
-        self.dropout = Dropout(config.hidden_dropout)
+        self.dropout = FastDropout(config.hidden_dropout)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward = FeedForward(config)
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -245,75 +246,18 @@ class TransformerLayer(nn.Module):
         return self.final_layer_norm(x + self.feed_forward(x)), weights
 
 
-class _LayerStack(nn.Module):
-    """Runs ``self.layers`` with layerdrop, gradient checkpointing and output collection.
-
-    ``hidden_states`` follow transformers 4.x: entry 0 is the input of the first layer, entry i
-    the output of layer i, and the LAST entry is the encoder's final output (after
-    ``final_norm`` when the layout has one).
-    """
-
-    def run_layers(
-        self, x, padding_mask, position, final_norm, output_hidden_states, output_attentions
-    ):
-        hiddens, attentions = [], []
-        for layer in self.layers:
-            if output_hidden_states:
-                hiddens.append(x)
-            if self.training and self.layerdrop > 0 and torch.rand([]) < self.layerdrop:
-                continue
-            if self.gradient_checkpointing and self.training:
-                x, weights = checkpoint(
-                    layer, x, padding_mask, position, output_attentions, use_reentrant=False
-                )
-            else:
-                x, weights = layer(x, padding_mask, position, output_attentions)
-            if output_attentions:
-                attentions.append(weights)
-        if final_norm is not None:
-            x = final_norm(x)
-        if output_hidden_states:
-            hiddens.append(x)
-        return (
-            x,
-            (tuple(hiddens) if output_hidden_states else None),
-            (tuple(attentions) if output_attentions else None),
-        )
-
-
-def _zero_padding(x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
-    return x if padding_mask is None else x.masked_fill(padding_mask[..., None], 0.0)
-
-
-class TransformerEncoder(_LayerStack):
-    """Wav2Vec2 / HuBERT encoder: zero padded frames, add the positional conv, then the layers.
-
-    Base layout: ``LN(x + posconv(x))`` then post-LN layers; stable layout: ``x + posconv(x)``,
-    pre-LN layers, and ``layer_norm`` after the last layer.
-    """
-
-    def __init__(self, config: Wav2Vec2Config) -> None:
-        super().__init__()
-        self.stable = config.do_stable_layer_norm
-        self.pos_conv_embed = PositionalConvEmbedding(config)
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = Dropout(config.hidden_dropout)
-        self.layers = nn.ModuleList(
-            TransformerLayer(config) for _ in range(config.num_hidden_layers)
-        )
-        self.layerdrop = config.layerdrop
-        self.gradient_checkpointing = False
-
-    def forward(self, x, padding_mask=None, output_hidden_states=False, output_attentions=False):
-        x = _zero_padding(x, padding_mask)
-        x = x + self.pos_conv_embed(x)
-        if not self.stable:
-            x = self.layer_norm(x)
-        x = self.dropout(x)
-        final_norm = self.layer_norm if self.stable else None
-        return self.run_layers(
-            x, padding_mask, None, final_norm, output_hidden_states, output_attentions
-        )
+def transformer_encoder(config: Wav2Vec2Config) -> ConvPositionEncoder:
+    """The Wav2Vec2 / HuBERT encoder: positional conv, then post-LN layers (base layout) or
+    pre-LN layers and a final LayerNorm (``do_stable_layer_norm``)."""
+    return ConvPositionEncoder(
+        positional_conv_embedding(config),
+        (TransformerLayer(config) for _ in range(config.num_hidden_layers)),
+        config.hidden_size,
+        layer_norm_first=config.do_stable_layer_norm,
+        dropout=config.hidden_dropout,
+        layerdrop=config.layerdrop,
+        layer_norm_eps=config.layer_norm_eps,
+    )
 
 
 # ----------------------------------------------------------------------------- conformer
@@ -322,8 +266,9 @@ class TransformerEncoder(_LayerStack):
 class ConformerConvModule(nn.Module):
     """LN -> pointwise conv (H -> 2H) -> GLU -> depthwise conv -> BatchNorm -> act -> pointwise.
 
-    Not masked: padded frames leak into valid ones through the depthwise conv, as in the
-    reference. Pointwise convs are computed as matrix products in (batch, time, channels).
+    Pointwise convs are computed as matrix products in (batch, time, channels). Given a
+    ``padding_mask``, padded frames are zeroed before the depthwise convolution, so valid frames
+    near the end see what their single run sees (transformers lets the padding leak in).
     """
 
     def __init__(self, config: Wav2Vec2Config) -> None:
@@ -337,13 +282,13 @@ class ConformerConvModule(nn.Module):
             hidden, hidden, kernel, padding=(kernel - 1) // 2, groups=hidden, bias=False
         )
         self.batch_norm = nn.BatchNorm1d(hidden)
-        self.activation = activation(config.hidden_act)
+        self.activation = activation_fn(config.hidden_act)
         self.pointwise_conv2 = nn.Conv1d(hidden, hidden, 1, bias=False)
-        self.dropout = Dropout(config.conformer_conv_dropout)
+        self.dropout = FastDropout(config.conformer_conv_dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = F.linear(self.layer_norm(x), self.pointwise_conv1.weight[..., 0])
-        x = F.glu(x, dim=-1).transpose(1, 2)
+        x = zero_padding(F.glu(x, dim=-1), padding_mask).transpose(1, 2)
         x = self.activation(self.batch_norm(self.depthwise_conv(x))).transpose(1, 2)
         return self.dropout(F.linear(x, self.pointwise_conv2.weight[..., 0]))
 
@@ -389,12 +334,18 @@ class ConformerSelfAttention(nn.Module):
             bias = relative_scores_to_bias(scores) * self.head_size**-0.5
             q = q + self.pos_bias_u[:, None, :]
         dropout = self.dropout if self.training else 0.0
-        out, weights = _attention(q, k, v, bias, padding_mask, dropout, output_attentions)
+        out, weights = attention_with_weights(
+            q, k, v, bias, padding_mask, dropout, output_attentions
+        )
         return self.linear_out(merge_heads(out)), weights
 
 
 class ConformerLayer(nn.Module):
-    """Macaron block: half FFN, MHSA, conv module, half FFN, final LayerNorm (all LN eps 1e-5)."""
+    """Macaron block: half FFN, MHSA, conv module, half FFN, final LayerNorm (all LN eps 1e-5).
+
+    ``exact_padding``: the convolution module sees zeros past each utterance's end (see
+    :class:`ConformerConvModule`).
+    """
 
     def __init__(self, config: Wav2Vec2Config) -> None:
         super().__init__()
@@ -402,54 +353,71 @@ class ConformerLayer(nn.Module):
         self.ffn1_layer_norm = nn.LayerNorm(hidden)
         self.ffn1 = FeedForward(config)
         self.self_attn_layer_norm = nn.LayerNorm(hidden)
-        self.self_attn_dropout = Dropout(config.attention_dropout)
+        self.self_attn_dropout = FastDropout(config.attention_dropout)
         self.self_attn = ConformerSelfAttention(config)
         self.conv_module = ConformerConvModule(config)
         self.ffn2_layer_norm = nn.LayerNorm(hidden)
         self.ffn2 = FeedForward(config)
         self.final_layer_norm = nn.LayerNorm(hidden)
 
-    def forward(self, x, padding_mask=None, position=None, output_attentions=False):
+    def forward(
+        self, x, padding_mask=None, position=None, output_attentions=False, exact_padding=False
+    ):
         x = x + 0.5 * self.ffn1(self.ffn1_layer_norm(x))
         attn, weights = self.self_attn(
             self.self_attn_layer_norm(x), padding_mask, position, output_attentions
         )
         x = x + self.self_attn_dropout(attn)
-        x = x + self.conv_module(x)
+        x = x + self.conv_module(x, padding_mask if exact_padding else None)
         x = x + 0.5 * self.ffn2(self.ffn2_layer_norm(x))
         return self.final_layer_norm(x), weights
 
 
-class ConformerEncoder(_LayerStack):
+class ConformerEncoder(LayerStack):
     """Zero padded frames -> conformer layers -> ``layer_norm``.
 
     ``pos_conv_embed`` exists because checkpoints store it, but the conformer never uses it;
-    it is frozen so optimizers and DDP do not wait for gradients that never come.
+    it is frozen so optimizers and DDP do not wait for gradients that never come (pass
+    ``pos_conv_embed=False`` for a stack trained from scratch, which has no checkpoint to match).
     """
 
-    def __init__(self, config: Wav2Vec2Config) -> None:
-        super().__init__()
+    def __init__(self, config: Wav2Vec2Config, pos_conv_embed: bool = True) -> None:
+        super().__init__(
+            (ConformerLayer(config) for _ in range(config.num_hidden_layers)), config.layerdrop
+        )
         self.position_type = config.position_embeddings_type
         if self.position_type == "rotary":
             self.embed_positions = RotaryEmbedding(
                 config.hidden_size // config.num_attention_heads, config.rotary_embedding_base
             )
-        self.pos_conv_embed = PositionalConvEmbedding(config).requires_grad_(False)
+        if pos_conv_embed:
+            self.pos_conv_embed = positional_conv_embedding(config).requires_grad_(False)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = Dropout(config.hidden_dropout)
-        self.layers = nn.ModuleList(ConformerLayer(config) for _ in range(config.num_hidden_layers))
-        self.layerdrop = config.layerdrop
-        self.gradient_checkpointing = False
+        self.dropout = FastDropout(config.hidden_dropout)
 
-    def forward(self, x, padding_mask=None, output_hidden_states=False, output_attentions=False):
-        x = self.dropout(_zero_padding(x, padding_mask))
+    def forward(
+        self,
+        x,
+        padding_mask=None,
+        output_hidden_states=False,
+        output_attentions=False,
+        exact_padding=False,
+    ):
+        """``exact_padding``: each padded item gets the frames of its single run."""
+        x = self.dropout(zero_padding(x, padding_mask))
         position = None
         if self.position_type == "relative":
             position = relative_sinusoids(x.shape[1], x.shape[2], x.dtype, x.device)
         elif self.position_type == "rotary":
             position = self.embed_positions(x.shape[1])
         return self.run_layers(
-            x, padding_mask, position, self.layer_norm, output_hidden_states, output_attentions
+            x,
+            padding_mask,
+            position,
+            self.layer_norm,
+            output_hidden_states,
+            output_attentions,
+            exact_padding=exact_padding,
         )
 
 
@@ -465,6 +433,9 @@ class AdapterLayer(nn.Module):
         self.conv = nn.Conv1d(
             width, 2 * width, config.adapter_kernel_size, stride=config.adapter_stride, padding=1
         )
+
+    def output_length(self, lengths: torch.Tensor) -> torch.Tensor:
+        return conv_output_length(lengths, self.conv.kernel_size[0], self.conv.stride[0], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.glu(self.conv(x), dim=1)
@@ -483,11 +454,18 @@ class Adapter(nn.Module):
         self.layers = nn.ModuleList(AdapterLayer(config) for _ in range(config.num_adapter_layers))
         self.layerdrop = config.layerdrop
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns the frames and, given the valid ``lengths`` of ``x``, theirs; frames past
+        each row's end are zeroed before every convolution, as in the row's single run."""
         if self.proj is not None:
             x = self.proj_layer_norm(self.proj(x))
-        x = x.transpose(1, 2)
         for layer in self.layers:
-            if not self.training or torch.rand([]) > self.layerdrop:
-                x = layer(x)
-        return x.transpose(1, 2)
+            if self.training and torch.rand([]) <= self.layerdrop:
+                continue
+            if lengths is not None:
+                x = zero_padding(x, lengths_to_padding_mask(lengths, x.shape[1]))
+                lengths = layer.output_length(lengths)
+            x = layer(x.transpose(1, 2)).transpose(1, 2)
+        return x, lengths

@@ -2,7 +2,8 @@
 
 One dataclass covers the three Hugging Face config classes; field names and defaults are
 those of ``config.json``. Fields we do not model (``architectures``, ``transformers_version``,
-``dtype``, ...) are kept in ``extra`` and written back, so a folder survives a round trip.
+``dtype``, ...) are kept in ``extra`` and written back, so a folder survives a round trip (the
+policy of every :class:`~speechlobes.lobes.config.LobeConfig`).
 
 Example:
     >>> config = Wav2Vec2Config(model_type="wav2vec2-conformer", hidden_size=64, num_attention_heads=4)
@@ -14,11 +15,10 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from speechlobes.lobes.config import LobeConfig
 
 MODEL_TYPES = ("wav2vec2", "hubert", "wav2vec2-conformer")
 
@@ -70,8 +70,9 @@ _DERIVED = ("num_feat_extract_layers", "num_labels")
 
 
 @dataclass
-class Wav2Vec2Config:
-    """Architecture and training hyper-parameters, named as in Hugging Face ``config.json``."""
+class Wav2Vec2Config(LobeConfig):
+    """Architecture and training hyper-parameters, named as in Hugging Face ``config.json``;
+    ``model_type`` (a field here) is one of "wav2vec2", "hubert", "wav2vec2-conformer"."""
 
     model_type: str = "wav2vec2"
     vocab_size: int | None = 32
@@ -138,7 +139,6 @@ class Wav2Vec2Config:
     conformer_conv_dropout: float = 0.1
     id2label: dict[int, str] | None = None
     label2id: dict[str, int] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.model_type not in MODEL_TYPES:
@@ -190,26 +190,26 @@ class Wav2Vec2Config:
         return self.model_type == "wav2vec2-conformer"
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Wav2Vec2Config:
-        """From a ``config.json`` dict; unknown keys go to ``extra``."""
+    def accepted_keys(cls) -> tuple[str, ...]:
+        return (*cls.field_names(), *_DERIVED)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], strict: bool = False) -> Wav2Vec2Config:
+        """From a ``config.json`` dict; ``num_labels`` alone gives generic label names."""
         values = dict(values)
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         if "num_labels" in values and "id2label" not in values:
             values["id2label"] = {i: f"LABEL_{i}" for i in range(int(values["num_labels"]))}
+        if strict:
+            cls.check_keys(key for key in values if key != "extra")
         for name in _DERIVED:
             values.pop(name, None)
-        extra = {k: v for k, v in values.items() if k not in known}
-        extra.update(values.pop("extra", {}))
-        return cls(**{k: v for k, v in values.items() if k in known}, extra=extra)
+        return super().from_dict(values)
 
     def to_dict(self) -> dict[str, Any]:
         """A ``config.json`` dict holding this model type's fields plus ``extra``."""
-        absent = _ABSENT_FIELDS[self.model_type]
-        values = {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name != "extra" and f.name not in absent
-        }
+        values = super().to_dict()
+        for name in _ABSENT_FIELDS[self.model_type]:
+            values.pop(name, None)
         if self.id2label is None:
             values.pop("id2label")
             values.pop("label2id")
@@ -217,14 +217,4 @@ class Wav2Vec2Config:
             values["id2label"] = {str(k): v for k, v in self.id2label.items()}
             values["label2id"] = self.label2id or {v: k for k, v in self.id2label.items()}
         values["num_feat_extract_layers"] = self.num_feat_extract_layers
-        return {**self.extra, **values}
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> Wav2Vec2Config:
-        with open(path, encoding="utf-8") as handle:
-            return cls.from_dict(json.load(handle))
-
-    def to_json(self, path: str | Path) -> None:
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(self.to_dict(), handle, indent=2, sort_keys=True)
-            handle.write("\n")
+        return values

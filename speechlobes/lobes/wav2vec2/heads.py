@@ -32,13 +32,13 @@ from torch import nn
 from speechlobes.lobes.wav2vec2.config import Wav2Vec2Config
 from speechlobes.lobes.wav2vec2.model import (
     HubertModel,
-    PretrainedMixin,
     Wav2Vec2BaseModel,
     Wav2Vec2BaseModelOutput,
     Wav2Vec2ConformerModel,
     Wav2Vec2Model,
+    Wav2Vec2PretrainedModel,
 )
-from speechlobes.nnet.dropout import Dropout
+from speechlobes.nnet.dropout import FastDropout
 from speechlobes.nnet.lengths import conv_output_length
 
 
@@ -69,7 +69,7 @@ class PreTrainingOutput:
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
-class HeadModel(PretrainedMixin):
+class HeadModel(Wav2Vec2PretrainedModel):
     """An encoder (``base_model_class``) under its transformers attribute name, plus a head."""
 
     base_model_class: type[Wav2Vec2BaseModel]
@@ -109,7 +109,7 @@ class _LayerSumMixin(HeadModel):
             layers = config.num_hidden_layers + 1
             self.layer_weights = nn.Parameter(torch.ones(layers) / layers)
 
-    def encode(self, input_values, attention_mask, output_attentions, output_hidden_states):
+    def encode_hidden(self, input_values, attention_mask, output_attentions, output_hidden_states):
         """Run the encoder; returns (features for the head, encoder output)."""
         weighted = self.config.use_weighted_layer_sum
         out = self.base_model(
@@ -144,7 +144,7 @@ class ForCTC(HeadModel):
         if config.vocab_size is None:
             raise ValueError(f"{type(self).__name__}: config.vocab_size must be set for a CTC head")
         width = config.output_hidden_size if config.add_adapter else config.hidden_size
-        self.dropout = Dropout(config.final_dropout)
+        self.dropout = FastDropout(config.final_dropout)
         self.lm_head = nn.Linear(width, config.vocab_size)
 
     def forward(
@@ -224,7 +224,7 @@ class ForSequenceClassification(_LayerSumMixin):
         output_hidden_states: bool = False,
         labels: torch.Tensor | None = None,
     ) -> HeadOutput:
-        hidden, out = self.encode(
+        hidden, out = self.encode_hidden(
             input_values, attention_mask, output_attentions, output_hidden_states
         )
         logits = self.classifier(self.pool(hidden, attention_mask))
@@ -254,7 +254,7 @@ class ForAudioFrameClassification(_LayerSumMixin):
         output_hidden_states: bool = False,
         labels: torch.Tensor | None = None,
     ) -> HeadOutput:
-        hidden, out = self.encode(
+        hidden, out = self.encode_hidden(
             input_values, attention_mask, output_attentions, output_hidden_states
         )
         logits = self.classifier(hidden)
@@ -345,7 +345,7 @@ class ForXVector(_LayerSumMixin):
         output_hidden_states: bool = False,
         labels: torch.Tensor | None = None,
     ) -> XVectorOutput:
-        hidden, out = self.encode(
+        hidden, out = self.encode_hidden(
             input_values, attention_mask, output_attentions, output_hidden_states
         )
         hidden = self.projector(hidden)
@@ -428,7 +428,7 @@ class ForPreTraining(HeadModel):
 
     def __init__(self, config: Wav2Vec2Config) -> None:
         super().__init__(config)
-        self.dropout_features = Dropout(config.feat_quantizer_dropout)
+        self.dropout_features = FastDropout(config.feat_quantizer_dropout)
         self.quantizer = GumbelVectorQuantizer(config)
         self.project_hid = nn.Linear(config.hidden_size, config.proj_codevector_dim)
         self.project_q = nn.Linear(config.codevector_dim, config.proj_codevector_dim)

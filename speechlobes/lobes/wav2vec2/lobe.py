@@ -8,35 +8,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechlobes.lobes.encoder import EncoderOutput, encoder_output, sample_lengths
 from speechlobes.lobes.hf_io import read_config
 from speechlobes.lobes.wav2vec2.model import ENCODER_MODELS
-from speechlobes.nnet.lengths import lengths_to_padding_mask, relative_to_absolute_lengths
-from speechlobes.processing.waveform import WaveformNormalizer, normalize_waveforms
+from speechlobes.processing.waveform import normalize_waveforms
 
 
 class Wav2Vec2Lobe(nn.Module):
-    """SpeechBrain-style wrapper: ``(wav, wav_lens) -> features`` from a Hugging Face folder.
+    """A Wav2Vec2-family encoder from a Hugging Face folder, honouring the speech-encoder
+    contract (:mod:`speechlobes.lobes.encoder`): ``frames, frame_lens = lobe(wavs, wav_lens)``.
 
-    Arguments:
+    Args:
         source: folder with ``config.json`` and weights (any encoder of the family; head
             tensors of a head checkpoint are dropped).
         freeze: no gradients, eval mode always (feature extraction).
         freeze_feature_extractor: freeze only the conv feature encoder (fine-tuning).
-        output_all_hiddens: return every hidden state stacked, (layers + 1, batch, frames, hidden)
-            (transformers 4.x semantics: the last one is the encoder output).
+        output_all_hiddens: frames of every layer stacked in front, (layers + 1, batch, frames,
+            hidden) (transformers 4.x semantics: the last one is the encoder output).
         output_norm: LayerNorm (no affine) over the hidden dimension of the output.
         apply_spec_augment: SpecAugment in training (the config's mask_time_* fields).
-        normalize_wav: zero mean / unit variance per utterance, like the feature extractor.
-        use_attention_mask: pass the sample mask to the model. Default: the folder's
-            ``preprocessor_config.json`` ``return_attention_mask`` if present, else True for
-            layer-norm feature encoders and False for group-norm ones (wav2vec2-base checkpoints
-            were trained without one). Without a mask, normalisation spans the padded row.
+        normalize_wav: zero mean / unit variance per utterance over its own samples, as the
+            Hugging Face feature extractor does.
         **config_overrides: config fields to change (e.g. ``layerdrop=0.05``, ``mask_time_prob``).
 
     Example:
-        >>> lobe = Wav2Vec2Lobe("tests/fixtures/hf/w2v2_conformer_relpos")  # doctest: +SKIP
-        >>> lobe(torch.randn(2, 16000), torch.tensor([1.0, 0.6])).shape  # doctest: +SKIP
-        torch.Size([2, 49, 32])
+        >>> import tempfile
+        >>> from speechlobes.lobes.wav2vec2 import HubertModel, Wav2Vec2Config
+        >>> folder = tempfile.mkdtemp()
+        >>> HubertModel(Wav2Vec2Config(model_type="hubert", hidden_size=16, num_attention_heads=2,
+        ...     num_hidden_layers=1, intermediate_size=32, conv_dim=[8, 8], conv_stride=[5, 4],
+        ...     conv_kernel=[10, 4], num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)
+        ... ).save_pretrained(folder)
+        >>> lobe = Wav2Vec2Lobe(folder)
+        >>> frames, frame_lens = lobe(torch.randn(2, 1600), torch.tensor([1.0, 0.5]))
+        >>> frames.shape, (frame_lens * frames.shape[1]).tolist()
+        (torch.Size([2, 79, 16]), [79.0, 39.0])
     """
 
     def __init__(
@@ -48,11 +54,10 @@ class Wav2Vec2Lobe(nn.Module):
         output_norm: bool = False,
         apply_spec_augment: bool = False,
         normalize_wav: bool = True,
-        use_attention_mask: bool | None = None,
         **config_overrides,
     ) -> None:
         super().__init__()
-        model_type = read_config(source)["model_type"]
+        model_type = read_config(source).get("model_type")
         if model_type not in ENCODER_MODELS:
             raise ValueError(
                 f"{source}: model_type {model_type!r} is not one of {sorted(ENCODER_MODELS)}"
@@ -60,12 +65,6 @@ class Wav2Vec2Lobe(nn.Module):
         self.model = ENCODER_MODELS[model_type].from_pretrained(
             source, apply_spec_augment=apply_spec_augment, **config_overrides
         )
-        preprocessor = Path(source) / "preprocessor_config.json"
-        if use_attention_mask is None and preprocessor.is_file():
-            use_attention_mask = WaveformNormalizer.from_pretrained(source).return_attention_mask
-        if use_attention_mask is None:
-            use_attention_mask = self.model.config.feat_extract_norm == "layer"
-        self.use_attention_mask = use_attention_mask
         self.freeze = freeze
         self.output_all_hiddens = output_all_hiddens
         self.output_norm = output_norm
@@ -75,36 +74,49 @@ class Wav2Vec2Lobe(nn.Module):
         elif freeze_feature_extractor:
             self.model.freeze_feature_encoder()
 
+    @property
+    def output_size(self) -> int:
+        return self.model.output_size
+
+    def freeze_feature_encoder(self) -> None:
+        self.model.freeze_feature_encoder()
+
     def train(self, mode: bool = True) -> Wav2Vec2Lobe:
         super().train(mode)
         if self.freeze:
             self.model.eval()
         return self
 
-    def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor | None = None) -> torch.Tensor:
-        """wav: (batch, samples); wav_lens: relative lengths (batch,) -> (batch, frames, hidden)."""
+    def forward(
+        self,
+        wavs: torch.Tensor,
+        wav_lens: torch.Tensor | None = None,
+        reference_padding: bool = False,
+    ) -> EncoderOutput:
+        """:meth:`encode`."""
+        return self.encode(wavs, wav_lens, reference_padding)
+
+    def encode(
+        self,
+        wavs: torch.Tensor,
+        wav_lens: torch.Tensor | None = None,
+        reference_padding: bool = False,
+    ) -> EncoderOutput:
+        """wavs: (batch, samples); wav_lens: relative lengths (batch,) -> frames (batch,
+        frames, hidden) and their relative lengths; under ``no_grad`` when frozen."""
         with torch.set_grad_enabled(not self.freeze and torch.is_grad_enabled()):
-            return self.extract_features(wav, wav_lens)
-
-    def extract_features(
-        self, wav: torch.Tensor, wav_lens: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        lengths = None
-        if wav_lens is not None:
-            lengths = relative_to_absolute_lengths(wav_lens, wav.shape[-1])
-        if self.normalize_wav:
-            wav = normalize_waveforms(wav, lengths if self.use_attention_mask else None)
-        mask = None
-        if self.use_attention_mask and lengths is not None:
-            mask = (~lengths_to_padding_mask(lengths.to(wav.device), wav.shape[-1])).long()
-        out = self.model(wav, mask, output_hidden_states=self.output_all_hiddens)
-        features = (
-            torch.stack(out.hidden_states) if self.output_all_hiddens else out.last_hidden_state
-        )
-        if self.output_norm:
-            features = F.layer_norm(features, features.shape[-1:])
-        return features
-
-    def output_lengths(self, wav_lens: torch.Tensor, num_samples: int) -> torch.Tensor:
-        """Valid encoder frames per utterance for relative ``wav_lens`` of a ``num_samples`` batch."""
-        return self.model.output_lengths(relative_to_absolute_lengths(wav_lens, num_samples))
+            lengths = sample_lengths(wavs, wav_lens)
+            if self.normalize_wav:
+                wavs = normalize_waveforms(wavs, lengths)
+            out, frame_lengths = self.model.run(
+                wavs,
+                lengths,
+                exact_padding=not reference_padding,
+                output_hidden_states=self.output_all_hiddens,
+            )
+            frames = (
+                torch.stack(out.hidden_states) if self.output_all_hiddens else out.last_hidden_state
+            )
+            if self.output_norm:
+                frames = F.layer_norm(frames, frames.shape[-1:])
+        return encoder_output(frames, frame_lengths)

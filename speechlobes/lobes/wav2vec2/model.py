@@ -1,7 +1,9 @@
-"""Base encoders of the Wav2Vec2 family and their Hugging Face folder I/O.
+"""Base encoders of the Wav2Vec2 family: Wav2Vec2, HuBERT and Wav2Vec2-Conformer.
 
-``Wav2Vec2Model``, ``HubertModel`` and ``Wav2Vec2ConformerModel`` share one forward:
-conv feature encoder -> feature projection -> SpecAugment (training) -> encoder -> adapter.
+The three share one forward: conv feature encoder -> feature projection -> SpecAugment
+(training) -> encoder -> adapter. They answer the speech-encoder contract
+(:mod:`speechlobes.lobes.encoder`, ``encode(wavs, wav_lens)``) and keep transformers' forward
+(``input_values``, ``attention_mask`` -> ``last_hidden_state``, ...) with its outputs.
 
 Example:
     >>> import torch
@@ -11,41 +13,31 @@ Example:
     >>> model = Wav2Vec2Model(config).eval()
     >>> model(torch.randn(2, 400)).last_hidden_state.shape
     torch.Size([2, 39, 16])
-    >>> model.output_lengths(torch.tensor([400, 250]))
-    tensor([39, 24])
+    >>> frames, frame_lens = model.encode(torch.randn(2, 400), torch.tensor([1.0, 0.625]))
+    >>> model.output_lengths(torch.tensor([400, 250])), frame_lens * frames.shape[1]
+    (tensor([39, 24]), tensor([39., 24.]))
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from speechlobes.lobes.hf_io import (
-    load_hf_state_dict,
-    load_state_dict_checked,
-    read_config,
-    save_hf_folder,
-)
+from speechlobes.lobes.encoder import EncoderOutput, encoder_output, sample_lengths
+from speechlobes.lobes.pretrained import PretrainedMixin
 from speechlobes.lobes.wav2vec2.blocks import (
     Adapter,
     ConformerEncoder,
     FeatureEncoder,
     FeatureProjection,
-    TransformerEncoder,
+    transformer_encoder,
 )
 from speechlobes.lobes.wav2vec2.config import Wav2Vec2Config
 from speechlobes.nnet.lengths import conv_output_length, lengths_to_padding_mask
 from speechlobes.processing.augment import compute_span_mask
-
-# Tensors whose presence depends on settings, not on the architecture: never a mismatch.
-_OPTIONAL_KEYS = (
-    r"(^|\.)masked_spec_embed$",
-    r"num_batches_tracked$",
-    r"embed_positions\.inv_freq$",
-)
 
 
 def conv_stack_lengths(config: Wav2Vec2Config, input_lengths: torch.Tensor | int):
@@ -72,15 +64,23 @@ class Wav2Vec2BaseModelOutput:
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
-class PretrainedMixin(nn.Module):
-    """``from_pretrained`` / ``save_pretrained`` for Hugging Face folders, shared by all classes.
+class Wav2Vec2PretrainedModel(PretrainedMixin, nn.Module):
+    """What every class of the family shares: the config, the model type check, folder I/O
+    (Hugging Face keys, with or without the base-model prefix) and the length arithmetic.
 
     Subclasses set ``model_type`` and ``base_model_prefix`` (the attribute that holds the base
     encoder in head models, and the key prefix in their checkpoints).
     """
 
+    config_class = Wav2Vec2Config
     model_type: str
     base_model_prefix: str
+    # Tensors whose presence depends on settings, not on the architecture: never a mismatch.
+    checkpoint_ignore = (
+        r"(^|\.)masked_spec_embed$",
+        r"num_batches_tracked$",
+        r"embed_positions\.inv_freq$",
+    )
 
     def __init__(self, config: Wav2Vec2Config) -> None:
         super().__init__()
@@ -95,51 +95,19 @@ class PretrainedMixin(nn.Module):
     def is_base_model(self) -> bool:
         return not hasattr(self, self.base_model_prefix)
 
-    def _match_prefix(self, state: dict[str, torch.Tensor]) -> tuple[dict, list[str]]:
+    def rename_checkpoint_keys(self, state: dict[str, torch.Tensor]) -> dict[str, Any]:
         """Add or strip the base-model prefix so checkpoint keys match ours.
 
-        A base model loaded from a head checkpoint keeps the prefixed tensors; the head's own
-        tensors are returned as the second value (dropped, as transformers does).
+        A base model loaded from a head checkpoint takes the prefixed tensors; the head's own
+        tensors are dropped, as transformers does.
         """
         prefix = self.base_model_prefix + "."
         has_prefix = any(key.startswith(prefix) for key in state)
         if self.is_base_model and has_prefix:
-            head = sorted(k for k in state if not k.startswith(prefix))
-            return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, head
+            return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if not self.is_base_model and not has_prefix:
-            return {prefix + k: v for k, v in state.items()}, []
-        return state, []
-
-    def load_hf_state_dict(
-        self, state: dict[str, torch.Tensor], strict: bool = True, source: str = "checkpoint"
-    ):
-        """Load Hugging Face keys (with or without the base prefix); returns (missing, unexpected)."""
-        state, _ = self._match_prefix(state)
-        return load_state_dict_checked(
-            self, state, strict=strict, ignore=_OPTIONAL_KEYS, source=source
-        )
-
-    @classmethod
-    def from_pretrained(cls, folder: str | Path, strict: bool = True, **config_overrides):
-        """Build from ``folder/config.json`` (fields overridable by keyword) and load the weights.
-
-        ``strict=True`` raises on any missing or unexpected tensor; pass ``strict=False`` to start
-        a new head on a pretrained encoder (the missing tensors keep their initial values).
-        """
-        config = Wav2Vec2Config.from_dict({**read_config(folder), **config_overrides})
-        model = cls(config)
-        model.load_hf_state_dict(load_hf_state_dict(folder), strict=strict, source=str(folder))
-        return model.eval()
-
-    def save_pretrained(
-        self,
-        folder: str | Path,
-        safe_serialization: bool = True,
-        max_shard_size: int | str | None = None,
-    ) -> None:
-        """Write ``config.json`` + weights in the layout ``transformers`` loads."""
-        config = {**self.config.to_dict(), "architectures": [type(self).__name__]}
-        save_hf_folder(folder, config, self.state_dict(), safe_serialization, max_shard_size)
+            return {prefix + k: v for k, v in state.items()}
+        return state
 
     def output_lengths(self, input_lengths: torch.Tensor | int, add_adapter: bool | None = None):
         """Samples -> encoder frames (through the adapter when add_adapter, default: the config's)."""
@@ -156,10 +124,8 @@ class PretrainedMixin(nn.Module):
         return ~lengths_to_padding_mask(lengths.long(), num_frames)
 
 
-class Wav2Vec2BaseModel(PretrainedMixin):
+class Wav2Vec2BaseModel(Wav2Vec2PretrainedModel):
     """The shared forward of the three base encoders."""
-
-    encoder_class: type[nn.Module] = TransformerEncoder
 
     def __init__(self, config: Wav2Vec2Config) -> None:
         super().__init__(config)
@@ -167,13 +133,21 @@ class Wav2Vec2BaseModel(PretrainedMixin):
         self.feature_projection = FeatureProjection(config)
         if config.mask_time_prob > 0.0 or config.mask_feature_prob > 0.0:
             self.masked_spec_embed = nn.Parameter(torch.rand(config.hidden_size))
-        self.encoder = self.encoder_class(config)
+        self.encoder = (
+            ConformerEncoder(config) if config.is_conformer else transformer_encoder(config)
+        )
         self.adapter = Adapter(config) if config.add_adapter else None
+
+    @property
+    def output_size(self) -> int:
+        """Width of the frames (after the adapter, if any)."""
+        return (
+            self.config.output_hidden_size if self.adapter is not None else self.config.hidden_size
+        )
 
     def freeze_feature_encoder(self) -> None:
         """Stop gradients into the conv feature encoder (as recipes do when fine-tuning)."""
-        for param in self.feature_extractor.parameters():
-            param.requires_grad = False
+        self.feature_extractor.requires_grad_(False)
 
     def gradient_checkpointing_enable(self) -> None:
         """Recompute encoder layers (and conv layers) in the backward pass to save memory."""
@@ -184,19 +158,19 @@ class Wav2Vec2BaseModel(PretrainedMixin):
         self,
         hidden: torch.Tensor,
         mask_time_indices: torch.Tensor | None,
-        frame_mask: torch.Tensor | None,
+        frame_lengths: torch.Tensor | None,
     ) -> torch.Tensor:
         """SpecAugment: given ``mask_time_indices`` (any mode) or sampled spans (training only)."""
         config = self.config
         if not config.apply_spec_augment:
             return hidden
         if mask_time_indices is None and config.mask_time_prob > 0 and self.training:
-            mask_time_indices = self._span_mask(
-                hidden.shape[:2],
+            mask_time_indices = compute_span_mask(
+                tuple(hidden.shape[:2]),
                 config.mask_time_prob,
                 config.mask_time_length,
-                config.mask_time_min_masks,
-                frame_mask,
+                min_masks=config.mask_time_min_masks,
+                lengths=frame_lengths,
             )
         if mask_time_indices is not None:
             embed = self.masked_spec_embed.to(hidden.dtype)
@@ -204,20 +178,57 @@ class Wav2Vec2BaseModel(PretrainedMixin):
                 mask_time_indices.bool()[..., None].to(hidden.device), embed, hidden
             )
         if config.mask_feature_prob > 0 and self.training:
-            feature_mask = self._span_mask(
+            feature_mask = compute_span_mask(
                 (hidden.shape[0], hidden.shape[2]),
                 config.mask_feature_prob,
                 config.mask_feature_length,
-                config.mask_feature_min_masks,
-                None,
+                min_masks=config.mask_feature_min_masks,
             )
             hidden = hidden.masked_fill(feature_mask[:, None, :].to(hidden.device), 0.0)
         return hidden
 
-    @staticmethod
-    def _span_mask(shape, prob, length, min_masks, frame_mask):
-        lengths = None if frame_mask is None else frame_mask.sum(-1)
-        return compute_span_mask(tuple(shape), prob, length, min_masks=min_masks, lengths=lengths)
+    def run(
+        self,
+        input_values: torch.Tensor,
+        sample_lengths: torch.Tensor | None,
+        exact_padding: bool,
+        mask_time_indices: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> tuple[Wav2Vec2BaseModelOutput, torch.Tensor | None]:
+        """The forward of both surfaces; returns the output and the frame lengths (None
+        without ``sample_lengths``). ``exact_padding``: every padded item gets the frames of
+        its single run (else transformers' padded-batch numerics)."""
+        exact = exact_padding and sample_lengths is not None
+        features = self.feature_extractor(input_values, sample_lengths if exact else None)
+        features = features.transpose(1, 2)
+        frame_lengths = None
+        if sample_lengths is not None:
+            frame_lengths = conv_stack_lengths(self.config, sample_lengths)
+        padding_mask = None
+        if frame_lengths is not None:
+            padding_mask = lengths_to_padding_mask(frame_lengths, features.shape[1])
+        hidden, extract_features = self.feature_projection(features)
+        hidden = self.mask_hidden_states(hidden, mask_time_indices, frame_lengths)
+        conformer = {"exact_padding": exact} if self.config.is_conformer else {}
+        last, hiddens, attentions = self.encoder(
+            hidden,
+            padding_mask,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            **conformer,
+        )
+        if self.adapter is not None:
+            last, adapted = self.adapter(last, frame_lengths if exact else None)
+            if frame_lengths is not None:
+                frame_lengths = adapted if exact else adapter_lengths(self.config, frame_lengths)
+        output = Wav2Vec2BaseModelOutput(
+            last_hidden_state=last,
+            extract_features=None if self.model_type == "hubert" else extract_features,
+            hidden_states=hiddens,
+            attentions=attentions,
+        )
+        return output, frame_lengths
 
     def forward(
         self,
@@ -227,25 +238,31 @@ class Wav2Vec2BaseModel(PretrainedMixin):
         output_attentions: bool = False,
         output_hidden_states: bool = False,
     ) -> Wav2Vec2BaseModelOutput:
-        """input_values: (batch, samples); attention_mask: (batch, samples), 1 = valid sample."""
-        features = self.feature_extractor(input_values).transpose(1, 2)
-        frame_mask = None
-        if attention_mask is not None:
-            frame_mask = self.frame_attention_mask(features.shape[1], attention_mask)
-        hidden, extract_features = self.feature_projection(features)
-        hidden = self.mask_hidden_states(hidden, mask_time_indices, frame_mask)
-        padding_mask = None if frame_mask is None else ~frame_mask
-        last, hiddens, attentions = self.encoder(
-            hidden, padding_mask, output_hidden_states, output_attentions
+        """transformers' forward. input_values: (batch, samples); attention_mask: (batch,
+        samples), 1 = valid sample."""
+        lengths = None if attention_mask is None else attention_mask.sum(-1)
+        output, _ = self.run(
+            input_values,
+            lengths,
+            exact_padding=False,
+            mask_time_indices=mask_time_indices,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )
-        if self.adapter is not None:
-            last = self.adapter(last)
-        return Wav2Vec2BaseModelOutput(
-            last_hidden_state=last,
-            extract_features=None if self.model_type == "hubert" else extract_features,
-            hidden_states=hiddens,
-            attentions=attentions,
-        )
+        return output
+
+    def encode(
+        self,
+        wavs: torch.Tensor,
+        wav_lens: torch.Tensor | None = None,
+        reference_padding: bool = False,
+    ) -> EncoderOutput:
+        """The speech-encoder contract (:mod:`speechlobes.lobes.encoder`): (batch, samples)
+        and relative lengths -> frames (batch, frames, ``output_size``) and their relative
+        lengths. ``reference_padding``: transformers' padded-batch numerics instead."""
+        lengths = sample_lengths(wavs, wav_lens)
+        output, frame_lengths = self.run(wavs, lengths, exact_padding=not reference_padding)
+        return encoder_output(output.last_hidden_state, frame_lengths)
 
 
 class Wav2Vec2Model(Wav2Vec2BaseModel):
@@ -279,7 +296,6 @@ class Wav2Vec2ConformerModel(Wav2Vec2BaseModel):
 
     model_type = "wav2vec2-conformer"
     base_model_prefix = "wav2vec2_conformer"
-    encoder_class = ConformerEncoder
 
 
 ENCODER_MODELS: dict[str, type[Wav2Vec2BaseModel]] = {

@@ -24,21 +24,11 @@ from speechlobes.dataio.audio import read_audio
 from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.dataio.pipeline import provides, takes
 from speechlobes.distributed import run_on_main
-from speechlobes.nnet.lengths import (
-    lengths_to_padding_mask,
-    padding_mask_to_lengths,
-    relative_to_absolute_lengths,
-)
+from speechlobes.nnet.lengths import lengths_to_padding_mask
 from speechlobes.processing.waveform import normalize_waveforms
 from speechlobes.utils.hparams import load_hparams
 
 logger = logging.getLogger(__name__)
-
-
-def sample_mask(wav_lens: torch.Tensor, max_len: int) -> torch.Tensor:
-    """Relative lengths -> (batch, samples) attention mask, 1 on real samples."""
-    lengths = relative_to_absolute_lengths(wav_lens, max_len)
-    return (~lengths_to_padding_mask(lengths, max_len)).long()
 
 
 class Translator(Brain):
@@ -50,9 +40,8 @@ class Translator(Brain):
         tokens = batch.tokens_eos
         padded = lengths_to_padding_mask(tokens.abs_lengths, tokens.data.shape[1])
         labels = tokens.data.masked_fill(padded, -100)
-        mask = sample_mask(wav_lens, wavs.shape[1])
         out = self.modules.model(
-            wavs, attention_mask=mask, labels=labels, label_smoothing=self.hparams.label_smoothing
+            wavs, wav_lens=wav_lens, labels=labels, label_smoothing=self.hparams.label_smoothing
         )
         loss = out.loss
         if self.hparams.ctc_weight > 0:
@@ -61,20 +50,17 @@ class Translator(Brain):
             )
         hyps = None
         if stage == Stage.TEST or (stage == Stage.VALID and self._search_this_epoch):
-            hyps = self.modules.model.generate(wavs, mask, **self.hparams.search_options)
+            hyps = self.modules.model.generate(
+                wavs, wav_lens=wav_lens, **self.hparams.search_options
+            )
         return loss, hyps
 
     def ctc_loss(self, out, source_tokens):
         """CTC of the encoder frames against the source transcript: teaches the encoder the
         acoustics early, so the decoder's cross-attention has something to align to."""
-        frames = out.encoder_last_hidden_state
-        log_probs = self.modules.ctc_head(frames).log_softmax(dim=-1)
-        if out.encoder_padding_mask is None:
-            frame_lens = torch.ones(frames.shape[0], device=frames.device)
-        else:
-            frame_lens = padding_mask_to_lengths(out.encoder_padding_mask) / frames.shape[1]
+        log_probs = self.modules.ctc_head(out.encoder_last_hidden_state).log_softmax(dim=-1)
         tokens, token_lens = source_tokens
-        return self.hparams.ctc_cost(log_probs, tokens, frame_lens, token_lens)
+        return self.hparams.ctc_cost(log_probs, tokens, out.encoder_lens, token_lens)
 
     def compute_objectives(self, predictions, batch, stage):
         loss, hyps = predictions
