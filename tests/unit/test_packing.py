@@ -98,3 +98,31 @@ def test_other_dtypes_behave_as_torch_linear_inside_the_block():
     with torch.no_grad(), packed_products(layer, rows=2, min_bytes=0):
         with pytest.raises(RuntimeError, match="same dtype"):  # as nn.Linear says
             layer(x.bfloat16())
+
+
+@needs_onednn
+@pytest.mark.parametrize("activation", [F.gelu, F.relu, F.silu])
+def test_an_activation_named_after_a_linear_joins_its_packed_product(activation):
+    class FeedForward(nn.Module):
+        linear_then_activation = ("fc1", "act")
+
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.act = nn.Linear(64, 128), activation
+
+        def forward(self, x):
+            return self.act(self.fc1(x))
+
+    torch.manual_seed(0)
+    block = FeedForward()
+    x = 3 * torch.randn(6, 1, 64)
+    with torch.no_grad():
+        expected = block(x)
+        with packed_products(block, rows=6, min_bytes=0):
+            fused = activation in (F.gelu, F.relu)
+            assert (block.act is not activation) == fused  # the product applies it
+            result = block(x)
+        assert block.act is activation and swapped(block) == []
+    # SiLU is not fused (the packed product, then torch's); GELU and ReLU in the kernel are
+    # torch's, to the float rounding of the product
+    torch.testing.assert_close(result, expected, atol=1e-5, rtol=1e-5)

@@ -76,6 +76,8 @@ class BartDecoderLayer(nn.Module):
     """Self-attention, attention over the memory, feed-forward: post-LN (BART) or pre-LN
     (MBart) residual blocks."""
 
+    linear_then_activation = ("fc1", "act")  # fused by packed_products
+
     def __init__(self, config: BartDecoderConfig):
         super().__init__()
         width = config.d_model

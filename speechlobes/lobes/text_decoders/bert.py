@@ -152,6 +152,8 @@ class BertAttention(nn.Module):
 
 
 class BertIntermediate(nn.Module):
+    linear_then_activation = ("dense", "act")  # fused by packed_products
+
     def __init__(self, config: BertDecoderConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
@@ -200,6 +202,8 @@ class BertModel(nn.Module):
 
 
 class BertPredictionHeadTransform(nn.Module):
+    linear_then_activation = ("dense", "act")  # fused by packed_products
+
     def __init__(self, config: BertDecoderConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)

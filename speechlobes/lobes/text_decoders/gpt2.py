@@ -132,6 +132,8 @@ class GPT2Attention(nn.Module):
 
 
 class GPT2MLP(nn.Module):
+    linear_then_activation = ("c_fc", "act")  # fused by packed_products
+
     def __init__(self, config: GPT2DecoderConfig):
         super().__init__()
         inner = config.n_inner or 4 * config.n_embd

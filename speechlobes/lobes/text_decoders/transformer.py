@@ -66,6 +66,8 @@ def sinusoids(positions: torch.Tensor, width: int) -> torch.Tensor:
 class DecoderBlock(nn.Module):
     """Pre-LN block: causal self-attention, attention over the memory, feed-forward."""
 
+    linear_then_activation = ("fc1", "act")  # fused by packed_products
+
     def __init__(self, config: TransformerTextDecoderConfig):
         super().__init__()
         width, eps = config.d_model, config.layer_norm_eps
