@@ -37,7 +37,11 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
 
-from speechlobes.nnet.lengths import absolute_to_relative_lengths, relative_to_absolute_lengths
+from speechlobes.nnet.lengths import (
+    absolute_to_relative_lengths,
+    check_relative_lengths,
+    relative_to_absolute_lengths,
+)
 
 
 class EncoderOutput(NamedTuple):
@@ -71,6 +75,7 @@ def sample_lengths(wavs: torch.Tensor, wav_lens: torch.Tensor | None) -> torch.T
     (None stays None: every sample is valid)."""
     if wav_lens is None:
         return None
+    check_relative_lengths(wav_lens, wavs.shape[0], "wav_lens")
     return relative_to_absolute_lengths(wav_lens.to(wavs.device), wavs.shape[-1])
 
 

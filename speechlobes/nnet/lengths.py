@@ -32,6 +32,18 @@ def conv_output_length(
     return (length + 2 * padding - span) // stride + 1
 
 
+def check_relative_lengths(lengths: torch.Tensor, batch: int, name: str = "lengths") -> None:
+    """Raise a ValueError unless ``lengths`` are ``batch`` relative lengths in (0, 1]."""
+    if lengths.dim() != 1 or lengths.shape[0] != batch or lengths.dtype == torch.bool:
+        raise ValueError(
+            f"{name}: expected relative lengths of shape ({batch},) (length / padded length), "
+            f"got a {lengths.dtype} tensor of shape {tuple(lengths.shape)}; a padding or "
+            "attention mask is not a length"
+        )
+    if lengths.numel() and (bool((lengths <= 0).any()) or bool((lengths > 1 + 1e-6).any())):
+        raise ValueError(f"{name}: relative lengths must lie in (0, 1], got {lengths.tolist()}")
+
+
 def relative_to_absolute_lengths(wav_lens: torch.Tensor, max_len: int) -> torch.Tensor:
     """Relative lengths (fraction of ``max_len``) -> integer lengths, rounded to nearest."""
     return torch.round(wav_lens.float() * max_len).long().clamp(max=max_len)

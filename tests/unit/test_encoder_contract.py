@@ -122,3 +122,12 @@ def test_freezing_the_feature_encoder_stops_only_the_front_end():
         encoder.freeze_feature_encoder()
         frozen = {n for n, p in encoder.named_parameters() if not p.requires_grad} - before
         assert frozen == {n for n, _ in encoder.named_parameters() if n.startswith(front)}
+
+
+def test_a_mask_in_place_of_lengths_is_a_clear_error():
+    encoder = hf_folder("hubert")
+    wavs = torch.randn(2, 1000)
+    with pytest.raises(ValueError, match=r"wav_lens: expected relative lengths of shape \(2,\)"):
+        encoder.encode(wavs, torch.ones(2, 1000, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"must lie in \(0, 1\]"):
+        encoder.encode(wavs, torch.tensor([1.0, 1.5]))

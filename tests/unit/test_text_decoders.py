@@ -175,6 +175,8 @@ def test_padded_encoder_frames_are_ignored(kind):
         trimmed = decoder(ids, encoder[:, :5]).logits
     torch.testing.assert_close(masked, changed, atol=1e-5, rtol=0)
     torch.testing.assert_close(masked, trimmed, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="memory_lens: expected relative lengths"):
+        decoder(ids, encoder, torch.zeros(1, 9, dtype=torch.bool))  # a padding mask
 
 
 @pytest.mark.parametrize("kind", ["bert", "bart", "mbart", "gpt2", "native"])

@@ -444,4 +444,7 @@ def load_encoder(folder: str | Path, **overrides: Any) -> nn.Module:
     """A pretrained speech encoder from a folder, by the ``model_type`` of its config.json: a
     Hugging Face Wav2Vec2/HuBERT/Conformer folder (any head class), or a BEATs or fbank
     Conformer folder written by ``save_pretrained`` (``overrides``: see ``from_pretrained``)."""
-    return encoder_class(read_config(folder).get("model_type")).from_pretrained(folder, **overrides)
+    values = read_config(folder)
+    # BEATs folders written before configs named their model type hold its fields alone
+    model_type = values.get("model_type", "beats" if "input_patch_size" in values else None)
+    return encoder_class(model_type).from_pretrained(folder, **overrides)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Hashable
 import torch
 
 from speechlobes.nnet.attention import additive_mask, attend
-from speechlobes.nnet.lengths import relative_padding_mask
+from speechlobes.nnet.lengths import check_relative_lengths, relative_padding_mask
 
 KeysValues = tuple[torch.Tensor, torch.Tensor]
 
@@ -45,6 +45,7 @@ def memory_mask(
     padded ones, or None when nothing is padded (attention then runs without a mask)."""
     if memory is None or memory_lens is None:
         return None
+    check_relative_lengths(memory_lens, memory.shape[0], "memory_lens")
     frames = memory.shape[1]
     padding = relative_padding_mask(memory_lens.to(memory.device), frames)
     if not bool(padding.any()):
