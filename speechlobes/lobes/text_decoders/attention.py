@@ -73,7 +73,7 @@ def maps(
 
 @contextmanager
 def record_attention_maps(
-    decoder: nn.Module, enabled: bool = True
+    decoder: nn.Module,
 ) -> Iterator[tuple[list[torch.Tensor], list[torch.Tensor]]]:
     """Collect the self- and memory-attention maps of every attention module of ``decoder``
     (modules with ``maps``) called inside the block, in call order."""
@@ -89,7 +89,7 @@ def record_attention_maps(
 
     hooks = [
         module.register_forward_hook(record, with_kwargs=True)
-        for module in (decoder.modules() if enabled else ())
+        for module in decoder.modules()
         if hasattr(module, "maps")
     ]
     try:

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,7 +126,8 @@ class TextDecoder(PretrainedMixin, nn.Module):
             mask = memory_mask(memory, memory_lens)
         x = self.embed(input_ids, 0 if cache is None else cache.length)
         states = [x]
-        with record_attention_maps(self, output_attentions) as (self_maps, memory_maps):
+        recorder = record_attention_maps(self) if output_attentions else nullcontext(([], []))
+        with recorder as (self_maps, memory_maps):
             for block in self.blocks:
                 x = block(x, memory, mask, cache)
                 states.append(x)
