@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from speechlobes.lobes.beats import BEATsConfig
+from speechlobes.lobes.conformer import ConformerConfig, FbankConformer
 from speechlobes.lobes.speech_encoder_decoder import (
     SpeechEncoderDecoderConfig,
     SpeechEncoderDecoderModel,
@@ -16,6 +17,7 @@ from speechlobes.lobes.speech_encoder_decoder import (
 from speechlobes.lobes.text_decoders import (
     BertDecoder,
     BertDecoderConfig,
+    TransformerTextDecoder,
     TransformerTextDecoderConfig,
     packing,
 )
@@ -366,3 +368,28 @@ def test_decoder_without_cross_attention_is_rejected_with_advice():
     config = SpeechEncoderDecoderConfig(encoder=tiny_encoder_config(), decoder=decoder)
     with pytest.raises(ValueError, match="add_cross_attention"):
         SpeechEncoderDecoderModel(config)
+
+
+def test_fbank_conformer_encoder_joins_and_round_trips(tmp_path):
+    encoder = FbankConformer(
+        ConformerConfig(input_size=20, hidden_size=16, num_layers=1, num_heads=2, ffn_size=32)
+    )
+    decoder = TransformerTextDecoder(
+        TransformerTextDecoderConfig(
+            vocab_size=12, d_model=16, num_layers=1, num_heads=2, ffn_dim=32, dropout=0.0
+        )
+    )
+    model = SpeechEncoderDecoderModel(encoder=encoder, decoder=decoder).eval()
+    assert model.enc_to_dec_proj is None and model.config.decoder_start_token_id == 1
+    wav = torch.randn(2, 8000, generator=torch.Generator().manual_seed(6))
+    wav_lens = torch.tensor([1.0, 0.6])
+    ids = model.generate(wav, wav_lens=wav_lens, max_new_tokens=4, num_beams=2)
+    plain = model.generate(wav, wav_lens=wav_lens, max_new_tokens=4, num_beams=2, fast=False)
+    assert torch.equal(ids, plain)
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["encoder"]["model_type"] == (
+        "fbank-conformer"
+    )
+    again = SpeechEncoderDecoderModel.from_pretrained(tmp_path)
+    assert isinstance(again.encoder, FbankConformer)
+    assert torch.equal(again.generate(wav, wav_lens=wav_lens, max_new_tokens=4, num_beams=2), ids)
