@@ -1,7 +1,10 @@
 """Wav2Vec2, HuBERT and Wav2Vec2-Conformer: the one public import point of the family.
 
 Our own implementation; Hugging Face folders load and save without ``transformers``, and
-module paths mirror transformers' so checkpoint keys map one to one.
+module paths mirror transformers' so checkpoint keys map one to one. The base models answer
+the speech-encoder contract (``encode(wavs, wav_lens)``) beside transformers' ``forward``;
+``Wav2Vec2Lobe`` wraps any folder of the family as a frozen or fine-tuned encoder; the heads
+(CTC, classification, x-vector, pre-training) follow transformers.
 
 Example:
     >>> import torch
