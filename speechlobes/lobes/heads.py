@@ -66,9 +66,10 @@ class AudioTagger(nn.Module):
 class FrameClassifier(nn.Module):
     """``encoder`` -> dropout -> ``head`` on every frame.
 
-    ``forward`` returns the logits (batch, frames, classes), the frames of ``wav_lens`` as the
-    input's relative lengths (SpeechBrain's convention); :meth:`encode` also returns the exact
-    relative lengths of the frames, as the speech-encoder contract does.
+    ``forward`` returns the logits (batch, frames, classes) alone, for callers that keep
+    SpeechBrain's convention of reusing the input's relative lengths for the frames (to a frame
+    of rounding); :meth:`encode` also returns the frames' exact relative lengths, as the
+    speech-encoder contract does.
 
     Args:
         encoder: a speech encoder (the contract of :mod:`speechlobes.lobes.encoder`).
