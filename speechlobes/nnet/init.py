@@ -15,9 +15,10 @@ from torch import nn
 
 
 def init_module(module: nn.Module, std: float = 0.02) -> None:
-    """Initialise ``module`` itself (not its children): N(0, std) Linear and Embedding weights
-    (the padding row zero), zero biases, unit LayerNorm."""
-    if isinstance(module, nn.Linear):
+    """Initialise ``module`` itself (not its children): N(0, std) weights of linear layers
+    (``nn.Linear`` and layers that store theirs transposed, with ``linear_weight()``) and
+    Embeddings (the padding row zero), zero biases, unit LayerNorm."""
+    if isinstance(module, nn.Linear) or hasattr(module, "linear_weight"):
         nn.init.normal_(module.weight, std=std)
         if module.bias is not None:
             nn.init.zeros_(module.bias)

@@ -197,10 +197,6 @@ class GPT2Decoder(TextDecoder):
         self.transformer = GPT2Model(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         init_weights(self, config.initializer_range)
-        for module in self.modules():
-            if isinstance(module, TransposedLinear):
-                nn.init.normal_(module.weight, std=config.initializer_range)
-                nn.init.zeros_(module.bias)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.transformer.wte.weight
         else:
