@@ -62,13 +62,13 @@ import numpy as np
 import torch
 import yaml
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
 import speechlobes
 from speechlobes import distributed
 from speechlobes.checkpoints import RNGState
 from speechlobes.dataio.loader import make_dataloader
 from speechlobes.logger import setup_logging
+from speechlobes.progress import progress
 from speechlobes.utils.hparams import HparamsError, closest_keys, overrides_to_yaml, yaml_key_lines
 
 __all__ = [
@@ -606,17 +606,9 @@ class Brain:
         self._last_ckpt_time = time.time()
 
     def _progress(self, loader, enabled: bool, description: str, initial: int = 0):
-        """A tqdm bar on rank 0 (a silent pass-through elsewhere or when disabled)."""
-        total = len(loader) if hasattr(loader, "__len__") else None
+        """A tqdm bar (plain log lines when not in a terminal) on rank 0; silent elsewhere."""
         show = enabled and distributed.if_main_process()
-        return tqdm(
-            loader,
-            desc=description,
-            total=total,
-            initial=initial,
-            disable=not show,
-            dynamic_ncols=True,
-        )
+        return progress(loader, description, initial=initial, enabled=show)
 
     @contextlib.contextmanager
     def _profiler(self):

@@ -1,4 +1,5 @@
-"""Logging set-up and the train logger (human-readable log + machine-readable JSONL stats).
+"""Logging set-up and the train logger (human-readable log, machine-readable JSONL stats and a
+PNG of the training curves).
 
 Example:
     >>> import tempfile, json
@@ -7,6 +8,8 @@ Example:
     >>> train_logger.log_stats({"epoch": 1}, train_stats={"loss": 0.5}, verbose=False)
     >>> json.loads((Path(folder) / "train_log.jsonl").read_text())
     {'epoch': 1, 'train': {'loss': 0.5}}
+    >>> (Path(folder) / "training_curves.png").exists()
+    True
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 import torch
 
 from speechlobes.distributed import if_main_process
+from speechlobes.plotting import plot_training_curves
 
 __all__ = ["TrainLogger", "setup_logging"]
 
@@ -61,20 +65,23 @@ def _format_value(value: Any) -> str:
 
 
 class TrainLogger:
-    """Appends one line per epoch to ``train_log.txt`` and one JSON object to ``train_log.jsonl``.
+    """Appends one line per epoch to ``train_log.txt`` and one JSON object to ``train_log.jsonl``,
+    and redraws ``training_curves.png`` (loss and validation metrics per epoch) after each epoch.
 
     Args:
         save_folder: the experiment folder.
         tensorboard: also write TensorBoard scalars (needs the ``tensorboard`` package; a
             warning, not an error, when it is missing).
+        plot: draw ``training_curves.png``.
 
     Only rank 0 writes.
     """
 
-    def __init__(self, save_folder: str | Path, tensorboard: bool = False):
+    def __init__(self, save_folder: str | Path, tensorboard: bool = False, plot: bool = True):
         self.save_folder = Path(save_folder)
         self.text_file = self.save_folder / "train_log.txt"
         self.stats_file = self.save_folder / "train_log.jsonl"
+        self.curves_file = self.save_folder / "training_curves.png" if plot else None
         self.writer = self._tensorboard_writer() if tensorboard and if_main_process() else None
 
     def _tensorboard_writer(self):
@@ -108,8 +115,17 @@ class TrainLogger:
         with open(self.stats_file, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
         self._write_tensorboard(record)
+        if self.curves_file is not None and isinstance(record.get("epoch"), int):
+            plot_training_curves(self.records(), self.curves_file)
         if verbose:
             logger.info(line)
+
+    def records(self) -> list[dict]:
+        """Every record of ``train_log.jsonl`` (earlier runs of the same experiment included)."""
+        if not self.stats_file.exists():
+            return []
+        lines = self.stats_file.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
 
     @staticmethod
     def _text_line(record: dict) -> str:

@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/bootstrap.sh
 cd recipes/LibriSpeech/ASR/CTC
-../../../../.venv/bin/python train.py hparams/conformer_small.yaml --noprogressbar "$@"
+../../../../.venv/bin/python train.py hparams/conformer_small.yaml "$@"

@@ -2,6 +2,8 @@
 
 import copy
 import json
+import logging
+import sys
 
 import pytest
 import torch
@@ -303,10 +305,20 @@ def test_profile_training_writes_a_chrome_trace(tmp_path):
     assert trace["traceEvents"]
 
 
-def test_progress_bar_shows_the_running_loss(capsys):
+def test_progress_bar_shows_the_running_loss_in_a_terminal(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     brain = make_brain({"noprogressbar": False})
     brain.fit(range(1, 2), regression_data(8), train_loader_kwargs={"batch_size": 4})
     assert "train_loss=" in capsys.readouterr().err
+
+
+def test_progress_goes_to_the_log_as_plain_lines_outside_a_terminal(capsys, caplog):
+    brain = make_brain({"noprogressbar": False})
+    with caplog.at_level(logging.INFO, logger="speechlobes.progress"):
+        brain.fit(range(1, 2), regression_data(8), train_loader_kwargs={"batch_size": 4})
+    lines = [r.getMessage() for r in caplog.records if r.name == "speechlobes.progress"]
+    assert lines[0].startswith("epoch 1: 2/2 (100 %)") and "train_loss" in lines[0]
+    assert "\r" not in capsys.readouterr().err
 
 
 def test_compile_option_wraps_modules_with_torch_compile():
