@@ -13,6 +13,7 @@ setup(
     description="Speech lobes (BEATs, Wav2Vec2 family, SpeechEncoderDecoder) and a Brain training loop",
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["speechlobes", "speechlobes.*"]),
     install_requires=[

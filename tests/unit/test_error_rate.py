@@ -84,6 +84,7 @@ def test_error_rate_of_empty_reference():
     assert edit_distance([], ["a"]).error_rate == float("inf")
 
 
+@pytest.mark.oracle("jiwer")
 def test_wer_equals_jiwer_per_utterance_and_corpus():
     pairs = random_sentence_pairs(300)
     stats = ErrorRateStats()
@@ -101,6 +102,7 @@ def test_wer_equals_jiwer_per_utterance_and_corpus():
     assert stats.summarize("num_scored_tokens") == sum(len(r.split()) for r in references)
 
 
+@pytest.mark.oracle("jiwer")
 def test_cer_equals_jiwer_with_spaces_counted():
     pairs = random_sentence_pairs(200, seed=1)
     references, hypotheses = (list(side) for side in zip(*pairs, strict=True))
