@@ -1,0 +1,247 @@
+"""The character tokenizer of a CTC head (transformers' ``Wav2Vec2CTCTokenizer``): a table lookup.
+
+A CTC folder holds ``vocab.json`` (character -> id; ``{language: {character: id}}`` for
+multilingual heads, picked by ``target_lang``) and ``tokenizer_config.json``:
+
+- encoding: the text is cut at the added tokens (every vocabulary entry longer than one
+  character, e.g. ``<unk>``, eats the spaces beside it; see :mod:`.added_tokens`), the rest is
+  upper-cased when ``do_lower_case`` (the vocabulary holds capitals), each space becomes the
+  word delimiter ``|`` and each character its id, unknown characters the ``<unk>`` id;
+- decoding (the CTC rule): repeated ids collapse into one (``group_tokens``), then the pad
+  token (the CTC blank) is dropped, the word delimiter turns into a space, the ends are
+  stripped and, with ``do_lower_case``, the text is lower-cased. ``skip_special_tokens``
+  removes special tokens *before* the repeats collapse, as transformers does: a letter doubled
+  across a blank (``L <pad> L``) then comes out once, so leave it off for CTC output;
+- special tokens missing from ``vocab.json`` get the next ids (bos, eos, unk, sep, pad, cls,
+  mask order), or the ids of ``added_tokens.json`` / ``added_tokens_decoder``.
+
+Example:
+    >>> vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "H": 5, "E": 6, "L": 7, "O": 8}
+    >>> tokenizer = CTCTokenizer(vocab, do_lower_case=True)
+    >>> tokenizer("hello hex").input_ids
+    [5, 6, 7, 7, 8, 4, 5, 6, 3]
+    >>> tokenizer.decode([5, 5, 6, 0, 7, 0, 7, 7, 8, 4, 4, 5, 0])  # frames of a CTC head
+    'hello h'
+"""
+
+from __future__ import annotations
+
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+from speechlobes.processors.added_tokens import AddedToken, split_on_added_tokens
+from speechlobes.processors.base import (
+    SPECIAL_TOKEN_ROLES,
+    Tokenizer,
+    read_json,
+    read_tokenizer_config,
+    write_json,
+)
+
+VOCAB_FILE = "vocab.json"
+ADDED_TOKENS_FILE = "added_tokens.json"
+TOKENIZER_CLASS = "Wav2Vec2CTCTokenizer"
+DEFAULTS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+    "word_delimiter_token": "|",
+    "replace_word_delimiter_char": " ",
+    "do_lower_case": False,
+    "target_lang": None,
+}
+
+
+class CTCTokenizer(Tokenizer):
+    """Characters <-> ids for CTC heads; see the module docstring.
+
+    Args:
+        vocab: character -> id (or language -> {character -> id}), or a ``vocab.json`` path.
+        added_tokens: the ``added_tokens.json`` table of an older folder (content -> id).
+        **config: ``tokenizer_config.json`` keys: special tokens (``unk_token``, ``pad_token``
+            ...), ``word_delimiter_token``, ``do_lower_case``, ``target_lang``,
+            ``added_tokens_decoder``, ``clean_up_tokenization_spaces``.
+    """
+
+    def __init__(
+        self,
+        vocab: dict[str, Any] | str | Path,
+        added_tokens: dict[str, int] | None = None,
+        **config: Any,
+    ) -> None:
+        source = vocab if isinstance(vocab, (str, Path)) else None
+        if source is not None:
+            vocab = read_json(Path(source))
+        super().__init__({**DEFAULTS, **config})
+        self.vocab = vocab
+        self.word_delimiter_token = self.config["word_delimiter_token"]
+        self.replace_word_delimiter_char = self.config["replace_word_delimiter_char"]
+        self.do_lower_case = bool(self.config["do_lower_case"])
+        self.target_lang = self.config["target_lang"]
+        self.encoder = self._language_table(vocab, source or VOCAB_FILE)
+        self.decoder = {i: token for token, i in self.encoder.items()}
+        self.added_tokens = self._read_added_tokens(added_tokens or {})
+        self.added_token_ids = {token.content: i for i, token in self.added_tokens.items()}
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, **overrides: Any) -> CTCTokenizer:
+        """Read ``vocab.json``, ``tokenizer_config.json`` (and older folders' extra files)."""
+        folder = Path(folder)
+        path = folder / VOCAB_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: a CTC tokenizer folder needs {VOCAB_FILE}")
+        added = folder / ADDED_TOKENS_FILE
+        added_tokens = read_json(added) if added.is_file() else None
+        return cls(path, added_tokens, **{**read_tokenizer_config(folder), **overrides})
+
+    def _language_table(self, vocab: dict[str, Any], where: str | Path) -> dict[str, int]:
+        nested = bool(vocab) and all(isinstance(v, dict) for v in vocab.values())
+        if self.target_lang is not None:
+            if not nested or self.target_lang not in vocab:
+                choices = sorted(vocab) if nested else "none (the vocabulary is not per language)"
+                raise ValueError(
+                    f"{where}: target_lang {self.target_lang!r}: choose one of {choices}"
+                )
+            return vocab[self.target_lang]
+        if nested:
+            raise ValueError(
+                f"{where}: a vocabulary per language; pass target_lang= one of {sorted(vocab)}"
+            )
+        return vocab
+
+    def _read_added_tokens(self, added_tokens: dict[str, int]) -> dict[int, AddedToken]:
+        """``added_tokens_decoder`` as written, else what transformers derives for the folder."""
+        written = self.config.get("added_tokens_decoder")
+        if written:
+            return {
+                int(i): AddedToken.from_config(value, f"added_tokens_decoder[{i}]")
+                for i, value in written.items()
+            }
+        tokens: dict[int, AddedToken] = {}
+        for content, i in added_tokens.items():
+            tokens[int(i)] = AddedToken(content)
+        for content, i in self.encoder.items():
+            if len(content) > 1:
+                tokens[i] = AddedToken(content, lstrip=True, rstrip=True)
+        delimiter = self.word_delimiter_token
+        if delimiter in self.encoder:
+            tokens[self.encoder[delimiter]] = AddedToken(delimiter, special=True)
+        next_id = max([*self.decoder, *tokens], default=-1) + 1
+        known = {token.content for token in tokens.values()} | set(self.encoder)
+        for role in SPECIAL_TOKEN_ROLES:
+            content = getattr(self, role)
+            if content is not None and content not in known:
+                tokens[next_id] = AddedToken(content, special=True)
+                known.add(content)
+                next_id += 1
+        return tokens
+
+    # ----------------------------------------------------------------- vocabulary
+
+    @property
+    def word_delimiter_token_id(self) -> int | None:
+        return self._role_id("word_delimiter_token")
+
+    def get_vocab(self) -> dict[str, int]:
+        return {**self.encoder, **self.added_token_ids}
+
+    def __len__(self) -> int:
+        return len(self.get_vocab())
+
+    def convert_tokens_to_ids(self, tokens: str | list[str]) -> int | None | list[int | None]:
+        if isinstance(tokens, str):
+            return self._token_id(tokens)
+        return [self._token_id(token) for token in tokens]
+
+    def _token_id(self, token: str) -> int | None:
+        if token in self.added_token_ids:
+            return self.added_token_ids[token]
+        return self.encoder.get(token, self.encoder.get(self.unk_token))
+
+    def convert_ids_to_tokens(self, ids: int | list[int]) -> str | list[str]:
+        if isinstance(ids, int):
+            return self._id_token(ids)
+        return [self._id_token(i) for i in ids]
+
+    def _id_token(self, index: int) -> str:
+        if index in self.decoder:
+            return self.decoder[index]
+        if index in self.added_tokens:
+            return self.added_tokens[index].content
+        return self.unk_token
+
+    # ----------------------------------------------------------------- text <-> ids
+
+    def tokenize(self, text: str) -> list[str]:
+        """The characters (and added tokens) of ``text``, unknown ones kept as written."""
+        tokens: list[str] = []
+        for chunk, added in split_on_added_tokens(text, _by_content(self.added_tokens)):
+            if added or chunk in self.all_special_tokens:
+                tokens.append(chunk)
+                continue
+            if self.do_lower_case:
+                chunk = chunk.upper()
+            if self.word_delimiter_token is not None:
+                chunk = chunk.replace(" ", self.word_delimiter_token)
+            tokens.extend(chunk)
+        return tokens
+
+    def encode_parts(
+        self, text: str, target: bool = False
+    ) -> tuple[list[int], list[int], list[int]]:
+        return [], [self._token_id(token) for token in self.tokenize(text)], []
+
+    def _decode(
+        self,
+        ids: list[int],
+        skip_special_tokens: bool,
+        group_tokens: bool = True,
+        spaces_between_special_tokens: bool = False,
+    ) -> str:
+        tokens = [self._id_token(i) for i in ids]
+        if skip_special_tokens:
+            special = set(self.all_special_tokens) - {self.word_delimiter_token}
+            tokens = [token for token in tokens if token not in special]
+        if group_tokens:
+            tokens = [token for token, _ in groupby(tokens)]
+        chars = [
+            self.replace_word_delimiter_char if token == self.word_delimiter_token else token
+            for token in tokens
+            if token != self.pad_token
+        ]
+        text = (" " if spaces_between_special_tokens else "").join(chars).strip()
+        return text.lower() if self.do_lower_case else text
+
+    # ----------------------------------------------------------------- files
+
+    def tokenizer_config(self) -> dict[str, Any]:
+        config = super().tokenizer_config()
+        config.update(
+            tokenizer_class=TOKENIZER_CLASS,
+            word_delimiter_token=self.word_delimiter_token,
+            replace_word_delimiter_char=self.replace_word_delimiter_char,
+            do_lower_case=self.do_lower_case,
+            target_lang=self.target_lang,
+            added_tokens_decoder={
+                str(i): token.to_config() for i, token in sorted(self.added_tokens.items())
+            },
+        )
+        return config
+
+    def save_vocabulary(self, folder: Path) -> list[str]:
+        write_json(folder / VOCAB_FILE, self.vocab)
+        extra = {
+            token.content: i
+            for i, token in sorted(self.added_tokens.items())
+            if token.content not in self.encoder
+        }
+        if not extra:
+            return [VOCAB_FILE]
+        write_json(folder / ADDED_TOKENS_FILE, extra)
+        return [VOCAB_FILE, ADDED_TOKENS_FILE]
+
+
+def _by_content(tokens: dict[int, AddedToken]) -> dict[str, AddedToken]:
+    return {token.content: token for token in tokens.values()}
