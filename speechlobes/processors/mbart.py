@@ -110,10 +110,11 @@ class MBartTokenizer(FastTokenizer):
                 f"{MODEL_FILE} (or a {TOKENIZER_FILE})"
             )
         codes = VARIANTS[variant]
+        defaults = dict(SPECIAL_TOKENS)
+        if variant == "mbart-50":
+            del defaults["bos_token"]  # transformers' MBart-50 tokenizer has none (cls is <s>)
         super().__init__(
-            backend,
-            {**SPECIAL_TOKENS, **config, "additional_special_tokens": list(codes)},
-            files,
+            backend, {**defaults, **config, "additional_special_tokens": list(codes)}, files
         )
         self.variant = variant
         self.lang_code_to_id = {code: self.backend.token_to_id(code) for code in codes}

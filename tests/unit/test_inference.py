@@ -15,8 +15,8 @@ from speechlobes.inference.tagger import Tagger, clip_windows, read_class_labels
 from speechlobes.inference.translator import Translator
 from speechlobes.lobes.models.beats import BEATs
 from speechlobes.lobes.models.speech_encoder_decoder import SpeechEncoderDecoderModel
-from speechlobes.processors import FastTokenizer
 from speechlobes.processing.waveform import normalize_waveforms
+from speechlobes.processors import FastTokenizer
 from speechlobes.tokenizers.mbart import MBartTokenizer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
