@@ -374,12 +374,13 @@ class Tokenizer:
         config["clean_up_tokenization_spaces"] = self.clean_up_tokenization_spaces
         return config
 
-    def save_pretrained(self, folder: str | Path) -> list[str]:
-        """Write the tokenizer files into ``folder`` (made if missing); returns their names."""
+    def save_pretrained(self, folder: str | Path, **extra_config: Any) -> list[str]:
+        """Write the tokenizer files into ``folder`` (made if missing), ``extra_config`` keys
+        added to ``tokenizer_config.json``; returns the files' names."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         names = self.save_vocabulary(folder)
-        write_json(folder / TOKENIZER_CONFIG, self.tokenizer_config())
+        write_json(folder / TOKENIZER_CONFIG, {**self.tokenizer_config(), **extra_config})
         write_json(folder / SPECIAL_TOKENS_MAP, self.special_tokens_map())
         return [*names, TOKENIZER_CONFIG, SPECIAL_TOKENS_MAP]
 

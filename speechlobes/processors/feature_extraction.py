@@ -111,11 +111,12 @@ class Wav2Vec2FeatureExtractor:
             "padding_side": self.padding_side,
         }
 
-    def save_pretrained(self, folder: str | Path) -> list[str]:
-        """Write ``preprocessor_config.json`` (read by transformers 4 and 5 alike)."""
+    def save_pretrained(self, folder: str | Path, **extra_config: Any) -> list[str]:
+        """Write ``preprocessor_config.json`` (read by transformers 4 and 5 alike), with
+        ``extra_config`` keys added."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / PREPROCESSOR_CONFIG, self.to_dict())
+        write_json(folder / PREPROCESSOR_CONFIG, {**self.to_dict(), **extra_config})
         return [PREPROCESSOR_CONFIG]
 
     def __call__(

@@ -33,6 +33,8 @@ from speechlobes.processors.base import Tokenizer
 from speechlobes.processors.feature_extraction import Wav2Vec2FeatureExtractor
 from speechlobes.processors.outputs import BatchEncoding
 
+PROCESSOR_CLASS = "Wav2Vec2Processor"
+
 
 class Processor:
     """A feature extractor and a tokenizer; see the module docstring.
@@ -54,9 +56,10 @@ class Processor:
         )
 
     def save_pretrained(self, folder: str | Path) -> list[str]:
-        """Write ``preprocessor_config.json`` and the tokenizer files; returns their names."""
-        names = self.feature_extractor.save_pretrained(folder)
-        return names + self.tokenizer.save_pretrained(folder)
+        """Write ``preprocessor_config.json`` and the tokenizer files, both naming the
+        processor class transformers builds from them; returns the files' names."""
+        names = self.feature_extractor.save_pretrained(folder, processor_class=PROCESSOR_CLASS)
+        return names + self.tokenizer.save_pretrained(folder, processor_class=PROCESSOR_CLASS)
 
     @property
     def sampling_rate(self) -> int:
