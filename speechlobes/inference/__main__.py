@@ -65,7 +65,9 @@ def run_transcribe(args: argparse.Namespace) -> None:
 
     if is_hf_ctc_folder(args.experiment):
         asr = CTCFolderTranscriber.from_pretrained(
-            args.experiment, beam_size=args.beam_size or 1, device=args.device
+            args.experiment,
+            beam_size=1 if args.beam_size is None else args.beam_size,
+            device=args.device,
         )
     elif not is_experiment_folder(args.experiment):
         sys.exit(
