@@ -43,6 +43,15 @@ class AddedToken:
         return asdict(self)
 
 
+def read_added_tokens(config: dict[str, Any]) -> dict[int, AddedToken]:
+    """The ``added_tokens_decoder`` of a tokenizer config: id -> token ({} when absent)."""
+    written = config.get("added_tokens_decoder") or {}
+    return {
+        int(i): AddedToken.from_config(value, f"added_tokens_decoder[{i}]")
+        for i, value in written.items()
+    }
+
+
 def split_on_added_tokens(text: str, tokens: dict[str, AddedToken]) -> list[tuple[str, bool]]:
     """Cut ``text`` into (chunk, is_added_token) pieces, empty chunks dropped."""
     pieces: list[list[Any]] = []

@@ -119,6 +119,8 @@ class Tokenizer:
         for role in SPECIAL_TOKEN_ROLES:
             setattr(self, role, token_content(config.get(role)))
         extra = next((config[k] for k in EXTRA_SPECIAL_KEYS if config.get(k)), [])
+        if isinstance(extra, dict):  # transformers 5: named model-specific tokens
+            extra = list(extra.values())
         self.additional_special_tokens = [token_content(t) for t in extra]
         self.model_special_roles = [  # e.g. a CTC tokenizer's word_delimiter_token
             key

@@ -30,7 +30,11 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from speechlobes.processors.added_tokens import AddedToken, split_on_added_tokens
+from speechlobes.processors.added_tokens import (
+    AddedToken,
+    read_added_tokens,
+    split_on_added_tokens,
+)
 from speechlobes.processors.base import (
     SPECIAL_TOKEN_ROLES,
     Tokenizer,
@@ -113,12 +117,9 @@ class CTCTokenizer(Tokenizer):
 
     def _read_added_tokens(self, added_tokens: dict[str, int]) -> dict[int, AddedToken]:
         """``added_tokens_decoder`` as written, else what transformers derives for the folder."""
-        written = self.config.get("added_tokens_decoder")
+        written = read_added_tokens(self.config)
         if written:
-            return {
-                int(i): AddedToken.from_config(value, f"added_tokens_decoder[{i}]")
-                for i, value in written.items()
-            }
+            return written
         tokens: dict[int, AddedToken] = {}
         for content, i in added_tokens.items():
             tokens[int(i)] = AddedToken(content)

@@ -37,7 +37,7 @@ from tokenizers import AddedToken as BackendAddedToken
 from tokenizers import Tokenizer as Backend
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
-from speechlobes.processors.added_tokens import AddedToken
+from speechlobes.processors.added_tokens import AddedToken, read_added_tokens
 from speechlobes.processors.base import Tokenizer, read_tokenizer_config
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -60,7 +60,7 @@ GPT2_DEFAULTS = {
     "bos_token": "<|endoftext|>",
     "eos_token": "<|endoftext|>",
 }
-ROBERTA_DEFAULTS = {
+FAIRSEQ_SPECIAL_TOKENS = {  # RoBERTa, BART, MBart
     "bos_token": "<s>",
     "eos_token": "</s>",
     "sep_token": "</s>",
@@ -115,7 +115,7 @@ class FastTokenizer(Tokenizer):
             return cls(backend, config, _file_bytes(folder, WORDPIECE_VOCAB))
         if (folder / BPE_VOCAB).is_file() and (folder / BPE_MERGES).is_file():
             roberta = base_class_name(config) in ROBERTA_CLASSES
-            config = {**(ROBERTA_DEFAULTS if roberta else GPT2_DEFAULTS), **config}
+            config = {**(FAIRSEQ_SPECIAL_TOKENS if roberta else GPT2_DEFAULTS), **config}
             backend = byte_level_backend(folder / BPE_VOCAB, folder / BPE_MERGES, config)
             return cls(backend, config, _file_bytes(folder, BPE_VOCAB, BPE_MERGES))
         raise FileNotFoundError(
@@ -126,10 +126,7 @@ class FastTokenizer(Tokenizer):
         """Make the config's added tokens and special tokens whole tokens of the pipeline (the
         special ones left out by ``skip_special_tokens``), as transformers does on loading."""
         known = {token.content for token in self.backend.get_added_tokens_decoder().values()}
-        written = self.config.get("added_tokens_decoder") or {}
-        tokens = [
-            AddedToken.from_config(v, f"added_tokens_decoder[{i}]") for i, v in written.items()
-        ]
+        tokens = list(read_added_tokens(self.config).values())
         tokens += [AddedToken(content, special=True) for content in self.all_special_tokens]
         for token in tokens:
             if token.content in known:

@@ -43,7 +43,12 @@ from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as Backend
 
 from speechlobes.processors.base import read_tokenizer_config
-from speechlobes.processors.fast import TOKENIZER_FILE, FastTokenizer, load_tokenizer_file
+from speechlobes.processors.fast import (
+    FAIRSEQ_SPECIAL_TOKENS,
+    TOKENIZER_FILE,
+    FastTokenizer,
+    load_tokenizer_file,
+)
 
 MODEL_FILE = "sentencepiece.bpe.model"
 
@@ -63,15 +68,6 @@ MBART50_LANGUAGE_CODES = MBART_LANGUAGE_CODES + (
 )  # fmt: skip
 VARIANTS = {"mbart-50": MBART50_LANGUAGE_CODES, "mbart": MBART_LANGUAGE_CODES}
 TOKENIZER_CLASSES = {"mbart-50": "MBart50Tokenizer", "mbart": "MBartTokenizer"}
-SPECIAL_TOKENS = {
-    "bos_token": "<s>",
-    "eos_token": "</s>",
-    "sep_token": "</s>",
-    "cls_token": "<s>",
-    "unk_token": "<unk>",
-    "pad_token": "<pad>",
-    "mask_token": "<mask>",
-}
 
 
 class MBartTokenizer(FastTokenizer):
@@ -110,7 +106,7 @@ class MBartTokenizer(FastTokenizer):
                 f"{MODEL_FILE} (or a {TOKENIZER_FILE})"
             )
         codes = VARIANTS[variant]
-        defaults = dict(SPECIAL_TOKENS)
+        defaults = dict(FAIRSEQ_SPECIAL_TOKENS)
         if variant == "mbart-50":
             del defaults["bos_token"]  # transformers' MBart-50 tokenizer has none (cls is <s>)
         super().__init__(
@@ -205,10 +201,11 @@ def sentencepiece_backend(model_file: Path, variant: str) -> Backend:
         raise ValueError(
             f"{model_file}: MBart expects SentencePiece ids <unk>=0, <s>=1, </s>=2, found {layout}"
         )
-    vocab = [(SPECIAL_TOKENS[role], 0.0) for role in ("bos_token", "pad_token", "eos_token")]
-    vocab += [(SPECIAL_TOKENS["unk_token"], 0.0)]
+    fairseq_first = ("bos_token", "pad_token", "eos_token", "unk_token")  # ids 0, 1, 2, 3
+    vocab = [(FAIRSEQ_SPECIAL_TOKENS[role], 0.0) for role in fairseq_first]
     vocab += [(sp.id_to_piece(i), sp.get_score(i)) for i in range(3, len(sp))]
-    vocab += [(code, 0.0) for code in VARIANTS[variant]] + [(SPECIAL_TOKENS["mask_token"], 0.0)]
+    vocab += [(code, 0.0) for code in VARIANTS[variant]]
+    vocab += [(FAIRSEQ_SPECIAL_TOKENS["mask_token"], 0.0)]
     backend = Backend(models.Unigram(vocab, unk_id=UNK, byte_fallback=False))
     metaspace = dict(replacement=SPACE, prepend_scheme="always", split=True)
     if variant == "mbart-50":
@@ -223,7 +220,7 @@ def sentencepiece_backend(model_file: Path, variant: str) -> Backend:
             [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(**metaspace)]
         )
     backend.decoder = decoders.Metaspace(**metaspace)
-    mask = BackendAddedToken(SPECIAL_TOKENS["mask_token"], lstrip=True, special=True)
+    mask = BackendAddedToken(FAIRSEQ_SPECIAL_TOKENS["mask_token"], lstrip=True, special=True)
     backend.add_special_tokens([mask])
     return backend
 

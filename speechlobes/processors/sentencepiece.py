@@ -34,7 +34,11 @@ from typing import Any
 
 import sentencepiece
 
-from speechlobes.processors.added_tokens import AddedToken, split_on_added_tokens
+from speechlobes.processors.added_tokens import (
+    AddedToken,
+    read_added_tokens,
+    split_on_added_tokens,
+)
 from speechlobes.processors.base import Tokenizer, read_json, read_tokenizer_config, write_json
 
 SPACE = "\u2581"  # SentencePiece's word-start mark
@@ -87,12 +91,9 @@ class SentencePieceTokenizer(Tokenizer):
         return {role: self.sp.id_to_piece(i) for role, i in ids.items() if i >= 0}
 
     def _read_added_tokens(self) -> dict[int, AddedToken]:
-        written = self.config.get("added_tokens_decoder")
+        written = read_added_tokens(self.config)
         if written:
-            return {
-                int(i): AddedToken.from_config(value, f"added_tokens_decoder[{i}]")
-                for i, value in written.items()
-            }
+            return written
         tokens: dict[int, AddedToken] = {}
         next_id = self.base_vocab_size()
         for content in self.all_special_tokens:
