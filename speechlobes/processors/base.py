@@ -338,10 +338,14 @@ class Tokenizer:
     ) -> str:
         """The text of one id sequence (a list, a 1-D tensor or array, or one id)."""
         text = self._decode(id_list(token_ids), skip_special_tokens, **options)
+        return self.cleaned_up(text, clean_up_tokenization_spaces)
+
+    def cleaned_up(self, text: str, clean_up_tokenization_spaces: bool | None = None) -> str:
+        """``text`` after the clean-up, when asked (None: the folder's default)."""
         if clean_up_tokenization_spaces is None:
             clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
         if clean_up_tokenization_spaces and self.cleans_up_spaces:
-            text = clean_up_tokenization(text)
+            return clean_up_tokenization(text)
         return text
 
     def batch_decode(

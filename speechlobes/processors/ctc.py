@@ -12,6 +12,8 @@ multilingual heads, picked by ``target_lang``) and ``tokenizer_config.json``:
   stripped and, with ``do_lower_case``, the text is lower-cased. ``skip_special_tokens``
   removes special tokens *before* the repeats collapse, as transformers does: a letter doubled
   across a blank (``L <pad> L``) then comes out once, so leave it off for CTC output;
+- ``output_char_offsets`` / ``output_word_offsets`` give each character / word with the frames
+  it covers (:class:`CTCDecoding`), for time stamps;
 - special tokens missing from ``vocab.json`` get the next ids (bos, eos, unk, sep, pad, cls,
   mask order), or the ids of ``added_tokens.json`` / ``added_tokens_decoder``.
 
@@ -22,13 +24,16 @@ Example:
     [5, 6, 7, 7, 8, 4, 5, 6, 3]
     >>> tokenizer.decode([5, 5, 6, 0, 7, 0, 7, 7, 8, 4, 4, 5, 0])  # frames of a CTC head
     'hello h'
+    >>> tokenizer.decode([5, 5, 6, 0, 7, 0, 7, 7, 8, 4, 4, 5, 0], output_word_offsets=True)
+    CTCDecoding(text='hello h', char_offsets=None, word_offsets=[{'word': 'HELLO', 'start_offset': 0, 'end_offset': 9}, {'word': 'H', 'start_offset': 11, 'end_offset': 12}])
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from speechlobes.processors.added_tokens import (
     AddedToken,
@@ -42,6 +47,7 @@ from speechlobes.processors.base import (
     read_tokenizer_config,
     write_json,
 )
+from speechlobes.processors.outputs import id_list
 
 VOCAB_FILE = "vocab.json"
 ADDED_TOKENS_FILE = "added_tokens.json"
@@ -56,6 +62,37 @@ DEFAULTS = {
     "do_lower_case": False,
     "target_lang": None,
 }
+
+
+class CharacterSpan(NamedTuple):
+    """A decoded character and the frames ``[start, end)`` its run covered."""
+
+    char: str
+    start: int
+    end: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"char": self.char, "start_offset": self.start, "end_offset": self.end}
+
+
+@dataclass
+class CTCDecoding:
+    """Text with character and word offsets in frames (transformers' tokenizer output)."""
+
+    text: str | list[str]
+    char_offsets: list | None = None
+    word_offsets: list | None = None
+
+
+def word_offsets(spans: list[CharacterSpan], delimiter: str = " ") -> list[dict[str, Any]]:
+    """Words (runs of characters between delimiters) with the frames they cover."""
+    words = []
+    for is_word, run in groupby(spans, key=lambda span: span.char != delimiter):
+        run = list(run)
+        if is_word:
+            word = "".join(span.char for span in run)
+            words.append({"word": word, "start_offset": run[0].start, "end_offset": run[-1].end})
+    return words
 
 
 class CTCTokenizer(Tokenizer):
@@ -201,19 +238,85 @@ class CTCTokenizer(Tokenizer):
         group_tokens: bool = True,
         spaces_between_special_tokens: bool = False,
     ) -> str:
+        spans = self.character_spans(ids, skip_special_tokens, group_tokens)
+        return self._text(spans, spaces_between_special_tokens)
+
+    def character_spans(
+        self, ids: list[int], skip_special_tokens: bool = False, group_tokens: bool = True
+    ) -> list[CharacterSpan]:
+        """The characters the CTC rule keeps, each with the frames it spans (end excluded)."""
+        return self._spans(self._kept_tokens(ids, skip_special_tokens), group_tokens)
+
+    def _kept_tokens(self, ids: list[int], skip_special_tokens: bool) -> list[str]:
         tokens = [self._id_token(i) for i in ids]
-        if skip_special_tokens:
-            special = set(self.all_special_tokens) - {self.word_delimiter_token}
-            tokens = [token for token in tokens if token not in special]
+        if not skip_special_tokens:
+            return tokens
+        special = set(self.all_special_tokens) - {self.word_delimiter_token}
+        return [token for token in tokens if token not in special]
+
+    def _spans(self, tokens: list[str], group_tokens: bool) -> list[CharacterSpan]:
         if group_tokens:
-            tokens = [token for token, _ in groupby(tokens)]
-        chars = [
-            self.replace_word_delimiter_char if token == self.word_delimiter_token else token
-            for token in tokens
-            if token != self.pad_token
-        ]
-        text = (" " if spaces_between_special_tokens else "").join(chars).strip()
+            runs = [(token, len(list(run))) for token, run in groupby(tokens)]
+        else:
+            runs = [(token, 1) for token in tokens]
+        spans, start = [], 0
+        for token, count in runs:
+            if token != self.pad_token:
+                char = (
+                    self.replace_word_delimiter_char
+                    if token == self.word_delimiter_token
+                    else token
+                )
+                spans.append(CharacterSpan(char, start, start + count))
+            start += count
+        return spans
+
+    def _text(self, spans: list[CharacterSpan], spaces_between_special_tokens: bool = False) -> str:
+        text = (" " if spaces_between_special_tokens else "").join(s.char for s in spans).strip()
         return text.lower() if self.do_lower_case else text
+
+    def decode(
+        self,
+        token_ids: Any,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+        output_char_offsets: bool = False,
+        output_word_offsets: bool = False,
+        group_tokens: bool = True,
+        spaces_between_special_tokens: bool = False,
+    ) -> str | CTCDecoding:
+        """The text of one id sequence; with ``output_char_offsets`` / ``output_word_offsets``
+        a :class:`CTCDecoding` whose offsets count frames (multiply by the model's
+        samples per frame over the sampling rate for seconds)."""
+        if not (output_char_offsets or output_word_offsets):
+            options = dict(
+                group_tokens=group_tokens,
+                spaces_between_special_tokens=spaces_between_special_tokens,
+            )
+            return super().decode(
+                token_ids, skip_special_tokens, clean_up_tokenization_spaces, **options
+            )
+        tokens = self._kept_tokens(id_list(token_ids), skip_special_tokens)
+        if not tokens:  # transformers gives both offset lists, empty, whatever was asked
+            return CTCDecoding("", [], [])
+        spans = self._spans(tokens, group_tokens)
+        text = self._text(spans, spaces_between_special_tokens)
+        return CTCDecoding(
+            self.cleaned_up(text, clean_up_tokenization_spaces),
+            [s.as_dict() for s in spans] if output_char_offsets else None,
+            word_offsets(spans, self.replace_word_delimiter_char) if output_word_offsets else None,
+        )
+
+    def batch_decode(self, sequences: Any, **options: Any) -> list[str] | CTCDecoding:
+        """The texts of a batch; with offsets asked, one :class:`CTCDecoding` of lists."""
+        decoded = super().batch_decode(sequences, **options)
+        if not (options.get("output_char_offsets") or options.get("output_word_offsets")):
+            return decoded
+        return CTCDecoding(
+            [d.text for d in decoded],
+            [d.char_offsets for d in decoded] if options.get("output_char_offsets") else None,
+            [d.word_offsets for d in decoded] if options.get("output_word_offsets") else None,
+        )
 
     # ----------------------------------------------------------------- files
 

@@ -93,13 +93,30 @@ def test_ids_decode_to_the_reference_texts(name):
 
 
 @pytest.mark.parametrize("name", ["ctc_v4", "ctc_v5"])
-def test_ctc_frames_decode_with_and_without_grouping(name):
+def test_ctc_frames_decode_with_and_without_grouping_and_with_offsets(name):
     tokenizer = AutoTokenizer.from_pretrained(FIXTURES / name)
     expected = cases(name)
     assert isinstance(tokenizer, CTCTokenizer)
     assert tokenizer.word_delimiter_token_id == expected["word_delimiter_token_id"]
     for case in expected["decode_ungrouped"]:
         assert tokenizer.decode(case["ids"], group_tokens=False) == case["text"]
+    for case in expected["decode_offsets"]:
+        out = tokenizer.decode(
+            case["ids"],
+            skip_special_tokens=case["skip_special_tokens"],
+            output_char_offsets=True,
+            output_word_offsets=True,
+        )
+        assert (out.text, out.char_offsets, out.word_offsets) == (
+            case["text"],
+            case["char_offsets"],
+            case["word_offsets"],
+        ), case["ids"]
+    rows = [case["ids"] for case in expected["decode_offsets"][::2]]
+    batch = tokenizer.batch_decode(rows, output_word_offsets=True)
+    assert batch.text == [case["text"] for case in expected["decode_offsets"][::2]]
+    assert batch.word_offsets == [case["word_offsets"] for case in expected["decode_offsets"][::2]]
+    assert batch.char_offsets is None
 
 
 @pytest.mark.parametrize("name", PROCESSOR_FOLDERS)
