@@ -68,10 +68,18 @@ def clean_up_tokenization(text: str) -> str:
     return text
 
 
+def read_text(path: Path) -> str:
+    """A UTF-8 text file, with an error naming the file when it is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error})") from error
+
+
 def read_json(path: Path) -> Any:
     """A JSON file, with an error naming the file when it is not valid JSON."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from error
 

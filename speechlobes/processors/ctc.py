@@ -138,6 +138,10 @@ class CTCTokenizer(Tokenizer):
         return cls(path, added_tokens, **{**read_tokenizer_config(folder), **overrides})
 
     def _language_table(self, vocab: dict[str, Any], where: str | Path) -> dict[str, int]:
+        if not isinstance(vocab, dict):
+            raise ValueError(
+                f"{where}: expected a JSON object (character -> id), got {vocab!r:.80}"
+            )
         nested = bool(vocab) and all(isinstance(v, dict) for v in vocab.values())
         if self.target_lang is not None:
             if not nested or self.target_lang not in vocab:
@@ -145,12 +149,17 @@ class CTCTokenizer(Tokenizer):
                 raise ValueError(
                     f"{where}: target_lang {self.target_lang!r}: choose one of {choices}"
                 )
-            return vocab[self.target_lang]
-        if nested:
+            table = vocab[self.target_lang]
+        elif nested:
             raise ValueError(
                 f"{where}: a vocabulary per language; pass target_lang= one of {sorted(vocab)}"
             )
-        return vocab
+        else:
+            table = vocab
+        bad = [(k, v) for k, v in table.items() if not isinstance(v, int) or isinstance(v, bool)]
+        if bad:
+            raise ValueError(f"{where}: ids must be integers, found {bad[:3]}")
+        return table
 
     def _read_added_tokens(self, added_tokens: dict[str, int]) -> dict[int, AddedToken]:
         """``added_tokens_decoder`` as written, else what transformers derives for the folder."""

@@ -38,7 +38,7 @@ from tokenizers import Tokenizer as Backend
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors
 
 from speechlobes.processors.added_tokens import AddedToken, read_added_tokens
-from speechlobes.processors.base import Tokenizer, read_tokenizer_config
+from speechlobes.processors.base import Tokenizer, read_text, read_tokenizer_config
 
 TOKENIZER_FILE = "tokenizer.json"
 WORDPIECE_VOCAB = "vocab.txt"
@@ -211,7 +211,7 @@ def load_tokenizer_file(path: Path) -> Backend:
 
 def read_wordpiece_vocab(path: Path) -> dict[str, int]:
     """``vocab.txt``: one token a line, its id the line number (a repeated token: the last)."""
-    lines = path.read_text(encoding="utf-8").split("\n")
+    lines = read_text(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return {token: i for i, token in enumerate(lines)}

@@ -37,7 +37,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import sentencepiece
 from tokenizers import AddedToken as BackendAddedToken
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers
 from tokenizers import Tokenizer as Backend
@@ -49,6 +48,7 @@ from speechlobes.processors.fast import (
     FastTokenizer,
     load_tokenizer_file,
 )
+from speechlobes.processors.sentencepiece import load_sentencepiece
 
 MODEL_FILE = "sentencepiece.bpe.model"
 
@@ -195,7 +195,7 @@ class MBartTokenizer(FastTokenizer):
 
 def sentencepiece_backend(model_file: Path, variant: str) -> Backend:
     """The pipeline transformers 5 builds from an MBart SentencePiece model (fairseq ids)."""
-    sp = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
+    sp = load_sentencepiece(model_file)
     layout = (sp.unk_id(), sp.bos_id(), sp.eos_id())
     if layout != (0, 1, 2):
         raise ValueError(

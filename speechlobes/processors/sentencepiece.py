@@ -60,11 +60,9 @@ class SentencePieceTokenizer(Tokenizer):
 
     def __init__(self, model_file: str | os.PathLike, **config: Any) -> None:
         path = Path(model_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no SentencePiece model there")
+        self.sp = load_sentencepiece(path)
         self.model_file_name = path.name
         self.model_bytes = path.read_bytes()
-        self.sp = sentencepiece.SentencePieceProcessor(model_proto=self.model_bytes)
         speecht5 = config.get("tokenizer_class") == SPEECHT5_CLASS
         defaults = {"add_eos_token": speecht5, **self.model_special_tokens()}
         super().__init__({**defaults, **config})
@@ -272,6 +270,16 @@ class Speech2TextTokenizer(SentencePieceTokenizer):
     def save_vocabulary(self, folder: Path) -> list[str]:
         write_json(folder / SPEECH2TEXT_VOCAB, self.encoder)
         return [SPEECH2TEXT_VOCAB, *super().save_vocabulary(folder)]
+
+
+def load_sentencepiece(path: Path) -> sentencepiece.SentencePieceProcessor:
+    """A SentencePiece model, with an error naming the file when it cannot be read."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no SentencePiece model there")
+    try:
+        return sentencepiece.SentencePieceProcessor(model_file=str(path))
+    except (RuntimeError, OSError) as error:
+        raise ValueError(f"{path}: not a SentencePiece model ({error})") from error
 
 
 def single_model_file(folder: Path, name: str | None = None) -> Path:

@@ -250,3 +250,20 @@ def test_saved_processor_reloads_with_the_same_inputs_and_files(tmp_path):
     assert torch.equal(first.input_values, second.input_values)
     assert again.tokenizer.do_lower_case
     assert (again.tokenizer.bos_token_id, again.tokenizer.eos_token_id) == (14, 15)  # appended
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("vocab.json", b'["A", "B"]', "vocab.json: expected a JSON object"),
+        ("vocab.json", b'{"A": "one"}', "vocab.json: ids must be integers"),
+        ("vocab.txt", b"[UNK]\n\xff\xfe\n", "vocab.txt: not UTF-8"),
+        ("tokenizer.json", b'{"model": 3}', "tokenizer.json: not a tokenizers pipeline"),
+        ("spm.model", b"not a model", "spm.model: not a SentencePiece model"),
+        ("sentencepiece.bpe.model", b"\x00" * 8, "sentencepiece.bpe.model: not a SentencePiece"),
+    ],
+)
+def test_hostile_files_give_errors_naming_the_file(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        AutoTokenizer.from_pretrained(tmp_path)
