@@ -39,6 +39,7 @@ from speechlobes.processors.sentencepiece import SentencePieceTokenizer, Speech2
 
 CLASSES: dict[str, type[Tokenizer]] = {
     "Wav2Vec2CTCTokenizer": CTCTokenizer,
+    "Wav2Vec2Tokenizer": CTCTokenizer,  # the older name of the same character tokenizer
     "MBartTokenizer": MBartTokenizer,
     "MBart50Tokenizer": MBartTokenizer,
     "Speech2TextTokenizer": Speech2TextTokenizer,
