@@ -8,17 +8,15 @@ follows transformers instead (``tokenizer(text)``, ``decode`` keeping special to
 transformers-style object.
 
 Example:
-    >>> import tempfile, sentencepiece
-    >>> folder = tempfile.mkdtemp()
+    >>> import sentencepiece, tempfile
+    >>> spm = f"{tempfile.mkdtemp()}/sentencepiece.bpe"
+    >>> sentences = iter(["der hund spielt", "die katze schläft"] * 20)
     >>> sentencepiece.SentencePieceTrainer.train(
-    ...     sentence_iterator=iter(["ein haus am see", "der hund im garten"] * 10),
-    ...     model_prefix=f"{folder}/sentencepiece.bpe", vocab_size=16, minloglevel=2)
-    >>> tokenizer = MBartTokenizer(folder, target_language="de_DE")
-    >>> ids = tokenizer.encode_target("ein haus")
-    >>> ids[0] == tokenizer.target_language_id == 16 + 1 + 2, ids[-1]
-    (True, 2)
-    >>> tokenizer.decode(ids), len(tokenizer)
-    ('ein haus', 70)
+    ...     sentence_iterator=sentences, model_prefix=spm, vocab_size=24, minloglevel=2)
+    >>> mbart = MBartTokenizer(f"{spm}.model", target_language="fr_XX", variant="mbart")
+    >>> targets = mbart.encode_target("die katze")  # tokens </s> fr_XX
+    >>> targets[-2:] == [2, mbart.target_language_id], mbart.decode(targets)
+    (True, 'die katze')
 """
 
 from __future__ import annotations
