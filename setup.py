@@ -29,6 +29,7 @@ setup(
         "tqdm",
         "matplotlib",  # training-curve plots in every experiment folder
         "tokenizers",  # BPE / WordPiece / byte-level tokenizers of Hugging Face folders
+        "protobuf",  # the normalisation table inside SentencePiece models (MBart-50 folders)
     ],
     extras_require={
         # The mini-dataset generator speaks with eSpeak NG.
@@ -43,7 +44,6 @@ setup(
             "kaldi-native-fbank",
             "espeakng-loader",
             "transformers>=5.23",
-            "protobuf",
         ],
         "tensorboard": ["tensorboard"],
     },

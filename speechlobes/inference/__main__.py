@@ -1,6 +1,7 @@
 """Command line of the inference interfaces.
 
-python -m speechlobes.inference transcribe EXPERIMENT_FOLDER audio.flac [more.flac ...]
+python -m speechlobes.inference transcribe EXPERIMENT_OR_HF_CTC_FOLDER audio.flac [more.flac ...]
+    [--beam-size 8]
 python -m speechlobes.inference tag EXPERIMENT_FOLDER_OR_BEATS_CKPT audio.wav [...] [--top-k 5]
     [--labels class_labels_indices.csv]
 python -m speechlobes.inference translate EXPERIMENT_FOLDER_OR_HF_FOLDER audio.wav [...]
@@ -26,10 +27,13 @@ def main(argv: list[str] | None = None) -> None:
     common.add_argument("--device", default="cpu", help="where the model runs, e.g. cuda")
     commands = parser.add_subparsers(dest="command", required=True)
     transcribe = commands.add_parser(
-        "transcribe", parents=[common], help="speech recognition (CTC experiment)"
+        "transcribe", parents=[common], help="speech recognition (CTC experiment or HF CTC folder)"
     )
-    transcribe.add_argument("experiment")
+    transcribe.add_argument("experiment", help="an experiment folder or an HF *ForCTC folder")
     transcribe.add_argument("audio", nargs="+")
+    transcribe.add_argument(
+        "--beam-size", type=int, help="HF CTC folders: CTC prefix beam search (default: greedy)"
+    )
     tag = commands.add_parser(
         "tag", parents=[common], help="audio tagging (AudioSet experiment or BEATs checkpoint)"
     )
@@ -41,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         "translate", parents=[common], help="speech translation (CoVoST or HF folder)"
     )
     translate.add_argument(
-        "model", help="an experiment folder or an HF SpeechEncoderDecoder folder"
+        "model",
+        help="an experiment folder or an HF SpeechEncoderDecoder folder (with its tokenizer)",
     )
     translate.add_argument("audio", nargs="+")
     args = parser.parse_args(argv)
@@ -54,9 +59,25 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_transcribe(args: argparse.Namespace) -> None:
+    from speechlobes.inference.experiment import is_experiment_folder
+    from speechlobes.inference.hf_folders import CTCFolderTranscriber, is_hf_ctc_folder
     from speechlobes.inference.transcriber import Transcriber
 
-    asr = Transcriber.from_experiment(args.experiment, device=args.device)
+    if is_hf_ctc_folder(args.experiment):
+        asr = CTCFolderTranscriber.from_pretrained(
+            args.experiment,
+            beam_size=1 if args.beam_size is None else args.beam_size,
+            device=args.device,
+        )
+    elif not is_experiment_folder(args.experiment):
+        sys.exit(
+            f"{args.experiment}: neither an experiment folder (hyperparams.yaml) nor a Hugging "
+            "Face CTC folder (config.json of a *ForCTC model)"
+        )
+    elif args.beam_size is not None:
+        sys.exit("--beam-size is for HF CTC folders; an experiment's YAML sets its test_search")
+    else:
+        asr = Transcriber.from_experiment(args.experiment, device=args.device)
     for path in args.audio:
         print(f"{path}\t{asr.transcribe_file(path)}")
 

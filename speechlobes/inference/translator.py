@@ -12,12 +12,11 @@ Two sources of a model:
   ``preprocessor_config.json`` the waveform is normalised as its feature extractor says
   (:class:`~speechlobes.processing.waveform.WaveformNormalizer`).
 
-Tokenizer files: ``sentencepiece.bpe.model`` (the MBart convention) is read with fairseq's id
-layout by :class:`~speechlobes.tokenizers.mbart.MBartTokenizer`, special ids and language codes
-dropped when decoding. Any
-other single ``*.model`` file is used with its own ids. A folder with neither but a
-``tokenizer.json`` (a Hugging Face fast tokenizer) is decoded with the ``tokenizers`` package,
-special tokens skipped.
+The folder's tokenizer is read by :mod:`speechlobes.processors` (MBart / MBart-50
+SentencePiece, a plain ``*.model``, Speech2Text, ``tokenizer.json``, WordPiece ``vocab.txt``,
+byte-level ``vocab.json`` + ``merges.txt``; see :mod:`speechlobes.processors.auto`), special
+tokens left out of the text; its feature extractor (``preprocessor_config.json`` or a
+transformers 5 ``processor_config.json``) says how waveforms are normalised.
 
 A generation config's ``forced_bos_token_id`` (MBart-50 forces the target-language code as
 the first generated token) is passed on to ``generate``.
@@ -31,7 +30,6 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -120,18 +118,16 @@ class Translator:
         **search_options: Any,
     ) -> Translator:
         """Load an HF-layout SpeechEncoderDecoder folder. ``tokenizer`` defaults to the
-        folder's SentencePiece model; ``search_options`` override its generation config."""
+        folder's own; ``search_options`` override its generation config."""
+        from speechlobes.inference.hf_folders import folder_detokenizer, folder_normalizer
         from speechlobes.lobes.models.speech_encoder_decoder import SpeechEncoderDecoderModel
-        from speechlobes.processing.waveform import WaveformNormalizer
 
         folder = Path(folder)
         model = SpeechEncoderDecoderModel.from_pretrained(folder).to(device).eval()
-        normalizer = None
-        if (folder / "preprocessor_config.json").is_file():
-            normalizer = WaveformNormalizer.from_pretrained(folder)
+        normalizer = folder_normalizer(folder)
         return cls(
             model,
-            tokenizer if tokenizer is not None else folder_tokenizer(folder),
+            tokenizer if tokenizer is not None else folder_detokenizer(folder),
             normalizer.sampling_rate if normalizer is not None else 16000,
             {**generation_options(folder), **search_options},
             normalizer,
@@ -168,43 +164,6 @@ class Translator:
         """The translation of one audio file (any rate: resampled)."""
         wav = prepare_waveform(path, self.sample_rate)
         return self.translate_batch(wav, **generate_overrides)[0]
-
-
-class FastTokenizerFile:
-    """Decode with a Hugging Face ``tokenizer.json`` (needs the ``tokenizers`` package)."""
-
-    def __init__(self, path: str | Path) -> None:
-        try:
-            from tokenizers import Tokenizer
-        except ImportError as error:
-            raise ImportError(
-                f"{path}: reading a tokenizer.json needs the 'tokenizers' package "
-                "(pip install tokenizers), or pass tokenizer= to Translator.from_pretrained"
-            ) from error
-        self.tokenizer = Tokenizer.from_file(str(path))
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
-
-
-def folder_tokenizer(folder: Path) -> Detokenizer:
-    """The tokenizer shipped in an HF folder (see the module docstring for the order)."""
-    from speechlobes.tokenizers.mbart import MODEL_FILE as MBART_MODEL_FILE
-    from speechlobes.tokenizers.mbart import MBartTokenizer
-    from speechlobes.tokenizers.sentencepiece import SentencePiece
-
-    if (folder / MBART_MODEL_FILE).is_file():
-        return MBartTokenizer(folder)
-    models = sorted(folder.glob("*.model"))
-    if len(models) == 1:
-        return SentencePiece.from_file(models[0])
-    if not models and (folder / "tokenizer.json").is_file():
-        return FastTokenizerFile(folder / "tokenizer.json")
-    raise FileNotFoundError(
-        f"{folder}: expected one SentencePiece model ({MBART_MODEL_FILE} or *.model) or a "
-        f"tokenizer.json, found models {[m.name for m in models]}; pass tokenizer= (an object "
-        "with decode(ids) -> str)"
-    )
 
 
 def generation_options(folder: Path) -> dict[str, Any]:
