@@ -29,6 +29,7 @@ setup(
         "tqdm",
         "matplotlib",  # training-curve plots in every experiment folder
         "tokenizers",  # BPE / WordPiece / byte-level tokenizers of Hugging Face folders
+        "webdataset>=1.0",  # tar shards for streaming (speechlobes.dataio.shards)
     ],
     extras_require={
         # The mini-dataset generator speaks with eSpeak NG.
