@@ -12,7 +12,7 @@ import soundfile as sf
 RATE = 16000
 
 
-def write_corpus(folder: Path, count: int, seed: int = 0) -> Path:
+def write_corpus(folder: Path, count: int, seed: int = 0, speaker: str = "spk") -> Path:
     """``count`` utterances of 0.05-0.5 s under ``folder/audio``; returns the CSV manifest."""
     rng = np.random.default_rng(seed)
     audio = folder / "audio"
@@ -25,10 +25,10 @@ def write_corpus(folder: Path, count: int, seed: int = 0) -> Path:
         sf.write(audio / name, wav, RATE)
         rows.append(
             {
-                "ID": f"spk{number % 4}-utt{number:04d}",
+                "ID": f"{speaker}{number % 4}-utt{number:04d}",
                 "duration": samples / RATE,
                 "wav": f"$data_root/audio/{name}",
-                "spk_id": f"spk{number % 4}",
+                "spk_id": f"{speaker}{number % 4}",
                 "wrd": " ".join(rng.choice(["A", "B", "C"], size=3)),
             }
         )
