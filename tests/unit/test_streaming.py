@@ -1,5 +1,6 @@
 """StreamingDataset / StreamingLoader: workers, ranks, pipelines, batches and exact resume."""
 
+import json
 import logging
 
 import pytest
@@ -7,12 +8,14 @@ import torch
 from shard_corpus import RATE, write_corpus
 
 from speechlobes.checkpoints import Checkpointer
+from speechlobes.core import Brain
 from speechlobes.dataio.audio import read_audio
 from speechlobes.dataio.dataset import load_data_csv
 from speechlobes.dataio.epoch_plan import interleave
 from speechlobes.dataio.pipeline import provides, takes
 from speechlobes.dataio.shards import write_shards
 from speechlobes.dataio.streaming import StreamingDataset, StreamingLoader, make_streaming_loader
+from speechlobes.nnet.schedulers import EpochCounter
 from speechlobes.processing.features import Fbank
 
 NUM_UTTERANCES = 48
@@ -247,3 +250,41 @@ def test_shards_rewritten_behind_the_index_are_reported(tmp_path):
     index.path(index.shards[0]).write_bytes(in_order.path(in_order.shards[0]).read_bytes())
     with pytest.raises(ValueError, match="utterance 0 is 'spk0-utt0000', the index .* does not"):
         list(StreamingLoader(dataset))
+
+
+class LengthRegressor(Brain):
+    """Predicts an utterance's length from its waveform's mean and spread."""
+
+    def compute_forward(self, batch, stage):
+        wavs, lengths = batch.sig
+        stats = torch.stack([wavs.mean(dim=1), wavs.std(dim=1), lengths], dim=1)
+        return self.modules.model(stats).squeeze(1)
+
+    def compute_objectives(self, predictions, batch, stage):
+        return (predictions - batch.sig.abs_lengths / RATE).pow(2).mean()
+
+
+def train(folder, save, **run_opts):
+    torch.manual_seed(0)
+    model, counter = torch.nn.Linear(3, 1), EpochCounter(2)
+    checkpointer = Checkpointer(save, {"model": model, "counter": counter})
+    options = {"device": "cpu", "noprogressbar": True, "seed": 5, **run_opts}
+    brain = LengthRegressor(
+        {"model": model},
+        lambda p: torch.optim.SGD(p, lr=0.05),
+        run_opts=options,
+        checkpointer=checkpointer,
+    )
+    brain.fit(counter, make_loader(folder, num_workers=2))
+    return model
+
+
+def test_the_brain_resumes_a_streamed_epoch_where_it_stopped(corpus, tmp_path):
+    folder, _ = corpus
+    uninterrupted = train(folder, tmp_path / "whole")
+    train(folder, tmp_path / "cut", optimizer_step_limit=5, ckpt_interval_steps=1)
+    position = json.loads(next((tmp_path / "cut").glob("CKPT+*/dataloader-TRAIN.ckpt")).read_text())
+    assert (position["epoch"], position["batches_consumed"]) == (1, 5)
+    resumed = train(folder, tmp_path / "cut")
+    for name, value in uninterrupted.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
