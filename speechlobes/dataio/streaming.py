@@ -62,9 +62,15 @@ from speechlobes.dataio.epoch_plan import (
     quantile_boundaries,
 )
 from speechlobes.dataio.pipeline import DataPipeline, OutputKeys
-from speechlobes.dataio.shards import ShardIndex, ShardSample, decode_audio, read_shard
+from speechlobes.dataio.shards import (
+    ShardIndex,
+    ShardSample,
+    decode_audio,
+    read_shard,
+    write_shards,
+)
 
-__all__ = ["StreamingDataset", "StreamingLoader", "make_streaming_loader"]
+__all__ = ["StreamingDataset", "StreamingLoader", "make_streaming_loader", "shard_loaders"]
 
 logger = logging.getLogger(__name__)
 
@@ -407,3 +413,43 @@ def make_streaming_loader(
     dataset_options = {key: kwargs.pop(key) for key in list(kwargs) if key in names}
     dataset = StreamingDataset(shards, **{**dataset_options, **dataset_kwargs})
     return StreamingLoader(dataset, **kwargs)
+
+
+def shard_loaders(
+    hparams: dict[str, Any],
+    dynamic_items: Iterable[Callable | dict[str, Any]],
+    output_keys: OutputKeys,
+    splits: Sequence[str] = ("train", "valid", "test"),
+) -> dict[str, StreamingLoader]:
+    """What a recipe's ``data_format: shards`` reads: a :class:`StreamingLoader` per split.
+
+    For each split, the manifest ``<split>_csv`` (or ``<split>_json``) is written into shards
+    under ``<shards_folder>/<manifest name>`` on the main process (skipped when they are up to
+    date with the manifest), and streamed with the audio decoded into ``sig``.
+
+    The hparams read: ``shards_folder``; ``data_folder`` (replaces ``$data_root``);
+    ``sample_rate``; ``seed``; ``max_duration`` (training only); the loader kwargs
+    ``train_loader_kwargs`` (training) or ``valid_loader_kwargs`` (the other splits), see
+    :func:`make_streaming_loader`, updated with ``shards_loader_kwargs`` (``num_workers``,
+    ``buffer_size``, ``max_batch_length``...).
+    """
+    loaders = {}
+    for split in splits:
+        manifest = hparams.get(f"{split}_csv") or hparams.get(f"{split}_json")
+        if manifest is None:
+            raise KeyError(f"hparams name no manifest for split {split!r} ({split}_csv or _json)")
+        folder = Path(hparams["shards_folder"]) / Path(manifest).stem
+        replacements = {"data_root": str(hparams.get("data_folder", ""))}
+        distributed.run_on_main(write_shards, [manifest, folder], {"replacements": replacements})
+        stage = "train" if split == "train" else "valid"
+        kwargs = {**hparams[f"{stage}_loader_kwargs"], **hparams.get("shards_loader_kwargs", {})}
+        loaders[split] = make_streaming_loader(
+            folder,
+            kwargs,
+            dynamic_items=dynamic_items,
+            output_keys=output_keys,
+            sample_rate=hparams.get("sample_rate"),
+            seed=hparams.get("seed", 0),
+            max_duration=hparams.get("max_duration") if split == "train" else None,
+        )
+    return loaders
