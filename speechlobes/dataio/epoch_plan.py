@@ -150,7 +150,7 @@ def plan_epoch(
     seed: int = 0,
     epoch: int = 0,
     shuffle: bool = True,
-    buffer_size: int = 1000,
+    buffer_size: int = 500,
     keep: np.ndarray | None = None,
 ) -> EpochPlan:
     """Plan an epoch (see the module docstring).

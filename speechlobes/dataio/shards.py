@@ -46,7 +46,7 @@ import random
 import re
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,7 @@ __all__ = [
     "ShardSample",
     "decode_audio",
     "read_shard",
+    "write_manifest_shards",
     "write_shards",
 ]
 
@@ -233,6 +234,20 @@ def write_shards(
         out,
     )
     return index
+
+
+def write_manifest_shards(
+    manifests: Iterable[str | os.PathLike], shards_folder: str | os.PathLike, **options
+) -> dict[str, ShardIndex]:
+    """Write each manifest's shards into ``<shards_folder>/<manifest name without suffix>``
+    (what a ``*_prepare.py`` calls for its splits); ``options`` go to :func:`write_shards`.
+    Returns ``{manifest name: index}``."""
+    return {
+        Path(manifest).stem: write_shards(
+            manifest, Path(shards_folder) / Path(manifest).stem, **options
+        )
+        for manifest in manifests
+    }
 
 
 class _ShardSequence:

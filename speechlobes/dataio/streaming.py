@@ -42,6 +42,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from speechlobes import distributed
 from speechlobes.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
 from speechlobes.dataio.batch import PaddedBatch
+from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.dataio.epoch_plan import (
     Batching,
     EpochPlan,
@@ -67,7 +69,7 @@ from speechlobes.dataio.shards import (
     ShardSample,
     decode_audio,
     read_shard,
-    write_shards,
+    write_manifest_shards,
 )
 
 __all__ = ["StreamingDataset", "StreamingLoader", "make_streaming_loader", "shard_loaders"]
@@ -93,7 +95,8 @@ class StreamingDataset(IterableDataset):
         num_buckets: length buckets from duration quantiles (or give ``bucket_boundaries``).
         shuffle: shuffle the shard order and pass utterances through a shuffle buffer, drawn
             from ``(seed, epoch)``; otherwise read in index order.
-        buffer_size: utterances in each worker's shuffle buffer.
+        buffer_size: utterances in each worker's shuffle buffer; the buffer and the open
+            batches hold encoded audio (about buffer_size x the mean file size per worker).
         min_duration, max_duration: leave out shorter or longer utterances (seconds).
         drop_last: even ranks out by dropping batches instead of splitting batches.
         rank, world_size: this process's place (default: torch.distributed's, or torchrun's
@@ -113,7 +116,7 @@ class StreamingDataset(IterableDataset):
         num_buckets: int = 1,
         bucket_boundaries: Sequence[float] | None = None,
         shuffle: bool = True,
-        buffer_size: int = 1000,
+        buffer_size: int = 500,
         seed: int = 0,
         min_duration: float | None = None,
         max_duration: float | None = None,
@@ -149,20 +152,9 @@ class StreamingDataset(IterableDataset):
         self.pipeline = DataPipeline(static_keys, [decode, *dynamic_items], output_keys, source)
         self._plan: tuple[tuple, EpochPlan] | None = None
 
-    # ------------------------------------------------------------------ the DynamicItemDataset API
-    def add_dynamic_item(
-        self,
-        func: Callable,
-        takes: str | Iterable[str] | None = None,
-        provides: str | Iterable[str] | None = None,
-    ) -> None:
-        """Add a function computing new keys (see :mod:`speechlobes.dataio.pipeline`)."""
-        self.pipeline.add_dynamic_item(func, takes, provides)
-
-    def set_output_keys(self, keys: OutputKeys) -> None:
-        """Choose what an example returns; unknown keys are reported now."""
-        self.pipeline.set_output_keys(keys)
-        self.pipeline.plan  # noqa: B018 (resolve now to report missing keys early)
+    # the DynamicItemDataset API: both act on self.pipeline alone
+    add_dynamic_item = DynamicItemDataset.add_dynamic_item
+    set_output_keys = DynamicItemDataset.set_output_keys
 
     # ------------------------------------------------------------------ planning
     @property
@@ -213,7 +205,7 @@ class StreamingDataset(IterableDataset):
             raise ValueError(f"cannot start after batch {consumed}: the epoch has {len(order)}")
         skips = [order[:consumed].count(worker) for worker in range(len(streams))]
         first = (order[consumed - 1] + 1) % len(streams) if consumed else 0
-        self.start = _Start(skips, first)
+        self.start = _Start(tuple(skips), first)
 
     # ------------------------------------------------------------------ reading
     def __iter__(self) -> Iterator[Any]:
@@ -286,12 +278,13 @@ class StreamingDataset(IterableDataset):
         return [json.dumps(index.source, sort_keys=True) for index in self.indexes]
 
 
+@dataclass(frozen=True)
 class _Start:
-    """Where the next iteration begins: batches each stream skips, and the stream that worker
-    0 plays."""
+    """Where the next iteration begins: the batches each stream skips, and the stream that
+    DataLoader worker 0 plays."""
 
-    def __init__(self, skips: Sequence[int] = (), first: int = 0):
-        self.skips, self.first = list(skips), first
+    skips: tuple[int, ...] = ()
+    first: int = 0
 
     def skip(self, stream: int) -> int:
         return self.skips[stream] if self.skips else 0
@@ -433,18 +426,24 @@ def shard_loaders(
     :func:`make_streaming_loader`, updated with ``shards_loader_kwargs`` (``num_workers``,
     ``buffer_size``, ``max_batch_length``...).
     """
+    manifests = {
+        split: hparams.get(f"{split}_csv") or hparams.get(f"{split}_json") for split in splits
+    }
+    missing = [split for split, manifest in manifests.items() if manifest is None]
+    if missing:
+        raise KeyError(f"hparams name no manifest for {missing} (<split>_csv or <split>_json)")
+    replacements = {"data_root": str(hparams.get("data_folder", ""))}
+    distributed.run_on_main(
+        write_manifest_shards,
+        [manifests.values(), hparams["shards_folder"]],
+        {"replacements": replacements},
+    )
     loaders = {}
-    for split in splits:
-        manifest = hparams.get(f"{split}_csv") or hparams.get(f"{split}_json")
-        if manifest is None:
-            raise KeyError(f"hparams name no manifest for split {split!r} ({split}_csv or _json)")
-        folder = Path(hparams["shards_folder"]) / Path(manifest).stem
-        replacements = {"data_root": str(hparams.get("data_folder", ""))}
-        distributed.run_on_main(write_shards, [manifest, folder], {"replacements": replacements})
+    for split, manifest in manifests.items():
         stage = "train" if split == "train" else "valid"
         kwargs = {**hparams[f"{stage}_loader_kwargs"], **hparams.get("shards_loader_kwargs", {})}
         loaders[split] = make_streaming_loader(
-            folder,
+            Path(hparams["shards_folder"]) / Path(manifest).stem,
             kwargs,
             dynamic_items=dynamic_items,
             output_keys=output_keys,

@@ -19,6 +19,7 @@ from speechlobes.dataio.shards import (
     main,
     parse_size,
     read_shard,
+    write_manifest_shards,
     write_shards,
 )
 
@@ -182,3 +183,16 @@ def test_an_index_out_of_step_with_its_shards_is_reported(corpus, tmp_path):
     with pytest.raises(ValueError, match="shard-000000.tar lists 7 ids and 8 durations"):
         ShardIndex.load(tmp_path / "shards")
     assert index.num_utterances == 40
+
+
+def test_manifest_shards_go_to_one_folder_per_manifest(corpus, tmp_path):
+    other = tmp_path / "dev.csv"
+    other.write_text("\n".join(corpus.read_text().splitlines()[:6]) + "\n")
+    indexes = write_manifest_shards(
+        [corpus, other], tmp_path / "shards", replacements={"data_root": str(tmp_path)}
+    )
+    assert {name: index.num_utterances for name, index in indexes.items()} == {
+        "train": 40,
+        "dev": 5,
+    }
+    assert ShardIndex.load(tmp_path / "shards" / "dev").num_utterances == 5

@@ -14,7 +14,12 @@ from speechlobes.dataio.dataset import load_data_csv
 from speechlobes.dataio.epoch_plan import interleave
 from speechlobes.dataio.pipeline import provides, takes
 from speechlobes.dataio.shards import write_shards
-from speechlobes.dataio.streaming import StreamingDataset, StreamingLoader, make_streaming_loader
+from speechlobes.dataio.streaming import (
+    StreamingDataset,
+    StreamingLoader,
+    make_streaming_loader,
+    shard_loaders,
+)
 from speechlobes.nnet.schedulers import EpochCounter
 from speechlobes.processing.features import Fbank
 
@@ -288,3 +293,29 @@ def test_the_brain_resumes_a_streamed_epoch_where_it_stopped(corpus, tmp_path):
     resumed = train(folder, tmp_path / "cut")
     for name, value in uninterrupted.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[name]), name
+
+
+def test_a_recipe_s_hparams_give_a_loader_per_split(corpus, tmp_path):
+    folder, manifest = corpus
+    hparams = {
+        "train_csv": str(folder / "train.csv"),
+        "valid_csv": str(folder / "train.csv"),
+        "shards_folder": tmp_path / "shards",
+        "data_folder": folder,
+        "sample_rate": 8000,
+        "seed": 3,
+        "max_duration": 0.3,
+        "train_loader_kwargs": {"batch_size": 4, "shuffle": True},
+        "valid_loader_kwargs": {"batch_size": 4},
+        "shards_loader_kwargs": {"num_workers": 1, "buffer_size": 20},
+    }
+    loaders = shard_loaders(hparams, [], ["id", "sig"], splits=("train", "valid"))
+    train, valid = loaders["train"], loaders["valid"]
+    assert (train.dataset.shuffle, valid.dataset.shuffle) == (True, False)
+    assert train.num_workers == valid.num_workers == 1
+    assert train.dataset.sample_rate == 8000 and train.dataset.buffer_size == 20
+    short = {i for i, fields in manifest.items() if fields["duration"] <= 0.3}
+    assert {i for batch in epoch_ids(train, 0) for i in batch} == short
+    assert len({i for batch in epoch_ids(valid, 0) for i in batch}) == NUM_UTTERANCES
+    with pytest.raises(KeyError, match=r"no manifest for \['test'\]"):
+        shard_loaders(hparams, [], ["id"], splits=("test",))
