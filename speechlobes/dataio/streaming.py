@@ -66,6 +66,7 @@ from speechlobes.dataio.epoch_plan import (
 from speechlobes.dataio.pipeline import DataPipeline, OutputKeys
 from speechlobes.dataio.shards import (
     ShardIndex,
+    ShardInfo,
     ShardSample,
     decode_audio,
     read_shard,
@@ -290,7 +291,7 @@ class _Start:
         return self.skips[stream] if self.skips else 0
 
 
-def _check_sample(index: ShardIndex, shard: Any, position: int, sample: ShardSample) -> None:
+def _check_sample(index: ShardIndex, shard: ShardInfo, position: int, sample: ShardSample) -> None:
     if position >= shard.num_utterances or sample.id != shard.ids[position]:
         raise ValueError(
             f"{index.path(shard)}: utterance {position} is '{sample.id}', the index "
