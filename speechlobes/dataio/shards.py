@@ -46,6 +46,7 @@ import random
 import re
 import shutil
 import sys
+import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,7 +393,16 @@ def read_shard(url: str | os.PathLike) -> Iterator[ShardSample]:
     """The utterances of one shard, in tar order (a path, or a WebDataset URL such as
     ``pipe:curl -s https://host/shard-000000.tar``)."""
     streams = url_opener([{"url": os.fspath(url)}])
-    for sample in group_by_keys(tar_file_expander(streams)):
+    try:
+        yield from _samples(url, group_by_keys(tar_file_expander(streams)))
+    except (tarfile.TarError, OSError) as error:
+        # webdataset appends the stream and the URL to the arguments: keep the message
+        reason = error.args[0] if error.args else error
+        raise ValueError(f"{url}: unreadable tar shard ({reason}); write it again") from error
+
+
+def _samples(url: str | os.PathLike, samples: Iterator[dict[str, Any]]) -> Iterator[ShardSample]:
+    for sample in samples:
         audio_formats = [key for key in sample if not key.startswith("__") and key != "json"]
         if "json" not in sample or len(audio_formats) != 1:
             raise ValueError(

@@ -196,3 +196,13 @@ def test_manifest_shards_go_to_one_folder_per_manifest(corpus, tmp_path):
         "dev": 5,
     }
     assert ShardIndex.load(tmp_path / "shards" / "dev").num_utterances == 5
+
+
+def test_a_truncated_shard_is_reported_by_name(corpus, tmp_path):
+    index = write_shards(corpus, tmp_path / "shards", replacements={"data_root": str(tmp_path)})
+    path = index.path(index.shards[0])
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(
+        ValueError, match=r"shard-000000.tar: unreadable tar shard \(unexpected end"
+    ):
+        list(read_shard(path))
