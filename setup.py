@@ -30,6 +30,7 @@ setup(
         "matplotlib",  # training-curve plots in every experiment folder
         "tokenizers",  # BPE / WordPiece / byte-level tokenizers of Hugging Face folders
         "protobuf",  # the normalisation table inside SentencePiece models (MBart-50 folders)
+        "webdataset>=1.0",  # tar shards for streaming (speechlobes.dataio.shards)
     ],
     extras_require={
         # The mini-dataset generator speaks with eSpeak NG.

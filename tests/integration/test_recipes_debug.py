@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from speechlobes.dataio.shards import ShardIndex
 from tools.mini_data.audioset import AudioSetSizes, make_audioset
 from tools.mini_data.covost import CovostSizes, make_covost
 from tools.mini_data.librispeech import LibriSpeechSizes, make_librispeech
@@ -107,3 +108,25 @@ def test_covost_st_recipe_debug_run(tiny_corpora, tmp_path):
     stats = last_test_stats(output)
     assert 0 <= stats["BLEU"] <= 100
     assert (output / "bleu_test.txt").is_file()
+
+
+def test_librispeech_recipe_trains_and_tests_from_shards(tiny_corpora, tmp_path):
+    output = tmp_path / "ctc"
+    run_recipe(
+        RECIPES / "LibriSpeech/ASR/CTC",
+        "hparams/conformer_small.yaml",
+        f"--data_folder={tiny_corpora / 'LibriSpeech'}",
+        f"--output_folder={output}",
+        "--data_format=shards",
+    )
+    counts = {
+        split: ShardIndex.load(output / "shards" / split).num_utterances
+        for split in ("train-clean-100", "dev-clean", "test-clean")
+    }
+    assert counts == {"train-clean-100": 8, "dev-clean": 3, "test-clean": 3}
+    stats = last_test_stats(output)
+    assert stats["CER"] >= 0 and stats["WER"] >= 0
+    position = json.loads(
+        next(Path(output, "save").glob("CKPT+*/dataloader-TRAIN.ckpt")).read_text()
+    )
+    assert position["num_workers"] == 2 and position["shards"]

@@ -4,6 +4,7 @@
     python train.py hparams/conformer_small.yaml                 # mini corpus, generated if missing
     python train.py hparams/conformer_small.yaml --data_folder /data/LibriSpeech
     python train.py hparams/w2v2_conformer.yaml --pretrained_path /models/w2v2-conformer
+    python train.py hparams/conformer_small.yaml --data_format shards  # stream tar shards
 
 The YAML names every piece (features, encoder, head, tokenizer, optimiser, decoder); this file
 holds the task: CTC loss, decoding, error rates, and the stage bookkeeping.
@@ -22,6 +23,7 @@ from speechlobes.core import Brain, Stage, create_experiment_directory, parse_ar
 from speechlobes.dataio.audio import read_audio
 from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.dataio.pipeline import provides, takes
+from speechlobes.dataio.streaming import shard_loaders
 from speechlobes.distributed import run_on_main
 from speechlobes.utils.hparams import load_hparams
 
@@ -94,8 +96,17 @@ class CTCRecogniser(Brain):
             logger.info("%s and alignments written to %s", name.upper(), path)
 
 
-def dataio_prepare(hparams: dict, tokenizer) -> dict[str, DynamicItemDataset]:
-    """Manifests -> datasets with audio and token pipelines (train sorted by duration)."""
+def dataio_prepare(hparams: dict, tokenizer) -> dict:
+    """Manifests -> datasets with audio and token pipelines (train sorted by duration); with
+    ``data_format: shards``, loaders streaming tar shards of the same manifests."""
+
+    @takes("wrd")
+    @provides("tokens")
+    def text_pipeline(wrd):
+        return torch.LongTensor(tokenizer.encode_as_ids(wrd))
+
+    if hparams["data_format"] == "shards":  # the shards' audio is decoded into "sig"
+        return shard_loaders(hparams, [text_pipeline], ["id", "sig", "tokens", "wrd"])
     replacements = {"data_root": str(hparams["data_folder"])}
     datasets = {
         name: DynamicItemDataset.from_csv(hparams[f"{name}_csv"], replacements=replacements)
@@ -109,11 +120,6 @@ def dataio_prepare(hparams: dict, tokenizer) -> dict[str, DynamicItemDataset]:
     @provides("sig")
     def audio_pipeline(wav):
         return read_audio(wav, resample_to=hparams["sample_rate"])[0]
-
-    @takes("wrd")
-    @provides("tokens")
-    def text_pipeline(wrd):
-        return torch.LongTensor(tokenizer.encode_as_ids(wrd))
 
     for dataset in datasets.values():
         dataset.add_dynamic_item(audio_pipeline)
@@ -158,15 +164,18 @@ def main(argv: list[str]) -> None:
         hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"]
     )
     brain.tokenizer = tokenizer
+    ready = hparams["data_format"] == "shards"  # shard loaders were built with their kwargs
     brain.fit(
         hparams["epoch_counter"],
         datasets["train"],
         datasets["valid"],
-        train_loader_kwargs=hparams["train_loader_kwargs"],
-        valid_loader_kwargs=hparams["valid_loader_kwargs"],
+        train_loader_kwargs=None if ready else hparams["train_loader_kwargs"],
+        valid_loader_kwargs=None if ready else hparams["valid_loader_kwargs"],
     )
     brain.evaluate(
-        datasets["test"], min_key="CER", test_loader_kwargs=hparams["valid_loader_kwargs"]
+        datasets["test"],
+        min_key="CER",
+        test_loader_kwargs=None if ready else hparams["valid_loader_kwargs"],
     )
     print(f"Results, error-rate alignments and the model are in {hparams['output_folder']}")
 
