@@ -15,6 +15,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["speechlobes", "speechlobes.*"]),
+    entry_points={"console_scripts": ["speechlobes = speechlobes.inference.cli:console_main"]},
     install_requires=[
         "torch>=2.1",  # pinned to the tested version by constraints.txt
         "numpy",
