@@ -216,6 +216,7 @@ def _decode(
 
 
 def _check_rate(path: str, sample_rate: int) -> None:
+    """Refuse, naming the file, a rate that cannot be resampled (see ``resample``)."""
     if not MIN_RATE <= sample_rate <= MAX_RATE:
         raise AudioReadError(
             f"{path}: sample rate {sample_rate} Hz is outside the range that can be resampled "

@@ -22,7 +22,7 @@ Two ways to apply the same filter, chosen by the size of the exact filter bank:
 
 Either way the signal is processed in chunks of about four million work elements, so memory
 is the input plus the output plus a bounded work space, whatever the rates. Rates must lie in
-``[MIN_RATE, MAX_RATE]`` Hz.
+``[MIN_RATE, MAX_RATE]`` Hz (a "resampling" to the same rate returns the input, whatever it is).
 
 Output length: ``ceil(num_samples * new_sr / orig_sr)`` (torchaudio's convention; soxr
 rounds to nearest instead). Output sample ``m`` sits at time ``m / new_sr``, the first input
@@ -106,11 +106,8 @@ def _phase_bank(
 
 def _check_arguments(wav, orig_sr, new_sr, lowpass_filter_width, rolloff, window) -> None:
     for name, rate in (("orig_sr", orig_sr), ("new_sr", new_sr)):
-        if int(rate) != rate or not MIN_RATE <= rate <= MAX_RATE:
-            raise ValueError(
-                f"resample: {name}={rate} Hz; rates must be positive integers in "
-                f"[{MIN_RATE}, {MAX_RATE}] Hz"
-            )
+        if int(rate) != rate or rate <= 0:
+            raise ValueError(f"resample: {name}={rate}; rates must be positive integers")
     if not wav.is_floating_point():
         raise TypeError(f"resample: expected a floating point waveform, got {wav.dtype}")
     if not 0.0 < rolloff <= 1.0 or lowpass_filter_width < 1:
@@ -120,6 +117,14 @@ def _check_arguments(wav, orig_sr, new_sr, lowpass_filter_width, rolloff, window
         )
     if window not in ("hann", "kaiser"):
         raise ValueError(f"resample: window must be 'hann' or 'kaiser', got {window!r}")
+
+
+def _check_range(orig_sr: int, new_sr: int) -> None:
+    for name, rate in (("orig_sr", orig_sr), ("new_sr", new_sr)):
+        if not MIN_RATE <= rate <= MAX_RATE:
+            raise ValueError(
+                f"resample: {name}={rate} Hz; resampling takes rates in [{MIN_RATE}, {MAX_RATE}] Hz"
+            )
 
 
 def resample_reach(
@@ -149,6 +154,7 @@ def resample(
     _check_arguments(wav, orig_sr, new_sr, lowpass_filter_width, rolloff, window)
     if orig_sr == new_sr:
         return wav
+    _check_range(orig_sr, new_sr)
     gcd = math.gcd(int(orig_sr), int(new_sr))
     orig, new = int(orig_sr) // gcd, int(new_sr) // gcd
     leading, num_samples = wav.shape[:-1], wav.shape[-1]
