@@ -37,6 +37,7 @@ import ruamel.yaml
 import torch
 from hyperpyyaml import load_hyperpyyaml
 from hyperpyyaml.core import recursive_update
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import YAMLError
 
 from speechlobes.checkpoints import Checkpointer
@@ -160,7 +161,7 @@ def load_experiment(
         except (KeyError, TypeError) as error:
             raise ExperimentError(f"{hparams_file}: override {error} matches no key") from error
     spec.check_keys(hparams_file, tree)
-    kept = ruamel.yaml.comments.CommentedMap((key, tree[key]) for key in spec.keys if key in tree)
+    kept = _plain_copy(CommentedMap((key, tree[key]) for key in spec.keys if key in tree), {})
     if not trust_code:
         check_trusted_tree(kept, str(hparams_file))
     hparams = _build(kept, hparams_file)
@@ -213,6 +214,26 @@ def _replace_prefix(node: Any, old: str, new: str, seen: set[int]) -> None:
             node[key] = type(value)(new + value[len(old) :])
         else:
             _replace_prefix(value, old, new, seen)
+
+
+def _plain_copy(node: Any, copies: dict[int, Any]) -> Any:
+    """``node`` without the layout and comments ruamel keeps for round trips (tags and shared
+    objects kept): moved out of their original places, kept layouts no longer dump right."""
+    if id(node) in copies:
+        return copies[id(node)]
+    if isinstance(node, TaggedScalar):
+        copies[id(node)] = TaggedScalar(node.value, node.style, tag=node.tag.value)
+        return copies[id(node)]
+    if not isinstance(node, dict | list):
+        return node
+    copy = copies[id(node)] = CommentedMap() if isinstance(node, dict) else CommentedSeq()
+    if isinstance(node, dict):
+        copy.update((key, _plain_copy(value, copies)) for key, value in node.items())
+    else:
+        copy.extend(_plain_copy(value, copies) for value in node)
+    if getattr(getattr(node, "tag", None), "value", None) is not None:
+        copy.yaml_set_ctag(node.tag)
+    return copy
 
 
 def _build(tree: dict, hparams_file: Path) -> dict[str, Any]:

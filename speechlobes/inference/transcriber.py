@@ -132,8 +132,12 @@ class Transcriber:
         return self._decode(log_probs, wav_lens)
 
     def _decode(self, log_probs: torch.Tensor, wav_lens: torch.Tensor) -> list[str]:
+        # The head may have more units than the tokenizer (output_neurons above its size);
+        # those are never targets, but a barely trained model can emit them: they say nothing.
+        size = len(self.tokenizer) if hasattr(self.tokenizer, "__len__") else None
         return [
-            self.tokenizer.decode(nbest[0].tokens) for nbest in self.search(log_probs, wav_lens)
+            self.tokenizer.decode([t for t in nbest[0].tokens if size is None or t < size])
+            for nbest in self.search(log_probs, wav_lens)
         ]
 
     @torch.no_grad()

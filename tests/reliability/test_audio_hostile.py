@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import write_tone
+from helpers import write_tone
 
 from speechlobes.dataio.audio import AudioReadError, read_audio, read_resampled
 from speechlobes.processing.resample import MAX_RATE, MIN_RATE, resample
