@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None, prog: str = "speechlobes") -> int:
             raise ValueError(f"{args.model}: {kind.value}; {args.command} takes {accepted}")
         model = loaders[kind](kind, args)
     except Exception as error:  # one line, no traceback: the message names the file
-        print(f"{prog} {args.command}: {error}", file=sys.stderr)
+        print(f"{prog} {args.command}: {error}".replace("\n", " "), file=sys.stderr)
         return 2
     failures = process_files(args.audio, lambda path: lines_of(model, path, args))
     return 1 if failures else 0

@@ -143,7 +143,7 @@ class Tagger:
 
         try:
             model = BEATs(ckp_path=ckpt_path, freeze=True).to(device)
-        except (RuntimeError, OSError, KeyError, TypeError, ValueError, EOFError) as error:
+        except Exception as error:  # unpickling, zip and config errors do not name the file
             if str(ckpt_path) in str(error):
                 raise
             raise ValueError(

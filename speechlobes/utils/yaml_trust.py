@@ -168,6 +168,7 @@ def _check_tuple_text(text: str, key: str, source: str) -> None:
         yaml.safe_load(f"[{text.strip()[1:-1]}]")
     except yaml.YAMLError as error:
         raise UntrustedYamlError(
-            f"{source}, key {key!r}: the tuple {text!r} is not plain YAML ({error}); if you "
+            f"{source}, key {key!r}: the tuple {text!r} is not plain YAML "
+            f"({getattr(error, 'problem', None) or error}); if you "
             "trust this folder, load it with trust_code=True (command line: --trust-code)"
         ) from error
