@@ -76,6 +76,7 @@ from speechlobes.utils.hparams import (
     typed_override,
     yaml_key_lines,
 )
+from speechlobes.utils.threads import spinning_threads_warning
 
 __all__ = [
     "RUN_OPTION_DEFAULTS",
@@ -178,6 +179,8 @@ def parse_arguments(argv: list[str]) -> tuple[str, dict, str]:
     """
     if not argv or argv[0].startswith("-"):
         raise HparamsError("usage: python train.py hparams.yaml [--key=value ...]")
+    if warning := spinning_threads_warning():
+        logger.warning("%s", warning)
     hparams_file, options = argv[0], _split_options(argv[1:])
     if not Path(hparams_file).is_file():
         raise HparamsError(f"{hparams_file}: no such hyperparameter file")

@@ -217,35 +217,31 @@ def _tag(node: Any) -> str | None:
     return getattr(tag, "value", tag) if tag is not None else None
 
 
+def _not_bool(value: Any) -> bool:
+    return not isinstance(value, bool)
+
+
+# The kinds of value a file holds, in words, and what an override of each must parse to.
+KINDS: tuple[tuple[type, str, Any], ...] = (
+    (bool, "a boolean", lambda v: isinstance(v, bool)),
+    (int, "an integer", lambda v: isinstance(v, int) and _not_bool(v)),
+    (float, "a number", lambda v: isinstance(v, int | float) and _not_bool(v)),
+    (str, "a string", lambda v: True),
+    (list, "a list", lambda v: isinstance(v, list)),
+    (dict, "a mapping", lambda v: isinstance(v, dict)),
+)
+
+
 def _kind(node: Any) -> str | None:
     """What an override of ``node`` must be, in words; None when anything goes."""
     tag = _tag(node)
     if tag is not None:
-        return None if tag in ("!ref", "!copy", "!tuple") else "an object"
-    if isinstance(node, bool):
-        return "a boolean"
-    if isinstance(node, int):
-        return "an integer"
-    if isinstance(node, float):
-        return "a number"
-    if isinstance(node, str):
-        return "a string"
-    if isinstance(node, list):
-        return "a list"
-    if isinstance(node, dict):
-        return "a mapping"
-    return None
+        return None if tag in ("!ref", "!copy", "!tuple", "!PLACEHOLDER") else "an object"
+    return next((words for kind, words, _ in KINDS if isinstance(node, kind)), None)
 
 
 def _has_kind(value: Any, kind: str) -> bool:
-    checks = {
-        "a boolean": lambda v: isinstance(v, bool),
-        "an integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "a number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-        "a list": lambda v: isinstance(v, list),
-        "a mapping": lambda v: isinstance(v, dict),
-    }
-    return checks[kind](value)
+    return next(test for _, words, test in KINDS if words == kind)(value)
 
 
 def _shown(node: Any) -> str:

@@ -8,8 +8,11 @@ wait policy unless the user chose one, and runs on as many threads as there are 
 (at least one) unless the user set ``OMP_NUM_THREADS`` or asked for a number.
 
 The wait policy is read when the OpenMP runtime loads, i.e. when ``torch`` is first
-imported: it only takes effect if this runs before that (as in the command line). A program
-that imported torch already can still cap the threads, which helps most.
+imported: it only takes effect if this runs before that (as in the command line). Training
+scripts import torch first, and changing their thread count silently would change their
+floating-point sums (and break bit-exact resumption), so for them
+:func:`spinning_threads_warning` only says what to do; ``tools/run_main.sh`` exports
+``OMP_WAIT_POLICY=PASSIVE``.
 
 Example:
     >>> 1 <= usable_cpus() <= (os.cpu_count() or 1)
@@ -20,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -55,6 +59,25 @@ def idle_cpus(sample_seconds: float = 0.1) -> float:
 def _cpu_times() -> list[int]:
     with open("/proc/stat", encoding="ascii") as stat:
         return [int(value) for value in stat.readline().split()[1:]]
+
+
+@functools.lru_cache(maxsize=1)
+def spinning_threads_warning() -> str | None:
+    """A warning when this process's torch threads outnumber the idle cores and may spin
+    (no passive wait policy was set before torch loaded); None otherwise. Measured once."""
+    if os.environ.get(WAIT_POLICY, "").upper() == "PASSIVE" or "torch" not in sys.modules:
+        return None
+    threads = sys.modules["torch"].get_num_threads()
+    if threads <= 1:
+        return None
+    idle = idle_cpus(0.05)
+    if threads <= round(idle):
+        return None
+    return (
+        f"{threads} torch threads but about {idle:.1f} idle cores: waiting OpenMP threads spin "
+        "and can make this run several times slower; export OMP_WAIT_POLICY=PASSIVE (and "
+        f"OMP_NUM_THREADS={max(1, round(idle))}) before starting it"
+    )
 
 
 def configure_threads(requested: int | None = None) -> int:

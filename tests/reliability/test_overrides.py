@@ -60,6 +60,13 @@ def test_values_of_the_right_type_pass_and_strings_stay_strings(option, key, val
     assert loaded == value and type(loaded) is type(value)
 
 
+def test_a_placeholder_takes_any_value(tmp_path):
+    path = tmp_path / "h.yaml"
+    path.write_text("pretrained_path: !PLACEHOLDER\nmodel_dim: !PLACEHOLDER\n")
+    _, _, overrides = parse_arguments([str(path), "--pretrained_path=/m", "--model_dim=8"])
+    assert load_hparams(path, overrides) == {"pretrained_path": "/m", "model_dim": 8}
+
+
 def test_an_invalid_override_fails_before_the_experiment_folder_is_created(tmp_path):
     output = tmp_path / "never"
     result = subprocess.run(
