@@ -74,7 +74,7 @@ class ExperimentSpec:
         >>> spec.check_keys("exp/hyperparams.yaml", ["checkpointer", "model"])
         Traceback (most recent call last):
         ...
-        speechlobes.inference.experiment.ExperimentError: exp/hyperparams.yaml: a tagging experiment needs 'sample_rate' (the input rate); the file has no such key (closest: none). Is this the experiment of another task?
+        speechlobes.inference.experiment.ExperimentError: exp/hyperparams.yaml: a tagging experiment needs 'sample_rate' (the input rate), missing from the file (closest keys: sample_rate: none). Is this the experiment of another task?
     """
 
     task: str
@@ -92,14 +92,14 @@ class ExperimentSpec:
         needs = (Need(CHECKPOINTER_KEY, Checkpointer, "the trained weights"), *self.needs)
         missing = [need for need in needs if need.key not in keys]
         if missing:
-            described = "; ".join(
-                f"{need.key!r} ({need.purpose}; closest: "
-                f"{', '.join(closest_keys(need.key, keys, 3)) or 'none'})"
+            described = ", ".join(f"{need.key!r} ({need.purpose})" for need in missing)
+            closest = "; ".join(
+                f"{need.key}: {', '.join(closest_keys(need.key, keys, 3)) or 'none'}"
                 for need in missing
             )
             raise ExperimentError(
-                f"{source}: a {self.task} experiment needs {described}; the file has no such "
-                f"key. Is this the experiment of another task?"
+                f"{source}: a {self.task} experiment needs {described}, missing from the file "
+                f"(closest keys: {closest}). Is this the experiment of another task?"
             )
 
     def check_values(self, source: str | Path, hparams: dict[str, Any]) -> None:
