@@ -38,9 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
-from speechlobes.checkpoints import META_FILE, Checkpointer, load_recoverable
+from speechlobes.checkpoints import META_FILE, Checkpointer, load_recoverable, read_safetensors
 from speechlobes.distributed import run_on_main
 
 __all__ = ["Pretrainer", "apply_key_map", "read_state_dict"]
@@ -63,9 +62,13 @@ def read_state_dict(path: str | Path, name: str = "model") -> dict[str, torch.Te
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights for {name!r}: {path} does not exist")
     if path.suffix == ".safetensors":
-        return load_file(str(path))
+        return read_safetensors(path)
     if path.suffix in TORCH_SUFFIXES:
-        return _unwrap(torch.load(path, map_location="cpu", weights_only=True), path)
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # zip and unpickling errors do not name the file
+            raise ValueError(f"{path}: cannot read the weights ({error})") from error
+        return _unwrap(loaded, path)
     raise ValueError(f"{path}: unknown weights format (use .safetensors or {TORCH_SUFFIXES})")
 
 

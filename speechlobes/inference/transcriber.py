@@ -10,7 +10,10 @@ Long files are transcribed in chunks of ``chunk_seconds`` (default 30 s), each r
 joined and the whole is decoded once. Memory therefore stays bounded whatever the length (an
 hour-long file is read a chunk at a time), and a file no longer than one chunk plus its context
 is transcribed whole, exactly as before. Chunk boundaries fall on the model's frame step, found
-by probing the model. A file too short for the model is an error naming its minimum.
+by probing the model, so for a model whose receptive field fits in the context the chunked
+output equals the whole one; a model that attends over (or normalises) its whole input gives
+close but not identical text (README, "An hour of speech"). A file too short for the model is
+an error naming its minimum.
 
 Example:
     >>> asr = Transcriber.from_experiment("results/conformer_small/1986")  # doctest: +SKIP

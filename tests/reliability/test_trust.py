@@ -156,3 +156,17 @@ def test_corrupt_weights_and_config_errors_name_the_file(tmp_path):
     (single / "pytorch_model.bin").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(ValueError, match="pytorch_model.bin: cannot read the weights"):
         load_hf_state_dict(single)
+
+
+def test_pretrained_weights_that_cannot_be_read_are_named(tmp_path):
+    from speechlobes.pretrainer import read_state_dict
+
+    corrupt = tmp_path / "encoder.safetensors"
+    corrupt.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
+    with pytest.raises(ValueError, match="encoder.safetensors: corrupt or truncated"):
+        read_state_dict(corrupt, "encoder")
+    truncated = tmp_path / "encoder.pt"
+    torch.save({"w": torch.zeros(1000)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    with pytest.raises(ValueError, match="encoder.pt: cannot read the weights"):
+        read_state_dict(truncated, "encoder")
