@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,9 @@ def read_state_dict(path: str | Path, name: str = "model") -> dict[str, torch.Te
     if path.suffix in TORCH_SUFFIXES:
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # zip and unpickling errors do not name the file
+        except pickle.UnpicklingError as error:  # refused: it holds more than weights
+            raise pickle.UnpicklingError(f"{path}: {error}") from error
+        except Exception as error:  # zip errors do not name the file
             raise ValueError(f"{path}: cannot read the weights ({error})") from error
         return _unwrap(loaded, path)
     raise ValueError(f"{path}: unknown weights format (use .safetensors or {TORCH_SUFFIXES})")
