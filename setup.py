@@ -16,6 +16,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["speechlobes", "speechlobes.*"]),
+    entry_points={"console_scripts": ["speechlobes = speechlobes.inference.cli:console_main"]},
     install_requires=[
         "torch>=2.1",  # pinned to the tested version by constraints.txt
         "numpy",

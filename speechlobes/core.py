@@ -69,12 +69,20 @@ from speechlobes.checkpoints import RNGState
 from speechlobes.dataio.loader import make_dataloader
 from speechlobes.logger import setup_logging
 from speechlobes.progress import progress
-from speechlobes.utils.hparams import HparamsError, closest_keys, overrides_to_yaml, yaml_key_lines
+from speechlobes.utils.hparams import (
+    HparamsError,
+    closest_keys,
+    overrides_to_yaml,
+    typed_override,
+    yaml_key_lines,
+)
+from speechlobes.utils.threads import spinning_threads_warning
 
 __all__ = [
     "RUN_OPTION_DEFAULTS",
     "Brain",
     "Stage",
+    "check_run_option",
     "create_experiment_directory",
     "parse_arguments",
     "set_seed",
@@ -108,6 +116,28 @@ RUN_OPTION_DEFAULTS: dict[str, Any] = {
     "scan_worst_batches": 0,  # before training, run the N largest batches (OOM pre-scan)
 }
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The type of each run option's value (None is allowed where the default is None).
+RUN_OPTION_TYPES: dict[str, type] = {
+    **{name: type(default) for name, default in RUN_OPTION_DEFAULTS.items()},
+    "distributed_backend": str,
+    "seed": int,
+    "optimizer_step_limit": int,
+    "max_grad_norm": float,
+    "ckpt_interval_minutes": float,
+}
+# Run options that must be at least this large.
+RUN_OPTION_MINIMA = {
+    "grad_accumulation_factor": 1,
+    "max_grad_norm": 0,
+    "nonfinite_patience": 0,
+    "ckpt_interval_minutes": 0,
+    "ckpt_interval_steps": 0,
+    "debug_batches": 1,
+    "debug_epochs": 1,
+    "optimizer_step_limit": 1,
+    "profile_steps": 1,
+    "scan_worst_batches": 0,
+}
 
 
 class Stage(Enum):
@@ -131,10 +161,14 @@ def set_seed(seed: int) -> None:
 def parse_arguments(argv: list[str]) -> tuple[str, dict, str]:
     """Split ``train.py hparams.yaml --key=value ...`` into (hparams_file, run_opts, overrides).
 
-    Options may be written ``--key=value`` or ``--key value``; a flag alone means true. Names
-    of :data:`RUN_OPTION_DEFAULTS` become run options; names of keys in the file (nested as
-    ``--a.b=value``) become HyperPyYAML overrides (a YAML string, values kept verbatim so
-    ``!ref`` works). A name that is neither is an error listing the closest keys.
+    Options may be written ``--key=value`` or ``--key value``. Names of
+    :data:`RUN_OPTION_DEFAULTS` become run options; names of keys in the file (nested as
+    ``--a.b=value``) become HyperPyYAML overrides (a YAML string). A name that is neither is an
+    error listing the closest keys. Everything is checked here, before anything is built or
+    written: a value must parse to the type of the key's value in the file (or of the run
+    option's default), a bare ``--key`` is only for booleans, and obviously invalid values
+    (fewer than one epoch, a negative learning rate...) are refused, see
+    :func:`speechlobes.utils.hparams.typed_override`. Tagged values (``!ref <seed>``) pass.
 
     Example:
         >>> import tempfile
@@ -145,7 +179,11 @@ def parse_arguments(argv: list[str]) -> tuple[str, dict, str]:
     """
     if not argv or argv[0].startswith("-"):
         raise HparamsError("usage: python train.py hparams.yaml [--key=value ...]")
+    if warning := spinning_threads_warning():
+        logger.warning("%s", warning)
     hparams_file, options = argv[0], _split_options(argv[1:])
+    if not Path(hparams_file).is_file():
+        raise HparamsError(f"{hparams_file}: no such hyperparameter file")
     keys = yaml_key_lines(hparams_file)
     run_opts, overrides = {}, []
     for name, raw in options:
@@ -156,10 +194,28 @@ def parse_arguments(argv: list[str]) -> tuple[str, dict, str]:
                 f"closest: {', '.join(close) if close else '(none)'}"
             )
         if name in RUN_OPTION_DEFAULTS:
-            run_opts[name] = True if raw is None else yaml.safe_load(raw)
+            run_opts[name] = _run_option_value(name, raw)
         if name in keys:
-            overrides.append((name, "true" if raw is None else raw))
+            overrides.append((name, typed_override(hparams_file, name, raw)))
     return hparams_file, run_opts, overrides_to_yaml(overrides)
+
+
+def _run_option_value(name: str, raw: str | None) -> Any:
+    """A command-line run option parsed and checked (``--debug`` alone means true)."""
+    kind = RUN_OPTION_TYPES[name]
+    if raw is None:
+        if kind is not bool:
+            raise HparamsError(f"--{name}: give a value ({kind.__name__}); bare --key is a flag")
+        value = True
+    else:
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise HparamsError(f"--{name}={raw}: not a value ({error})") from error
+    try:
+        return check_run_option(name, value)
+    except ValueError as error:
+        raise HparamsError(f"--{name}={raw}: {error}") from error
 
 
 def _split_options(arguments: list[str]) -> list[tuple[str, str | None]]:
@@ -752,11 +808,28 @@ def _run_options(hparams: dict, run_opts: dict) -> dict:
                 run_opts[name],
                 hparams[name],
             )
-    for name in ("precision", "eval_precision"):
-        if options[name] not in PRECISIONS:
-            raise ValueError(f"{name} must be one of {list(PRECISIONS)}, got {options[name]!r}")
-    if int(options["grad_accumulation_factor"]) < 1:
-        raise ValueError(
-            f"grad_accumulation_factor must be >= 1, got {options['grad_accumulation_factor']}"
-        )
-    return options
+    return {name: check_run_option(name, value) for name, value in options.items()}
+
+
+def check_run_option(name: str, value: Any) -> Any:
+    """``value`` if it suits run option ``name`` (type, range, choices), else a ValueError.
+
+    Example:
+        >>> check_run_option("grad_accumulation_factor", 0)
+        Traceback (most recent call last):
+        ...
+        ValueError: grad_accumulation_factor must be >= 1, got 0
+    """
+    kind = RUN_OPTION_TYPES[name]
+    if value is None and (RUN_OPTION_DEFAULTS[name] is None or name == "max_grad_norm"):
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"{name} must be {kind.__name__}, got {value!r}")
+    if name in ("precision", "eval_precision") and value not in PRECISIONS:
+        raise ValueError(f"{name} must be one of {list(PRECISIONS)}, got {value!r}")
+    minimum = RUN_OPTION_MINIMA.get(name)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value

@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
-from speechlobes.checkpoints import META_FILE, Checkpointer, load_recoverable
+from speechlobes.checkpoints import META_FILE, Checkpointer, load_recoverable, read_safetensors
 from speechlobes.distributed import run_on_main
 
 __all__ = ["Pretrainer", "apply_key_map", "read_state_dict"]
@@ -63,9 +63,15 @@ def read_state_dict(path: str | Path, name: str = "model") -> dict[str, torch.Te
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights for {name!r}: {path} does not exist")
     if path.suffix == ".safetensors":
-        return load_file(str(path))
+        return read_safetensors(path)
     if path.suffix in TORCH_SUFFIXES:
-        return _unwrap(torch.load(path, map_location="cpu", weights_only=True), path)
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:  # refused: it holds more than weights
+            raise pickle.UnpicklingError(f"{path}: {error}") from error
+        except Exception as error:  # zip errors do not name the file
+            raise ValueError(f"{path}: cannot read the weights ({error})") from error
+        return _unwrap(loaded, path)
     raise ValueError(f"{path}: unknown weights format (use .safetensors or {TORCH_SUFFIXES})")
 
 

@@ -7,5 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/bootstrap.sh
+# Waiting OpenMP threads sleep instead of spinning: with a busy core, spinning made runs
+# several times slower (README, "Guarantees").
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 cd recipes/LibriSpeech/ASR/CTC
 ../../../../.venv/bin/python train.py hparams/conformer_small.yaml "$@"

@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 
-from speechlobes.inference.experiment import prepare_waveform
 from speechlobes.nnet.lengths import relative_to_absolute_lengths
 from speechlobes.processors import AutoProcessor, AutoTokenizer, Processor, Tokenizer
 from speechlobes.processors.feature_extraction import Wav2Vec2FeatureExtractor
@@ -122,8 +121,9 @@ class CTCFolderTranscriber:
 
     def transcribe_file(self, path: str | Path) -> str:
         """The transcript of one audio file (any rate: resampled)."""
-        wav = prepare_waveform(path, self.sample_rate)
-        return self.transcribe_batch(wav)[0]
+        from speechlobes.dataio.audio import read_resampled
+
+        return self.transcribe_batch(read_resampled(path, self.sample_rate).unsqueeze(0))[0]
 
 
 class SpecialTokensSkipped:

@@ -3,9 +3,10 @@
 Two sources of a model:
 
 - an experiment folder of the CoVoST recipe (``recipes/CoVoST/ST/seq2seq``): its YAML provides
-  ``model``, ``tokenizer`` (a SentencePiece factory whose model lives in the folder),
-  ``search_options``, ``sample_rate`` and ``normalize_waveform`` (each utterance normalised to
-  zero mean and unit variance, as in training).
+  what :data:`TRANSLATOR_SPEC` lists: ``model``, ``tokenizer`` (a SentencePiece factory whose
+  model lives in the folder), ``search_options``, ``sample_rate`` and, optionally,
+  ``normalize_waveform`` (each utterance normalised to zero mean and unit variance, as in
+  training).
 - a Hugging Face ``SpeechEncoderDecoderModel`` folder (``config.json``, weights,
   optionally ``generation_config.json`` and ``preprocessor_config.json``) with its
   SentencePiece model, or any tokenizer object with ``decode(ids) -> str``. With a
@@ -21,6 +22,11 @@ transformers 5 ``processor_config.json``) says how waveforms are normalised.
 A generation config's ``forced_bos_token_id`` (MBart-50 forces the target-language code as
 the first generated token) is passed on to ``generate``.
 
+A file is translated in one pass, so its length is limited to ``max_seconds`` (default 60 s):
+a longer file is an error saying so (split long recordings at pauses first; a translation cut
+at arbitrary points would not be one). A file too short for the model is an error naming its
+minimum.
+
 Example:
     >>> st = Translator.from_experiment("results/conformer_transformer_small/1986")  # doctest: +SKIP
     >>> st.translate_file("speech.wav")  # doctest: +SKIP
@@ -29,18 +35,31 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from speechlobes.inference.experiment import load_experiment, prepare_waveform
+from speechlobes.dataio.audio import read_resampled, resampled_length
+from speechlobes.inference.experiment import ExperimentSpec, Need, load_experiment
+from speechlobes.inference.inputs import InputTooLongError, check_long_enough, smallest_input
 from speechlobes.nnet.lengths import lengths_to_padding_mask, relative_to_absolute_lengths
 
 if TYPE_CHECKING:
     from speechlobes.processing.waveform import WaveformNormalizer
 
+TRANSLATOR_SPEC = ExperimentSpec(
+    "speech translation",
+    (
+        Need("model", torch.nn.Module, "a SpeechEncoderDecoderModel"),
+        Need("tokenizer", object, "the target SentencePiece tokenizer or its factory"),
+        Need("search_options", dict, "keyword arguments of generate"),
+        Need("sample_rate", int, "the model's input rate"),
+    ),
+    optional=(Need("normalize_waveform", bool, "normalise each utterance as in training"),),
+)
 GENERATION_KEYS = (
     "num_beams",
     "length_penalty",
@@ -66,6 +85,7 @@ class Translator:
         search_options: keyword arguments of ``model.generate`` (beams, lengths, ...).
         normalizer: a :class:`WaveformNormalizer` for models trained on normalised waveforms.
         device: where the inputs go.
+        max_seconds: the longest file :meth:`translate_file` takes.
     """
 
     def __init__(
@@ -76,6 +96,7 @@ class Translator:
         search_options: dict[str, Any] | None = None,
         normalizer: WaveformNormalizer | None = None,
         device: str = "cpu",
+        max_seconds: float = 60.0,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -83,6 +104,7 @@ class Translator:
         self.search_options = dict(search_options or {})
         self.normalizer = normalizer
         self.device = device
+        self.max_seconds = max_seconds
 
     @classmethod
     def from_experiment(
@@ -91,12 +113,16 @@ class Translator:
         min_key: str = "loss",
         device: str = "cpu",
         overrides: dict | None = None,
+        trust_code: bool = False,
     ) -> Translator:
         """Load a CoVoST experiment's best checkpoint by ``min_key``; ``overrides`` replace
-        YAML keys (a moved pretrained file, see :func:`load_experiment`)."""
+        YAML keys (a moved pretrained file), ``trust_code`` lifts the trust model (see
+        :func:`load_experiment`)."""
         from speechlobes.processing.waveform import WaveformNormalizer
 
-        hparams = load_experiment(folder, min_key=min_key, device=device, overrides=overrides)
+        hparams = load_experiment(
+            folder, TRANSLATOR_SPEC, min_key, None, device, overrides, trust_code
+        )
         normalizer = None
         if hparams.get("normalize_waveform"):  # the recipe normalised each utterance
             normalizer = WaveformNormalizer(sampling_rate=hparams["sample_rate"])
@@ -160,9 +186,29 @@ class Translator:
         eos = self.model.config.eos_token_id
         return ids[: ids.index(eos)] if eos in ids else ids
 
+    @functools.cached_property
+    def min_samples(self) -> int:
+        """The fewest samples the model takes (probed once, with one greedy step)."""
+
+        def first_token(wavs: torch.Tensor) -> torch.Tensor:
+            mask = torch.ones_like(wavs, dtype=torch.long)
+            return self.model.generate(wavs.to(self.device), mask.to(self.device), 1)
+
+        return smallest_input(first_token, limit=self.sample_rate)
+
     def translate_file(self, path: str | Path, **generate_overrides: Any) -> str:
-        """The translation of one audio file (any rate: resampled)."""
-        wav = prepare_waveform(path, self.sample_rate)
+        """The translation of one audio file (any rate: resampled; at most ``max_seconds``)."""
+        path = str(path)
+        total = resampled_length(path, self.sample_rate)
+        if total > self.max_seconds * self.sample_rate:
+            raise InputTooLongError(
+                f"{path}: {total / self.sample_rate:.1f} s; the translator takes at most "
+                f"{self.max_seconds:g} s in one pass (max_seconds / --max-seconds): split long "
+                "recordings at pauses first"
+            )
+        if total < self.sample_rate:  # probe the model's minimum only for short files
+            check_long_enough(path, total, self.min_samples, self.sample_rate)
+        wav = read_resampled(path, self.sample_rate).unsqueeze(0)
         return self.translate_batch(wav, **generate_overrides)[0]
 
 

@@ -41,7 +41,7 @@ def test_hugging_face_pytorch_model_bin_is_read_with_weights_only(tmp_path):
 def test_pickled_objects_are_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"model": {"w": torch.ones(1)}, "hook": Path("/")}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(pickle.UnpicklingError, match="evil.pt"):
         read_state_dict(path)
 
 

@@ -1,10 +1,12 @@
 """Toy regression recipe for the resume and DDP integration tests.
 
-Writes ``<output_folder>/final.safetensors`` (the final weights) and, on rank 0,
-``<output_folder>/step_losses.jsonl`` (each training step's loss averaged over ranks).
+Writes ``<output_folder>/final.safetensors`` (the final weights), on rank 0
+``<output_folder>/step_losses.jsonl`` (each training step's loss averaged over ranks), and
+``<output_folder>/pids/rank<r>`` (each process's id, for tests that kill one rank).
 """
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -55,6 +57,9 @@ if __name__ == "__main__":
     hparams_file, run_opts, overrides = parse_arguments(sys.argv[1:])
     hparams = load_hparams(hparams_file, overrides)
     create_experiment_directory(hparams["output_folder"], hparams_file, overrides)
+    pids = Path(hparams["output_folder"]) / "pids"
+    pids.mkdir(exist_ok=True)
+    (pids / f"rank{distributed.get_rank()}").write_text(str(os.getpid()))
     brain = ToyBrain(
         hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"]
     )
