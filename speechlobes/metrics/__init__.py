@@ -10,3 +10,7 @@
 
 Import the module you need; this package imports nothing eagerly.
 """
+
+from speechlobes import lazy_submodules
+
+__getattr__ = lazy_submodules(__name__)
