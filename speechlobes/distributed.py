@@ -249,16 +249,10 @@ def run_on_main(
     ``run_post_on_main`` it runs on every rank, without a further barrier. Returns
     ``func``'s result (rank 0's, broadcast) on every rank.
     """
-    init_distributed()
-    result = main_process_only(func)(*(args or []), **(kwargs or {}))
-    barrier()
-    if post_func is not None:
-        if run_post_on_main:
-            post_func(*(post_args or []), **(post_kwargs or {}))
-        else:
-            if not if_main_process():
-                post_func(*(post_args or []), **(post_kwargs or {}))
-            barrier()
+    result, _ = _run_then_post(
+        main_process_only(func), if_main_process, (args, kwargs),
+        (post_func, post_args, post_kwargs), run_post_on_main,
+    )  # fmt: skip
     return result
 
 
@@ -277,17 +271,34 @@ def run_once_per_node(
     Returns ``post_func``'s result where it ran, else ``func``'s result where that ran, else
     None.
     """
+    result, post_result = _run_then_post(
+        once_per_node(func), is_local_rank_zero, (args, kwargs),
+        (post_func, post_args, post_kwargs), run_post_on_all,
+    )  # fmt: skip
+    return result if post_result is _NOT_RUN else post_result
+
+
+_NOT_RUN = object()
+
+
+def _run_then_post(
+    runner: Callable, runs_here: Callable[[], bool], call: tuple, post: tuple, post_everywhere: bool
+) -> tuple[Any, Any]:
+    """``runner(*args, **kwargs)`` (one process runs ``func``), a barrier, then ``post_func`` on
+    the processes that did not run it (on all, without a barrier, with ``post_everywhere``).
+    Returns the runner's result and post_func's (``_NOT_RUN`` where it did not run)."""
     init_distributed()
-    result = once_per_node(func)(*(args or []), **(kwargs or {}))
+    args, kwargs = call
+    result = runner(*(args or []), **(kwargs or {}))
     barrier()
+    post_func, post_args, post_kwargs = post
+    post_result = _NOT_RUN
     if post_func is not None:
-        if run_post_on_all:
-            result = post_func(*(post_args or []), **(post_kwargs or {}))
-        else:
-            if not is_local_rank_zero():
-                result = post_func(*(post_args or []), **(post_kwargs or {}))
+        if post_everywhere or not runs_here():
+            post_result = post_func(*(post_args or []), **(post_kwargs or {}))
+        if not post_everywhere:
             barrier()
-    return result
+    return result, post_result
 
 
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:

@@ -161,15 +161,7 @@ def takes(*argkeys: str) -> Callable[[Callable], DynamicItem]:
     Makes a :class:`DynamicItem` (a :class:`GeneratorDynamicItem` for a generator function),
     or completes one made by ``@provides``; the result stays callable.
     """
-
-    def decorator(obj: Callable) -> DynamicItem:
-        item = _dynamic_item_of(obj)
-        if item.takes:
-            raise ValueError(f"dynamic item '{item.name}' already takes {item.takes}")
-        item.takes = list(argkeys)
-        return item
-
-    return decorator
+    return _setting_keys("takes", argkeys)
 
 
 def provides(*output_keys: str | Sequence[str]) -> Callable[[Callable], DynamicItem]:
@@ -179,12 +171,17 @@ def provides(*output_keys: str | Sequence[str]) -> Callable[[Callable], DynamicI
     them one by one (a list of keys, e.g. ``provides("wav", ["left", "right"])``, is one
     yield of several values).
     """
+    return _setting_keys("provides", output_keys)
+
+
+def _setting_keys(role: str, keys: Sequence[Any]) -> Callable[[Callable], DynamicItem]:
+    """A decorator setting a dynamic item's ``takes`` or ``provides`` (once)."""
 
     def decorator(obj: Callable) -> DynamicItem:
         item = _dynamic_item_of(obj)
-        if item.provides:
-            raise ValueError(f"dynamic item '{item.name}' already provides {item.provides}")
-        item.provides = list(output_keys)
+        if getattr(item, role):
+            raise ValueError(f"dynamic item '{item.name}' already {role} {getattr(item, role)}")
+        setattr(item, role, list(keys))
         return item
 
     return decorator

@@ -46,7 +46,26 @@ logger = logging.getLogger(__name__)
 BATCH_ORDERINGS = ("random", "ascending", "descending")
 
 
-class ReproducibleRandomSampler(RandomSampler):
+class _EpochSeeded:
+    """Mixin: the sampler's own generator is seeded with ``seed + epoch`` at each iteration."""
+
+    def _seed_generator(self, seed: int, epoch: int, kwargs: dict) -> None:
+        if "generator" in kwargs:
+            raise ValueError(f"{type(self).__name__} makes its own generator; drop generator=")
+        self.seed = int(seed)
+        self.epoch = epoch
+        self.generator = torch.Generator()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose draws to make."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        self.generator.manual_seed(self.seed + self.epoch)
+        return super().__iter__()
+
+
+class ReproducibleRandomSampler(_EpochSeeded, RandomSampler):
     """A ``RandomSampler`` whose order is drawn from ``seed + epoch`` at each iteration.
 
     Takes RandomSampler's arguments (``replacement``, ``num_samples``) except ``generator``.
@@ -61,23 +80,11 @@ class ReproducibleRandomSampler(RandomSampler):
     """
 
     def __init__(self, data_source: Sized, seed: int = 563375142, epoch: int = 0, **kwargs):
-        if "generator" in kwargs:
-            raise ValueError("ReproducibleRandomSampler makes its own generator; drop generator=")
-        super().__init__(data_source, **kwargs)
-        self.seed = int(seed)
-        self.epoch = epoch
-        self.generator = torch.Generator()
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose order to draw."""
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        self.generator.manual_seed(self.seed + self.epoch)
-        return super().__iter__()
+        self._seed_generator(seed, epoch, kwargs)
+        super().__init__(data_source, generator=self.generator, **kwargs)
 
 
-class ReproducibleWeightedRandomSampler(WeightedRandomSampler):
+class ReproducibleWeightedRandomSampler(_EpochSeeded, WeightedRandomSampler):
     """A ``WeightedRandomSampler`` whose draws come from ``seed + epoch`` at each iteration.
 
     Example:
@@ -95,22 +102,8 @@ class ReproducibleWeightedRandomSampler(WeightedRandomSampler):
         epoch: int = 0,
         **kwargs,
     ):
-        if "generator" in kwargs:
-            raise ValueError(
-                "ReproducibleWeightedRandomSampler makes its own generator; drop generator="
-            )
-        super().__init__(weights, num_samples, replacement, **kwargs)
-        self.seed = int(seed)
-        self.epoch = epoch
-        self.generator = torch.Generator()
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose draws to make."""
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        self.generator.manual_seed(self.seed + self.epoch)
-        return super().__iter__()
+        self._seed_generator(seed, epoch, kwargs)
+        super().__init__(weights, num_samples, replacement, generator=self.generator, **kwargs)
 
 
 class BalancingDataSampler(ReproducibleWeightedRandomSampler):

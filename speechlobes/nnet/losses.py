@@ -218,9 +218,7 @@ def l1_loss(
         >>> l1_loss(torch.tensor([[0.9, 0.1, 0.1, 0.9]]), torch.tensor([[1.0, 0.0, 0.0, 1.0]]))
         tensor(0.1000)
     """
-    predictions, targets = truncate(predictions, targets, allowed_len_diff)
-    loss = functools.partial(F.l1_loss, reduction="none")
-    return compute_masked_loss(loss, predictions, targets, length, reduction=reduction)
+    return _elementwise_loss(F.l1_loss, predictions, targets, length, allowed_len_diff, reduction)
 
 
 def mse_loss(
@@ -231,8 +229,19 @@ def mse_loss(
     reduction: str = "mean",
 ) -> torch.Tensor:
     """Mean squared error over valid elements of (batch, time, ...) tensors."""
+    return _elementwise_loss(F.mse_loss, predictions, targets, length, allowed_len_diff, reduction)
+
+
+def _elementwise_loss(
+    loss_fn: Callable[..., torch.Tensor],
+    predictions: torch.Tensor,
+    targets: torch.Tensor,
+    length: torch.Tensor | None,
+    allowed_len_diff: int,
+    reduction: str,
+) -> torch.Tensor:
     predictions, targets = truncate(predictions, targets, allowed_len_diff)
-    loss = functools.partial(F.mse_loss, reduction="none")
+    loss = functools.partial(loss_fn, reduction="none")
     return compute_masked_loss(loss, predictions, targets, length, reduction=reduction)
 
 
