@@ -276,6 +276,7 @@ def test_experiment_folder_with_a_logging_config_and_without_environment(tmp_pat
     hparams.write_text("lr: 0.1\nfolder: !ref <lr>\n")
     config = {
         "version": 1,
+        "disable_existing_loggers": False,
         "formatters": {"plain": {"format": "%(levelname)s %(message)s"}},
         "handlers": {
             "file_handler": {"class": "logging.FileHandler", "filename": "x", "formatter": "plain"}
