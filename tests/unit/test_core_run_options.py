@@ -266,9 +266,9 @@ def test_training_and_evaluation_contexts_are_reusable_autocast_contexts():
     brain = make_brain({"precision": "bf16"})
     for _ in range(2):
         with brain.training_ctx:
-            assert torch.is_autocast_cpu_enabled()
+            assert torch.is_autocast_enabled("cpu")
     with brain.evaluation_ctx:
-        assert not torch.is_autocast_cpu_enabled()
+        assert not torch.is_autocast_enabled("cpu")
 
 
 def test_experiment_folder_with_a_logging_config_and_without_environment(tmp_path):
