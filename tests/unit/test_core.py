@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from speechlobes.checkpoints import Checkpointer
 from speechlobes import core
+from speechlobes.checkpoints import Checkpointer
 from speechlobes.core import INTRA_EPOCH_CKPT_FLAG, Brain, Stage
 from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.nnet.schedulers import EpochCounter

@@ -11,8 +11,11 @@ import torch
 
 from speechlobes.dataio import dataset as dataset_module
 from speechlobes.dataio.audio import AudioReadError, read_audio
-from speechlobes.dataio.dataset import DynamicItemDataset
-from speechlobes.dataio.dataset import FilteredSortedDynamicItemDataset, apply_overfit_test
+from speechlobes.dataio.dataset import (
+    DynamicItemDataset,
+    FilteredSortedDynamicItemDataset,
+    apply_overfit_test,
+)
 from speechlobes.dataio.pipeline import (
     DataPipeline,
     DynamicItem,
