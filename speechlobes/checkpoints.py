@@ -146,6 +146,12 @@ def register_checkpoint_hooks(cls: type) -> type:
     return cls
 
 
+def has_checkpoint_hooks(obj: Any) -> bool:
+    """Whether ``obj`` saves and loads itself (its class went through
+    :func:`register_checkpoint_hooks`)."""
+    return hasattr(type(obj), "_ckpt_hooks")
+
+
 # ---------------------------------------------------------------------------------------------
 # State trees: nested containers of tensors and plain values -> safetensors + JSON
 # ---------------------------------------------------------------------------------------------
@@ -278,7 +284,7 @@ def _state_of(name: str, obj: Any) -> Any:
 
     Called on every rank, so that states gathering all ranks (``RNGState``) can do so.
     """
-    if getattr(type(obj), "_ckpt_hooks", None) is not None:
+    if has_checkpoint_hooks(obj):
         return None
     if isinstance(obj, torch.nn.Module):
         return dict(obj.state_dict())
@@ -298,7 +304,7 @@ def _write_object(obj: Any, state: Any, path: Path) -> None:
 
 
 def _object_files_exist(obj: Any, path: Path) -> bool:
-    if getattr(type(obj), "_ckpt_hooks", None) is not None:
+    if has_checkpoint_hooks(obj):
         return path.with_suffix(".ckpt").exists()
     return Path(f"{path}.safetensors").exists()
 
@@ -306,7 +312,7 @@ def _object_files_exist(obj: Any, path: Path) -> bool:
 def _read_saved_state(obj: Any, path: Path) -> Any:
     """What :func:`_apply_saved_state` loads into ``obj`` (None for objects with hooks, which
     read their own files)."""
-    if getattr(type(obj), "_ckpt_hooks", None) is not None:
+    if has_checkpoint_hooks(obj):
         return None
     if isinstance(obj, torch.nn.Module):
         return read_safetensors(f"{path}.safetensors")

@@ -25,7 +25,7 @@ import torch
 from speechlobes.distributed import if_main_process
 from speechlobes.plotting import plot_training_curves
 
-__all__ = ["TrainLogger", "setup_logging"]
+__all__ = ["FileTrainLogger", "TrainLogger", "setup_logging"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,18 +127,23 @@ class TrainLogger:
         lines = self.stats_file.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.strip()]
 
-    @staticmethod
-    def _text_line(record: dict) -> str:
+    def _text_line(self, record: dict) -> str:
         meta = [
-            f"{key}: {_format_value(v)}" for key, v in record.items() if not isinstance(v, dict)
+            f"{key}: {self._format_value(v)}"
+            for key, v in record.items()
+            if not isinstance(v, dict)
         ]
         parts = [", ".join(meta)] if meta else []
         for stage, stats in record.items():
             if isinstance(stats, dict):
                 parts.append(
-                    ", ".join(f"{stage} {k}: {_format_value(v)}" for k, v in stats.items())
+                    ", ".join(f"{stage} {k}: {self._format_value(v)}" for k, v in stats.items())
                 )
         return " - ".join(parts)
+
+    @staticmethod
+    def _format_value(value: Any) -> str:
+        return _format_value(value)
 
     def _write_tensorboard(self, record: dict) -> None:
         if self.writer is None:
@@ -150,3 +155,29 @@ class TrainLogger:
                     if isinstance(value, int | float):
                         self.writer.add_scalar(f"{stage}/{key}", value, step)
         self.writer.flush()
+
+
+class FileTrainLogger(TrainLogger):
+    """SpeechBrain's ``FileTrainLogger``: one line per call in ``save_file``, numbers with
+    ``precision`` decimals (fixed between 1 and 100, else scientific: ``1.35e-05``); the
+    JSONL record and the training curves go beside it, as :class:`TrainLogger`'s.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "train_log.txt"
+        >>> FileTrainLogger(path).log_stats({"epoch": 1, "lr": 0.001}, {"loss": 2.5}, verbose=False)
+        >>> path.read_text()
+        'epoch: 1, lr: 1.00e-03 - train loss: 2.50\\n'
+    """
+
+    def __init__(self, save_file: str | Path, precision: int = 2):
+        super().__init__(Path(save_file).parent)
+        self.save_file = self.text_file = Path(save_file)
+        self.precision = precision
+
+    def _format_value(self, value: Any) -> str:
+        if isinstance(value, float) and 1.0 < value < 100.0:
+            return f"{value:.{self.precision}f}"
+        if isinstance(value, float):
+            return f"{value:.{self.precision}e}"
+        return str(value)

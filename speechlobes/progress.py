@@ -108,6 +108,7 @@ def progress(
     initial: int = 0,
     enabled: bool = True,
     stream_is_terminal: bool | None = None,
+    colour: str | None = None,
 ) -> tqdm | PlainProgress:
     """A tqdm bar when standard error is a terminal, :class:`PlainProgress` lines otherwise.
 
@@ -118,6 +119,7 @@ def progress(
         initial: items already done (a resumed epoch).
         enabled: False gives a silent pass-through (a disabled bar).
         stream_is_terminal: override the terminal check (tests).
+        colour: the bar's colour in a terminal (tqdm's, e.g. ``"GREEN"``; None: default).
     """
     if total is None and hasattr(iterable, "__len__"):
         total = len(iterable)
@@ -131,5 +133,6 @@ def progress(
             initial=initial,
             disable=not enabled,
             dynamic_ncols=True,
+            colour=colour or None,
         )
     return PlainProgress(iterable, description, total, initial)

@@ -20,7 +20,8 @@ RECIPES = ROOT / "recipes"
 
 def run_recipe(folder: Path, hparams: str, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "train.py", hparams, "--debug", "--noprogressbar", *overrides]
+    command = [sys.executable, "train.py", hparams, "--debug", "--debug_persistently"]
+    command += ["--noprogressbar", *overrides]  # debug_persistently: keep the checkpoints
     result = subprocess.run(
         command, cwd=folder, env=env, capture_output=True, text=True, timeout=600
     )

@@ -16,14 +16,16 @@ from safetensors.torch import save_file
 
 from speechlobes import distributed
 from speechlobes.core import Brain, Stage, create_experiment_directory, parse_arguments
+from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.utils.hparams import load_hparams
 
 
-def toy_dataset(num_examples: int) -> list[dict]:
+def toy_dataset(num_examples: int) -> DynamicItemDataset:
     generator = torch.Generator().manual_seed(1234)
     x = torch.randn(num_examples, 4, generator=generator)
     y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]]) + 0.1
-    return [{"id": f"ex{i}", "x": x[i], "y": y[i]} for i in range(num_examples)]
+    data = {f"ex{i}": {"x": x[i], "y": y[i]} for i in range(num_examples)}
+    return DynamicItemDataset(data, output_keys=["id", "x", "y"])
 
 
 class ToyBrain(Brain):
@@ -67,7 +69,7 @@ if __name__ == "__main__":
     brain.fit(
         hparams["epoch_counter"],
         data,
-        data[:16],
+        data.filtered_sorted(select_n=16),
         train_loader_kwargs={"batch_size": hparams["batch_size"], "shuffle": hparams["shuffle"]},
         valid_loader_kwargs={"batch_size": hparams["batch_size"]},
     )
