@@ -30,8 +30,9 @@ setup(
         "tokenizers",  # BPE / WordPiece / byte-level tokenizers of Hugging Face folders
     ],
     extras_require={
-        # The mini-dataset generator speaks with eSpeak NG.
-        "data": ["espeakng-loader", "soxr"],
+        # The mini-dataset generator speaks with eSpeak NG; its English word and word-pair
+        # counts (Google Books n-grams x SCOWL) ship inside symspellpy.
+        "data": ["espeakng-loader", "soxr", "symspellpy>=6.7"],
         # Tests, linting and the oracles tests compare against.
         "dev": [
             "pytest",
@@ -41,6 +42,7 @@ setup(
             "scikit-learn",
             "kaldi-native-fbank",
             "espeakng-loader",
+            "symspellpy>=6.7",
             "transformers>=5.23",
             "protobuf",
         ],

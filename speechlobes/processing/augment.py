@@ -1,4 +1,6 @@
-"""SpecAugment and the wav2vec2 span-masking helper, padding-aware and vectorised.
+"""Training-time augmentation, padding-aware and vectorised: on waveforms, speed perturbation
+(:class:`SpeedPerturb`) and coloured noise (:class:`AddNoise`); on features, SpecAugment; and
+the wav2vec2 span-masking helper.
 
 All random draws go through an optional ``torch.Generator`` (on its own device; results are
 moved to the data's device), so a seeded generator makes every mask reproducible.
@@ -18,6 +20,7 @@ import torch
 from torch import nn
 
 from speechlobes.nnet.lengths import lengths_to_padding_mask, relative_to_absolute_lengths
+from speechlobes.processing.resample import resample
 
 
 def _uniform(
@@ -245,3 +248,93 @@ class SpecAugment(nn.Module):
 def _frames_at(feats: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """feats (batch, time, freq), index (batch, time') -> (batch, time', freq)."""
     return feats.gather(1, index[..., None].expand(-1, -1, feats.shape[-1]))
+
+
+class SpeedPerturb(nn.Module):
+    """Speed perturbation of (batch, samples) waveforms: the batch is resampled by a speed
+    drawn from ``speeds`` (percent), changing tempo and pitch together (Kaldi's and
+    SpeechBrain's speed perturbation). The whole batch stretches alike, so relative lengths
+    stay valid. Active only in training mode.
+
+    Example:
+        >>> perturb = SpeedPerturb(speeds=(90,)).train()
+        >>> perturb(torch.randn(2, 16000)).shape  # 90 % speed: 10/9 as many samples
+        torch.Size([2, 17778])
+    """
+
+    def __init__(self, speeds: tuple[int, ...] = (90, 100, 110), filter_width: int = 6) -> None:
+        super().__init__()
+        if not speeds or min(speeds) <= 0:
+            raise ValueError(f"SpeedPerturb: speeds must be positive percentages, got {speeds}")
+        self.speeds, self.filter_width = tuple(int(s) for s in speeds), filter_width
+
+    def forward(
+        self,
+        wavs: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """wavs: (batch, samples); ``lengths`` are accepted and unchanged."""
+        if not self.training:
+            return wavs
+        index = int(_uniform((1,), generator, wavs.device).item() * len(self.speeds))
+        speed = self.speeds[min(index, len(self.speeds) - 1)]
+        if speed == 100:
+            return wavs
+        return resample(wavs, speed, 100, lowpass_filter_width=self.filter_width)
+
+
+class AddNoise(nn.Module):
+    """Adds noise to (batch, samples) waveforms at a signal-to-noise ratio drawn per row in
+    ``snr_db`` (against the row's power over its valid samples), with ``probability`` per row.
+    The noise mixes white noise with a low-passed copy (a moving average over ``smoothing``
+    samples), the low-passed share drawn per row in [0, 1]: from hiss to rumble. Padded
+    samples stay as they were. Active only in training mode.
+
+    Example:
+        >>> noisy = AddNoise(snr_db=(10, 10), probability=1.0).train()(torch.ones(1, 8000))
+        >>> round(float(((noisy - 1) ** 2).mean()), 2)  # noise power: signal power / 10
+        0.1
+    """
+
+    def __init__(
+        self,
+        snr_db: tuple[float, float] = (5.0, 30.0),
+        probability: float = 0.5,
+        smoothing: int = 16,
+    ) -> None:
+        super().__init__()
+        if snr_db[0] > snr_db[1] or not 0 <= probability <= 1 or smoothing < 1:
+            raise ValueError(
+                "AddNoise: need snr_db as (min, max), 0 <= probability <= 1, smoothing >= 1; "
+                f"got {snr_db}, {probability}, {smoothing}"
+            )
+        self.snr_db, self.probability, self.smoothing = tuple(snr_db), probability, smoothing
+
+    def forward(
+        self,
+        wavs: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """wavs: (batch, samples); lengths: (batch,) relative lengths or None."""
+        if not self.training:
+            return wavs
+        batch, samples = wavs.shape
+        valid = ~lengths_to_padding_mask(
+            _absolute_lengths(lengths, batch, samples, wavs.device), samples
+        )
+        draws = _uniform((batch, 3), generator, wavs.device).to(wavs.dtype)
+        snr_db = self.snr_db[0] + draws[:, 0] * (self.snr_db[1] - self.snr_db[0])
+        source = generator.device if generator is not None else wavs.device
+        white = torch.randn(wavs.shape, generator=generator, device=source).to(wavs)
+        low = nn.functional.avg_pool1d(
+            white[:, None], self.smoothing, stride=1, padding=self.smoothing // 2
+        )[:, 0, :samples] * self.smoothing**0.5
+        noise = torch.lerp(white, low, draws[:, 1:2]) * valid
+        count = valid.sum(1).clamp_min(1)
+        signal_power = (wavs.square() * valid).sum(1) / count
+        noise_power = noise.square().sum(1) / count
+        scale = (signal_power / noise_power.clamp_min(1e-12) / 10 ** (snr_db / 10)).sqrt()
+        scale = scale * (draws[:, 2] < self.probability)
+        return wavs + noise * scale[:, None]
