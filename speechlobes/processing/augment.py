@@ -1,6 +1,5 @@
-"""Training-time augmentation, padding-aware and vectorised: on waveforms, speed perturbation
-(:class:`SpeedPerturb`) and coloured noise (:class:`AddNoise`); on features, SpecAugment; and
-the wav2vec2 span-masking helper.
+"""Training-time augmentation, padding-aware and vectorised: speed perturbation of waveforms
+(:class:`SpeedPerturb`), SpecAugment on features, and the wav2vec2 span-masking helper.
 
 All random draws go through an optional ``torch.Generator`` (on its own device; results are
 moved to the data's device), so a seeded generator makes every mask reproducible.
@@ -283,58 +282,3 @@ class SpeedPerturb(nn.Module):
             return wavs
         return resample(wavs, speed, 100, lowpass_filter_width=self.filter_width)
 
-
-class AddNoise(nn.Module):
-    """Adds noise to (batch, samples) waveforms at a signal-to-noise ratio drawn per row in
-    ``snr_db`` (against the row's power over its valid samples), with ``probability`` per row.
-    The noise mixes white noise with a low-passed copy (a moving average over ``smoothing``
-    samples), the low-passed share drawn per row in [0, 1]: from hiss to rumble. Padded
-    samples stay as they were. Active only in training mode.
-
-    Example:
-        >>> noisy = AddNoise(snr_db=(10, 10), probability=1.0).train()(torch.ones(1, 8000))
-        >>> round(float(((noisy - 1) ** 2).mean()), 2)  # noise power: signal power / 10
-        0.1
-    """
-
-    def __init__(
-        self,
-        snr_db: tuple[float, float] = (5.0, 30.0),
-        probability: float = 0.5,
-        smoothing: int = 16,
-    ) -> None:
-        super().__init__()
-        if snr_db[0] > snr_db[1] or not 0 <= probability <= 1 or smoothing < 1:
-            raise ValueError(
-                "AddNoise: need snr_db as (min, max), 0 <= probability <= 1, smoothing >= 1; "
-                f"got {snr_db}, {probability}, {smoothing}"
-            )
-        self.snr_db, self.probability, self.smoothing = tuple(snr_db), probability, smoothing
-
-    def forward(
-        self,
-        wavs: torch.Tensor,
-        lengths: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """wavs: (batch, samples); lengths: (batch,) relative lengths or None."""
-        if not self.training:
-            return wavs
-        batch, samples = wavs.shape
-        valid = ~lengths_to_padding_mask(
-            _absolute_lengths(lengths, batch, samples, wavs.device), samples
-        )
-        draws = _uniform((batch, 3), generator, wavs.device).to(wavs.dtype)
-        snr_db = self.snr_db[0] + draws[:, 0] * (self.snr_db[1] - self.snr_db[0])
-        source = generator.device if generator is not None else wavs.device
-        white = torch.randn(wavs.shape, generator=generator, device=source).to(wavs)
-        low = nn.functional.avg_pool1d(
-            white[:, None], self.smoothing, stride=1, padding=self.smoothing // 2
-        )[:, 0, :samples] * self.smoothing**0.5
-        noise = torch.lerp(white, low, draws[:, 1:2]) * valid
-        count = valid.sum(1).clamp_min(1)
-        signal_power = (wavs.square() * valid).sum(1) / count
-        noise_power = noise.square().sum(1) / count
-        scale = (signal_power / noise_power.clamp_min(1e-12) / 10 ** (snr_db / 10)).sqrt()
-        scale = scale * (draws[:, 2] < self.probability)
-        return wavs + noise * scale[:, None]
