@@ -1,6 +1,6 @@
 """Sentences in real English word order, drawn from the word and word-pair counts of the
 Google Books n-grams (intersected with the SCOWL spelling lists) that ship inside the
-``symspellpy`` package: 82,834 words and 243,342 word pairs with their counts.
+``symspellpy`` package: 82,834 words and 242,342 distinct word pairs with their counts.
 
 A sentence is a walk along word pairs: it starts on a word that commonly opens a sentence, each
 next word is drawn among the words seen after the current one (counts flattened so that rarer
