@@ -269,8 +269,8 @@ def kneser_ney(sequences: Iterable[Sequence[str]], order: int = 3) -> BackoffLM:
         for ngram in ngrams:
             context = ngram[:-1]
             mass = discount * types[context] / totals[context]
-            probs[ngram] = (
-                max(adjusted[n][ngram] - discount, 0.0) / totals[context] + mass * lower(ngram)
+            probs[ngram] = max(adjusted[n][ngram] - discount, 0.0) / totals[context] + mass * lower(
+                ngram
             )
         for context in totals:
             backoffs[context] = math.log(discount * types[context] / totals[context])

@@ -281,4 +281,3 @@ class SpeedPerturb(nn.Module):
         if speed == 100:
             return wavs
         return resample(wavs, speed, 100, lowpass_filter_width=self.filter_width)
-

@@ -47,7 +47,7 @@ def test_walks_follow_listed_word_pairs_and_avoid_banned_words():
         words = sampler.sample(rng).split()
         plain = [part for w in words for part in UNDO.get(w, (w,))]
         assert 5 <= len(plain) <= 19 and not set(words) & (banned | BLOCKED)
-        pairs = list(zip(plain, plain[1:]))
+        pairs = list(zip(plain[:-1], plain[1:], strict=True))
         assert all(second in counts.bigrams[first] for first, second in pairs), plain
 
 

@@ -23,9 +23,9 @@ from librispeech_prepare import prepare_librispeech
 
 from speechlobes.core import Brain, Stage, create_experiment_directory, parse_arguments
 from speechlobes.dataio.audio import read_audio
-from speechlobes.decoders.ngram import kneser_ney
 from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.dataio.pipeline import provides, takes
+from speechlobes.decoders.ngram import kneser_ney
 from speechlobes.distributed import run_on_main
 from speechlobes.utils.hparams import load_hparams
 
