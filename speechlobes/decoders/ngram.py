@@ -356,7 +356,11 @@ class TokenLM:
         """``unit``: a token id (characters) or a tuple of token ids (words)."""
         model = self._load()
         if self.units == "words":
-            text = "".join(self._pieces[token] for token in unit)
+            text = "".join(self._piece(token) for token in unit)
         else:
-            text = self._pieces[unit]
+            text = self._piece(unit)
         return model.score(state, text)
+
+    def _piece(self, token: int) -> str:
+        """A CTC head may be wider than the tokenizer: ids past it score as ``<unk>``."""
+        return self._pieces[token] if token < len(self._pieces) else UNK

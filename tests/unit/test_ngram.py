@@ -118,5 +118,7 @@ def test_token_lm_over_characters_and_a_missing_file(tmp_path):
     assert lm.word_boundary_id is None
     state = lm.score(lm.start_state(), 2)[1]
     assert lm.score(state, 3)[0] > lm.score(state, 4)[0]
+    # a CTC head wider than the tokenizer: ids past it are unknown units
+    assert lm.score(state, 7)[0] == lm.score(state, 1)[0] == lm._load().score(state, UNK)[0]
     with pytest.raises(FileNotFoundError, match="missing.arpa"):
         TokenLM(tmp_path / "missing.arpa", tokenizer=_CharTokenizer).start_state()
