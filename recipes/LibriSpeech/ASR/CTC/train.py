@@ -151,13 +151,15 @@ def ensure_data(hparams: dict) -> None:
 
 def prepare_test_sets(hparams: dict) -> dict[str, Path]:
     """Manifests of every test set: the corpus's test splits, then the held-out sentences."""
-    csvs = prepare_librispeech(
-        data_folder=hparams["data_folder"],
-        save_folder=hparams["output_folder"],
-        tr_splits=[],
-        dev_splits=[],
-        te_splits=hparams["test_splits"],
-    )
+    csvs = {}
+    if hparams["test_splits"]:
+        csvs = prepare_librispeech(
+            data_folder=hparams["data_folder"],
+            save_folder=hparams["output_folder"],
+            tr_splits=[],
+            dev_splits=[],
+            te_splits=hparams["test_splits"],
+        )
     if hparams.get("heldout_sentences"):
         heldout = prepare_librispeech(
             data_folder=hparams["heldout_folder"],
