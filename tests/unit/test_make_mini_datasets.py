@@ -335,7 +335,7 @@ def test_librispeech_layout_transcripts_and_speakers(datasets):
             sentences[split].add(transcript)
             audio, rate = sf.read(transcript_file.parent / f"{utterance_id}.flac")
             assert rate == 16000 and audio.ndim == 1
-            assert 0.3 < len(audio) / rate / len(transcript.split()) < 1.2
+            assert 0.15 < len(audio) / rate / len(transcript.split()) < 1.2  # 110-245 wpm
             counts[split] += 1
     assert counts == {"train-clean-100": 16, "dev-clean": 6, "test-clean": 6, "test-other": 4}
     assert len(split_speakers["train-clean-100"]) == 4
