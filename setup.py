@@ -34,8 +34,9 @@ setup(
         "webdataset>=1.0",  # tar shards for streaming (speechlobes.dataio.shards)
     ],
     extras_require={
-        # The mini-dataset generator speaks with eSpeak NG.
-        "data": ["espeakng-loader", "soxr"],
+        # The mini-dataset generator speaks with eSpeak NG; its English word and word-pair
+        # counts (Google Books n-grams x SCOWL) ship inside symspellpy.
+        "data": ["espeakng-loader", "soxr", "symspellpy>=6.7"],
         # Tests, linting and the oracles tests compare against.
         "dev": [
             "pytest",
@@ -45,6 +46,7 @@ setup(
             "scikit-learn",
             "kaldi-native-fbank",
             "espeakng-loader",
+            "symspellpy>=6.7",
             "transformers>=5.23",
         ],
         "tensorboard": ["tensorboard"],

@@ -140,6 +140,10 @@ def overrides_to_yaml(pairs: list[tuple[str, str]]) -> str:
     return "".join(_emit(tree, 0))
 
 
+# What YAML reads as null; a string key given one of these is unset, not the word "null".
+YAML_NULLS = ("null", "Null", "NULL", "~")
+
+
 def typed_override(hparams_file: str | Path, dotted: str, raw: str | None) -> str:
     """The YAML text of ``--dotted=raw`` after checking it against the file's value for that
     key (see the module docstring); ``raw`` None is a bare ``--dotted``.
@@ -161,6 +165,8 @@ def typed_override(hparams_file: str | Path, dotted: str, raw: str | None) -> st
     if raw.lstrip().startswith("!"):
         return raw  # a YAML tag: HyperPyYAML resolves it
     if kind == "a string":
+        if raw.strip() in YAML_NULLS:
+            return "null"  # unset, as in YAML (e.g. --heldout_sentences=null)
         return json.dumps(raw, ensure_ascii=False)  # stays a string, whatever it looks like
     try:
         value = ruamel.yaml.YAML(typ="safe", pure=True).load(raw)

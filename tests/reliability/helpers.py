@@ -8,6 +8,7 @@ import numpy as np
 import soundfile as sf
 from hyperpyyaml import resolve_references
 
+from speechlobes.decoders.ngram import kneser_ney
 from speechlobes.utils.hparams import load_hparams
 
 RECIPE_YAML = (
@@ -44,6 +45,10 @@ def make_ctc_experiment(folder: Path) -> Path:
         writer = csv.writer(stream)
         writer.writerow(["ID", "wrd"])
         writer.writerows([[index, text] for index, text in enumerate(SENTENCES * 5)])
-    hparams["tokenizer"](annotation_train=str(manifest), annotation_read="wrd")
+    tokenizer = hparams["tokenizer"](annotation_train=str(manifest), annotation_read="wrd")
+    lm_file = Path(hparams["lm_file"])  # the recipe's n-gram LM, estimated on the same text
+    lm_file.parent.mkdir(parents=True, exist_ok=True)
+    pieces = (tokenizer.encode_as_pieces(text) for text in SENTENCES)
+    kneser_ney(pieces, order=hparams["lm_order"]).write_arpa(lm_file)
     hparams["checkpointer"].save_checkpoint(meta={"CER": 50.0})
     return folder

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from speechlobes.core import parse_arguments
-from speechlobes.utils.hparams import HparamsError, MissingHparamError, load_hparams
+from speechlobes.utils.hparams import (
+    HparamsError,
+    MissingHparamError,
+    load_hparams,
+    typed_override,
+)
 
 TOY = Path(__file__).resolve().parents[1] / "integration" / "toy_recipe"
 HPARAMS = str(TOY / "hparams.yaml")
@@ -101,3 +106,12 @@ def test_run_options_in_the_yaml_are_checked_too():
         Brain({}, hparams={"debug_batches": 0})
     with pytest.raises(ValueError, match="noprogressbar must be bool"):
         Brain({}, hparams={"noprogressbar": "yes"})
+
+
+def test_a_string_key_given_null_is_unset_and_other_text_stays_a_string(tmp_path):
+    path = tmp_path / "h.yaml"
+    path.write_text("name: x\n")
+    assert typed_override(path, "name", "null") == "null"
+    assert typed_override(path, "name", "~") == "null"
+    assert typed_override(path, "name", "true") == '"true"'
+    assert typed_override(path, "name", "nullable") == '"nullable"'
