@@ -13,8 +13,10 @@ setup(
     description="Speech lobes (BEATs, Wav2Vec2 family, SpeechEncoderDecoder) and a Brain training loop",
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["speechlobes", "speechlobes.*"]),
+    entry_points={"console_scripts": ["speechlobes = speechlobes.inference.cli:console_main"]},
     install_requires=[
         "torch>=2.1",  # pinned to the tested version by constraints.txt
         "numpy",
@@ -28,10 +30,13 @@ setup(
         "tqdm",
         "matplotlib",  # training-curve plots in every experiment folder
         "tokenizers",  # BPE / WordPiece / byte-level tokenizers of Hugging Face folders
+        "protobuf",  # the normalisation table inside SentencePiece models (MBart-50 folders)
+        "webdataset>=1.0",  # tar shards for streaming (speechlobes.dataio.shards)
     ],
     extras_require={
-        # The mini-dataset generator speaks with eSpeak NG.
-        "data": ["espeakng-loader", "soxr"],
+        # The mini-dataset generator speaks with eSpeak NG; its English word and word-pair
+        # counts (Google Books n-grams x SCOWL) ship inside symspellpy.
+        "data": ["espeakng-loader", "soxr", "symspellpy>=6.7"],
         # Tests, linting and the oracles tests compare against.
         "dev": [
             "pytest",
@@ -41,8 +46,8 @@ setup(
             "scikit-learn",
             "kaldi-native-fbank",
             "espeakng-loader",
+            "symspellpy>=6.7",
             "transformers>=5.23",
-            "protobuf",
         ],
         "tensorboard": ["tensorboard"],
     },

@@ -59,7 +59,9 @@ def main() -> None:
     budget = args.max_batch_length
 
     start = time.perf_counter()
-    sampler = DynamicBatchSampler(lengths, budget, num_buckets=args.num_buckets, seed=0)
+    sampler = DynamicBatchSampler(
+        range(count), budget, num_buckets=args.num_buckets, lengths_list=lengths, seed=0
+    )
     ours = describe("DynamicBatchSampler", lengths, sampler.all_batches(), 0.0)
     ours["seconds"] = time.perf_counter() - start
 

@@ -5,10 +5,19 @@ A checkpoint is a folder ``CKPT+<timestamp>`` holding one entry per registered o
 the metadata (your ``meta`` plus ``unixtime`` and ``end_of_epoch``). Nothing we write is a
 pickle, so loading our own checkpoints never runs code.
 
-Writes are atomic: everything goes into ``.tmp-CKPT+...``, files and folder are fsynced, then
-the folder is renamed. A process killed at any instant leaves either the previous checkpoints
-or the new one; leftovers (``.tmp-*``, half-deleted ``.trash-*``) are never picked up and are
-removed by the next save or recovery.
+Writes are atomic: everything goes into a staging folder ``.tmp-<pid>@<host>-CKPT+...``, files
+and folder are fsynced, then the folder is renamed; deleting renames a checkpoint to
+``.trash-<pid>@<host>-CKPT+...`` first. A process killed at any instant leaves either the
+previous checkpoints or the new one; its leftovers are never picked up.
+
+Several processes may share a folder (two trainings, or inference recovering while training
+saves): saving, pruning and cleaning happen under an exclusive lock on ``.checkpointer.lock``
+in the folder, recovery under a shared one. A save removes only leftovers of our own naming
+whose owner process is gone (this host, pid no longer running); recovery never deletes
+anything. Only folders named ``CKPT+...`` holding a readable ``CKPT.json`` count as
+checkpoints: anything else in the folder (``CKPT_notes/``, a backup) is never touched. A
+checkpoint whose metadata or files cannot be read is skipped with a warning naming it, and
+the best readable one is recovered instead.
 
 What can be registered:
 
@@ -30,20 +39,24 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
 import os
 import random
+import re
 import shutil
+import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from speechlobes.distributed import (
@@ -56,6 +69,7 @@ from speechlobes.distributed import (
 
 __all__ = [
     "Checkpoint",
+    "CheckpointError",
     "Checkpointer",
     "RNGState",
     "average_checkpoints",
@@ -63,16 +77,29 @@ __all__ = [
     "load_state",
     "mark_as_loader",
     "mark_as_saver",
+    "read_safetensors",
     "register_checkpoint_hooks",
     "save_state",
 ]
 
 logger = logging.getLogger(__name__)
 
-CKPT_PREFIX = "CKPT"
+CKPT_PREFIX = "CKPT+"
 META_FILE = "CKPT.json"
+LOCK_FILE = ".checkpointer.lock"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
+# A staging or trash folder of ours: prefix, owner (pid@host), then the checkpoint's name.
+LEFTOVER_NAME = re.compile(r"^\.(?:tmp|trash)-(?P<pid>\d+)@(?P<host>.+?)-CKPT\+.+$")
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no locking between processes
+    fcntl = None
+
+
+class CheckpointError(ValueError):
+    """A checkpoint's file cannot be read (corrupt, truncated); the message names the file."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,6 +144,12 @@ def register_checkpoint_hooks(cls: type) -> type:
         )
     cls._ckpt_hooks = roles
     return cls
+
+
+def has_checkpoint_hooks(obj: Any) -> bool:
+    """Whether ``obj`` saves and loads itself (its class went through
+    :func:`register_checkpoint_hooks`)."""
+    return hasattr(type(obj), "_ckpt_hooks")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,9 +213,23 @@ def save_state(state: Any, path: str | Path) -> None:
 
 
 def load_state(path: str | Path, map_location: str = "cpu") -> Any:
-    """Read back what :func:`save_state` wrote."""
-    tensors = load_file(f"{path}.safetensors", device=map_location)
-    return _decode(json.loads(Path(f"{path}.json").read_text()), tensors)
+    """Read back what :func:`save_state` wrote; :class:`CheckpointError` names a bad file."""
+    tensors = read_safetensors(f"{path}.safetensors", map_location)
+    structure_file = Path(f"{path}.json")
+    try:
+        return _decode(json.loads(structure_file.read_text()), tensors)
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{structure_file}: unreadable ({error})") from error
+
+
+def read_safetensors(path: str | Path, map_location: str = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; :class:`CheckpointError` names a corrupt one."""
+    try:
+        return load_file(str(path), device=map_location)
+    except (SafetensorError, OSError, ValueError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({error})") from error
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,7 +284,7 @@ def _state_of(name: str, obj: Any) -> Any:
 
     Called on every rank, so that states gathering all ranks (``RNGState``) can do so.
     """
-    if getattr(type(obj), "_ckpt_hooks", None) is not None:
+    if has_checkpoint_hooks(obj):
         return None
     if isinstance(obj, torch.nn.Module):
         return dict(obj.state_dict())
@@ -257,22 +304,39 @@ def _write_object(obj: Any, state: Any, path: Path) -> None:
 
 
 def _object_files_exist(obj: Any, path: Path) -> bool:
-    if getattr(type(obj), "_ckpt_hooks", None) is not None:
+    if has_checkpoint_hooks(obj):
         return path.with_suffix(".ckpt").exists()
     return Path(f"{path}.safetensors").exists()
 
 
+def _read_saved_state(obj: Any, path: Path) -> Any:
+    """What :func:`_apply_saved_state` loads into ``obj`` (None for objects with hooks, which
+    read their own files)."""
+    if has_checkpoint_hooks(obj):
+        return None
+    if isinstance(obj, torch.nn.Module):
+        return read_safetensors(f"{path}.safetensors")
+    return load_state(path)
+
+
+def _apply_saved_state(obj: Any, state: Any, path: Path, end_of_epoch: bool) -> None:
+    hooks = getattr(type(obj), "_ckpt_hooks", None)
+    if hooks is None:
+        obj.load_state_dict(state)
+        return
+    loader = getattr(obj, hooks["loader"])
+    args = [path.with_suffix(".ckpt"), end_of_epoch]
+    try:
+        loader(*args[: len(inspect.signature(loader).parameters)])
+    except (OSError, ValueError, KeyError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise CheckpointError(f"{path.with_suffix('.ckpt')}: unreadable ({error})") from error
+
+
 def load_recoverable(obj: Any, path: Path, end_of_epoch: bool) -> None:
     """Load one object from ``path`` in a checkpoint folder (``<folder>/<name>``)."""
-    hooks = getattr(type(obj), "_ckpt_hooks", None)
-    if hooks is not None:
-        loader = getattr(obj, hooks["loader"])
-        args = [path.with_suffix(".ckpt"), end_of_epoch]
-        loader(*args[: len(inspect.signature(loader).parameters)])
-    elif isinstance(obj, torch.nn.Module):
-        obj.load_state_dict(load_file(f"{path}.safetensors"))
-    else:
-        obj.load_state_dict(load_state(path))
+    _apply_saved_state(obj, _read_saved_state(obj, path), path, end_of_epoch)
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -289,6 +353,63 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sharing a folder between processes
+# ---------------------------------------------------------------------------------------------
+HOST = socket.gethostname()
+
+
+def _owner_tag() -> str:
+    """``<pid>@<host>``: who made a staging or trash folder."""
+    return f"{os.getpid()}@{HOST}"
+
+
+def _owner_is_gone(folder_name: str) -> bool:
+    """Whether a leftover of ours was made by a process of this host that no longer runs
+    (False for any other name, and for other hosts: we cannot tell)."""
+    match = LEFTOVER_NAME.match(folder_name)
+    if match is None or match["host"] != HOST:
+        return False
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        return True  # ours, and this process is not inside a save right now
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # running, as another user
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path, exclusive: bool) -> Iterator[None]:
+    """An advisory lock on ``folder/LOCK_FILE``: exclusive for writers, shared for readers.
+
+    A reader that may not create the lock file (a read-only folder) reads without it.
+    """
+    if fcntl is None:
+        yield
+        return
+    if exclusive:
+        folder.mkdir(parents=True, exist_ok=True)
+    handle = None
+    for mode in ("a", "r"):
+        with contextlib.suppress(OSError):
+            handle = open(folder / LOCK_FILE, mode)  # noqa: SIM115 (held while locked)
+            break
+    if handle is None:
+        if exclusive:
+            raise PermissionError(f"{folder}: cannot create {LOCK_FILE} to save checkpoints")
+        yield
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        handle.close()  # releases the lock
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,7 +432,8 @@ class Checkpointer:
         allow_partial_load: tolerate a checkpoint that lacks some registered objects.
 
     Only rank 0 writes and deletes; saving is followed by a barrier, so call the save methods
-    on every rank. Every rank recovers from the same folder.
+    on every rank. Every rank recovers from the same folder. Several processes may save into
+    and recover from one folder at once (see the module docstring).
 
     Example:
         >>> import tempfile
@@ -359,35 +481,38 @@ class Checkpointer:
         states = {key: _state_of(key, obj) for key, obj in self.recoverables.items()}
         checkpoint = None
         if if_main_process():
-            checkpoint = self._write_checkpoint(states, dict(meta or {}), end_of_epoch, name)
-            if after_write is not None:
-                after_write(checkpoint)
+            with _folder_lock(self.checkpoints_dir, exclusive=True):
+                self._remove_leftovers()
+                checkpoint = self._write_checkpoint(states, dict(meta or {}), end_of_epoch, name)
+                if after_write is not None:
+                    after_write(checkpoint)
         barrier()
         return checkpoint
 
     def _write_checkpoint(
         self, states: dict, meta: dict, end_of_epoch: bool, name: str | None
     ) -> Checkpoint:
-        self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-        self._remove_leftovers()
         final = self._new_folder(name)
-        staging = self.checkpoints_dir / f"{TMP_PREFIX}{final.name}"
-        shutil.rmtree(staging, ignore_errors=True)
+        staging = self.checkpoints_dir / f"{TMP_PREFIX}{_owner_tag()}-{final.name}"
         staging.mkdir()
-        for obj_name, obj in self.recoverables.items():
-            _write_object(obj, states[obj_name], staging / obj_name)
-        meta.update(unixtime=time.time(), end_of_epoch=end_of_epoch)
-        (staging / META_FILE).write_text(json.dumps(meta, indent=2))
-        _fsync_tree(staging)
-        os.rename(staging, final)
+        try:
+            for obj_name, obj in self.recoverables.items():
+                _write_object(obj, states[obj_name], staging / obj_name)
+            meta.update(unixtime=time.time(), end_of_epoch=end_of_epoch)
+            (staging / META_FILE).write_text(json.dumps(meta, indent=2))
+            _fsync_tree(staging)
+            os.rename(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         _fsync_dir(self.checkpoints_dir)
         logger.info("saved checkpoint %s", final)
         return self._read_checkpoint(final)
 
     def _new_folder(self, name: str | None) -> Path:
-        base = name or datetime.now().strftime(f"{CKPT_PREFIX}+%Y-%m-%d+%H-%M-%S+%f")
+        base = name or datetime.now().strftime("%Y-%m-%d+%H-%M-%S+%f")
         if not base.startswith(CKPT_PREFIX):
-            base = f"{CKPT_PREFIX}+{base}"
+            base = f"{CKPT_PREFIX}{base}"
         candidate, index = self.checkpoints_dir / base, 0
         while candidate.exists():
             index += 1
@@ -430,7 +555,8 @@ class Checkpointer:
         """Delete all checkpoints but the best ``num_to_keep`` by each key (rank 0 only)."""
         if if_main_process():
             keys = _importance_functions(importance_keys, max_keys, min_keys) or [_recency]
-            self._delete_all_but(set(), num_to_keep, keys, ckpt_predicate)
+            with _folder_lock(self.checkpoints_dir, exclusive=True):
+                self._delete_all_but(set(), num_to_keep, keys, ckpt_predicate)
         barrier()
 
     def _delete_all_but(self, protected, num_to_keep, keys, ckpt_predicate) -> None:
@@ -442,24 +568,44 @@ class Checkpointer:
         for ckpt in self.list_checkpoints():
             if ckpt.path in protected or (ckpt_predicate and not ckpt_predicate(ckpt)):
                 continue
-            trash = self.checkpoints_dir / f"{TRASH_PREFIX}{ckpt.path.name}"
+            trash = self.checkpoints_dir / f"{TRASH_PREFIX}{_owner_tag()}-{ckpt.path.name}"
             os.rename(ckpt.path, trash)
             shutil.rmtree(trash)
             logger.debug("deleted checkpoint %s", ckpt.path)
 
+    def _remove_leftovers(self) -> None:
+        """Remove staging/trash folders of ours whose owner process is gone (under the lock)."""
+        if not self.checkpoints_dir.is_dir():
+            return
+        for folder in self.checkpoints_dir.iterdir():
+            if folder.is_dir() and _owner_is_gone(folder.name):
+                logger.warning("removing the leftover of an interrupted save %s", folder)
+                shutil.rmtree(folder, ignore_errors=True)
+
     # ---------------------------------------------------------------- finding
     def list_checkpoints(self) -> list[Checkpoint]:
-        """Every complete checkpoint, oldest first."""
+        """Every complete, readable checkpoint, oldest first (unreadable ones are logged)."""
         if not self.checkpoints_dir.is_dir():
             return []
         found = []
         for folder in self.checkpoints_dir.iterdir():
             if folder.name.startswith(CKPT_PREFIX) and (folder / META_FILE).is_file():
-                found.append(self._read_checkpoint(folder))
+                try:
+                    found.append(self._read_checkpoint(folder))
+                except CheckpointError as error:
+                    logger.warning("skipping checkpoint %s: %s", folder, error)
+                except FileNotFoundError:
+                    continue  # deleted meanwhile by a process sharing the folder
         return sorted(found, key=lambda ckpt: (ckpt.meta["unixtime"], ckpt.path.name))
 
     def _read_checkpoint(self, folder: Path) -> Checkpoint:
-        meta = json.loads((folder / META_FILE).read_text())
+        meta_file = folder / META_FILE
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (ValueError, UnicodeDecodeError) as error:
+            raise CheckpointError(f"{meta_file}: unreadable metadata ({error})") from error
+        if not isinstance(meta, dict) or not isinstance(meta.get("unixtime"), int | float):
+            raise CheckpointError(f"{meta_file}: metadata without a 'unixtime' number")
         return Checkpoint(folder, meta, {name: folder / name for name in self.recoverables})
 
     def find_checkpoints(
@@ -502,18 +648,40 @@ class Checkpointer:
         min_key: str | None = None,
         ckpt_predicate: Callable[[Checkpoint], bool] | None = None,
     ) -> Checkpoint | None:
-        """Load the best (default: most recent) checkpoint into the recoverables, if any."""
-        if if_main_process():
-            self._remove_leftovers()
-        barrier()
-        checkpoint = self.find_checkpoint(importance_key, max_key, min_key, ckpt_predicate)
-        if checkpoint is not None:
-            self.load_checkpoint(checkpoint)
-        return checkpoint
+        """Load the best (default: most recent) checkpoint into the recoverables, if any.
+
+        A checkpoint that cannot be read is skipped with a warning and the next best one is
+        loaded; if there are checkpoints but none can be read, a :class:`CheckpointError`
+        lists them (rather than silently starting from scratch). Nothing is written or deleted.
+        """
+        with _folder_lock(self.checkpoints_dir, exclusive=False):
+            ranked = self.find_checkpoints(importance_key, max_key, min_key, ckpt_predicate)
+            failures = []
+            for checkpoint in ranked:
+                try:
+                    self.load_checkpoint(checkpoint)
+                except CheckpointError as error:
+                    logger.warning("skipping unreadable checkpoint %s: %s", checkpoint.path, error)
+                    failures.append(str(error))
+                    continue
+                return checkpoint
+        if failures:
+            raise CheckpointError(
+                f"{self.checkpoints_dir}: none of the {len(failures)} checkpoints could be read: "
+                + "; ".join(failures)
+                + ". Move them away to start from scratch."
+            )
+        return None
 
     def load_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Load every registered object from ``checkpoint``."""
+        """Load every registered object from ``checkpoint``.
+
+        Every file is read before any object changes, so an unreadable file
+        (:class:`CheckpointError`, naming it) leaves the objects as they were, except for
+        objects with their own loader hooks that come after the failing one.
+        """
         end_of_epoch = bool(checkpoint.meta.get("end_of_epoch", True))
+        states = {}
         for name, obj in self.recoverables.items():
             path = checkpoint.path / name
             if not _object_files_exist(obj, path):
@@ -525,17 +693,11 @@ class Checkpointer:
                     f"{sorted(p.name for p in checkpoint.path.iterdir())}. Register the same "
                     "objects as when saving, or pass allow_partial_load=True"
                 )
-            load_recoverable(obj, path, end_of_epoch)
+            states[name] = _read_saved_state(obj, path)
+        for name, state in states.items():
+            path = checkpoint.path / name
+            _apply_saved_state(self.recoverables[name], state, path, end_of_epoch)
         logger.info("recovered checkpoint %s", checkpoint.path)
-
-    def _remove_leftovers(self) -> None:
-        if not self.checkpoints_dir.is_dir():
-            return
-        for folder in self.checkpoints_dir.iterdir():
-            incomplete = folder.name.startswith(CKPT_PREFIX) and not (folder / META_FILE).exists()
-            if folder.name.startswith((TMP_PREFIX, TRASH_PREFIX)) or incomplete:
-                logger.warning("removing incomplete checkpoint folder %s", folder)
-                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _recency(checkpoint: Checkpoint) -> float:
@@ -579,7 +741,7 @@ def average_checkpoints(
         raise ValueError("average_checkpoints: no checkpoints given")
     total: dict[str, torch.Tensor] = {}
     for checkpoint in checkpoints:
-        state = load_file(f"{checkpoint.path / recoverable_name}.safetensors")
+        state = read_safetensors(f"{checkpoint.path / recoverable_name}.safetensors")
         if total and state.keys() != total.keys():
             raise ValueError(f"{checkpoint.path}: {recoverable_name!r} has different keys")
         for key, tensor in state.items():

@@ -1,10 +1,12 @@
 """The Brain: a generic training loop you specialise by overriding a few methods.
 
-Quick start (a runnable version with comments is ``templates/minimal/train.py``)::
+SpeechBrain's ``speechbrain.core``: the same ``Brain`` constructor, run options (names,
+defaults and meaning: :data:`RUN_OPTION_DEFAULTS`), seams and loop. Quick start (a runnable
+version with comments is ``templates/minimal/train.py``)::
 
     import sys, torch
-    from speechlobes.core import Brain, parse_arguments
-    from speechlobes.utils.hparams import load_hparams
+    from hyperpyyaml import load_hyperpyyaml
+    from speechlobes.core import Brain, Stage, parse_arguments
 
     class Regressor(Brain):
         def compute_forward(self, batch, stage):
@@ -13,68 +15,86 @@ Quick start (a runnable version with comments is ``templates/minimal/train.py``)
             return torch.nn.functional.mse_loss(predictions, batch.y.data.to(self.device))
 
     hparams_file, run_opts, overrides = parse_arguments(sys.argv[1:])
-    hparams = load_hparams(hparams_file, overrides)
+    with open(hparams_file) as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
     brain = Regressor(hparams["modules"], hparams["opt_class"], hparams, run_opts,
                       checkpointer=hparams["checkpointer"])
     brain.fit(hparams["epoch_counter"], train_set, valid_set, train_loader_kwargs={"batch_size": 8})
 
 What the Brain carries so a recipe does not:
 
-- data: ``fit``/``evaluate`` take a map-style dataset (a ``DynamicItemDataset``, a torch
-  ``Dataset``, a list of dicts) or a ready ``DataLoader``; datasets become a resumable loader
-  (``speechlobes.dataio.loader``) collated with ``PaddedBatch``.
+- data: ``fit``/``evaluate`` take a dataset or a ready DataLoader; a dataset becomes a
+  :class:`~speechlobes.dataio.loader.SaveableDataLoader` (``make_dataloader``), collated with
+  ``PaddedBatch`` when it is a ``DynamicItemDataset`` and with torch's default collate
+  otherwise. ``shuffle=True`` draws from (seed, epoch), so a resumed epoch sees the same order.
 - run options (YAML or command line, see :data:`RUN_OPTION_DEFAULTS`): device, precision
-  (fp32/bf16/fp16 with a GradScaler), gradient accumulation, clipping, non-finite loss/gradient
-  handling, mid-epoch checkpoints, ``torch.compile``, debug mode, profiling, an out-of-memory
-  pre-scan, a progress bar with the running loss.
+  (fp32/bf16/fp16 with a GradScaler), gradient accumulation, clipping, non-finite loss and
+  gradient handling, mid-epoch checkpoints, ``torch.compile``/JIT, DataParallel, debug mode,
+  profiling, an out-of-memory pre-scan, a progress bar with the running loss.
 - checkpoints: the Brain registers what it creates (optimizer, GradScaler, train-loader
   position, RNG states, its own counters) with the given ``Checkpointer``; a killed run restarted
   with the same command continues bit-identically (register your modules, counters and
   schedulers too); under torchrun each rank gets its own random states back. Limit of
   exactness: random draws made inside DataLoader worker processes restart with the epoch.
-- torchrun: ``torchrun --nproc_per_node=N train.py hparams.yaml`` trains with DDP; losses are
-  averaged over ranks, rank 0 alone writes.
+- torchrun: ``torchrun --nproc_per_node=N train.py hparams.yaml`` trains with DDP (no call to
+  ``ddp_init_group`` needed); every stage's data is split over the ranks, losses are averaged
+  over ranks, rank 0 alone writes.
 
-Seams to override: ``compute_forward``, ``compute_objectives``, ``on_fit_start``,
-``on_stage_start``, ``on_stage_end``, ``on_evaluate_start``, ``init_optimizers``, ``fit_batch``,
-``evaluate_batch``, ``on_fit_batch_start``, ``on_fit_batch_end``.
+Seams to override (SpeechBrain's): ``compute_forward``, ``compute_objectives``,
+``on_fit_start``, ``on_stage_start``, ``on_stage_end``, ``on_evaluate_start``,
+``init_optimizers``, ``freeze_optimizers``, ``fit_batch``, ``evaluate_batch``,
+``on_fit_batch_start``, ``on_fit_batch_end``, ``update_average``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import heapq
 import json
 import logging
+import logging.config
+import os
 import platform
-import random
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Mapping
+from datetime import date
 from enum import Enum
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import torch
 import yaml
-from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset
 
 import speechlobes
 from speechlobes import distributed
-from speechlobes.checkpoints import RNGState
-from speechlobes.dataio.loader import make_dataloader
+from speechlobes.checkpoints import RNGState, has_checkpoint_hooks
+from speechlobes.dataio.loader import LoopedLoader, make_dataloader
+from speechlobes.dataio.sampler import DistributedSamplerWrapper, ReproducibleRandomSampler
 from speechlobes.logger import setup_logging
-from speechlobes.utils.hparams import HparamsError, closest_keys, overrides_to_yaml, yaml_key_lines
+from speechlobes.progress import progress
+from speechlobes.utils.hparams import (
+    HparamsError,
+    closest_keys,
+    overrides_to_yaml,
+    typed_override,
+    yaml_key_lines,
+)
+from speechlobes.utils.seed import global_seed, seed_everything
+from speechlobes.utils.threads import spinning_threads_warning
 
 __all__ = [
     "RUN_OPTION_DEFAULTS",
     "Brain",
     "Stage",
+    "check_run_option",
     "create_experiment_directory",
     "parse_arguments",
     "set_seed",
@@ -82,32 +102,79 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-INTRA_EPOCH_FLAG = "intra_epoch"
+INTRA_EPOCH_CKPT_FLAG = "brain_intra_epoch_ckpt"
 
+# SpeechBrain 1.1's run options with their defaults, and ours (last block). A run option is
+# read from run_opts (the command line), else from the hparams, else from here.
 RUN_OPTION_DEFAULTS: dict[str, Any] = {
-    "device": "cuda" if torch.cuda.is_available() else "cpu",
-    "precision": "fp32",  # fp32 | bf16 | fp16 (training)
-    "eval_precision": "fp32",  # fp32 | bf16 | fp16 (validation and test)
-    "distributed_backend": None,  # default: gloo, plus nccl for CUDA tensors if CUDA exists
-    "find_unused_parameters": False,  # DDP: needed when part of a module skips the loss
-    "grad_accumulation_factor": 1,  # batches per optimizer step
-    "max_grad_norm": 5.0,  # clip the gradient norm to this (0 or None: no clipping)
-    "nonfinite_patience": 3,  # non-finite losses tolerated in a row before stopping
-    "skip_nonfinite_grads": False,  # skip an optimizer step whose gradients are not finite
-    "ckpt_interval_minutes": 0,  # mid-epoch checkpoint every N minutes (0: never)
-    "ckpt_interval_steps": 0,  # mid-epoch checkpoint every N optimizer steps (0: never)
-    "compile": False,  # torch.compile every module
+    "test_only": False,  # fit() does nothing: evaluate a trained model
     "debug": False,  # a smoke test: debug_batches batches for debug_epochs epochs
     "debug_batches": 2,
-    "debug_epochs": 2,
-    "seed": None,  # seeds python/numpy/torch and the loaders' shuffling
+    "debug_epochs": 2,  # <= 0: every epoch
+    "debug_persistently": False,  # in debug mode, keep checkpoints (else a temporary folder)
+    "device": None,  # None: cuda[:LOCAL_RANK] if available, else cpu
+    "data_parallel_backend": False,  # torch.nn.DataParallel over the visible GPUs
+    "data_parallel_count": -1,
+    "distributed_backend": None,  # None: gloo, plus nccl for CUDA tensors when CUDA exists
+    "distributed_launch": False,  # set by the Brain: started by torchrun (RANK, LOCAL_RANK)
+    "find_unused_parameters": False,  # DDP: needed when part of a module skips the loss
+    "jit": False,  # torch.jit.script every module (or jit_module_keys)
+    "jit_module_keys": None,
+    "compile": False,  # torch.compile every module (or compile_module_keys)
+    "compile_module_keys": None,
+    "compile_mode": "default",  # default | reduce-overhead | max-autotune
+    "compile_using_fullgraph": False,
+    "compile_using_dynamic_shape_tracing": False,
+    "precision": "fp32",  # fp32 | bf16 | fp16 (training)
+    "eval_precision": "fp32",  # fp32 | bf16 | fp16 (validation and test)
+    "auto_mix_prec": False,  # deprecated: precision=fp16
+    "bfloat16_mix_prec": False,  # deprecated: precision=bf16
+    "max_grad_norm": 5.0,  # clip the gradient norm to this (0, None or negative: no clipping)
+    "skip_nonfinite_grads": False,  # drop (set to None) gradients that are inf/nan
+    "nonfinite_patience": 3,  # non-finite losses tolerated per epoch before stopping
     "noprogressbar": False,
+    "ckpt_interval_minutes": 0,  # mid-epoch checkpoint every N minutes (0: never)
+    "ckpt_interval_steps": 0,  # mid-epoch checkpoint every N batches (0: never)
+    "grad_accumulation_factor": 1,  # batches per optimizer step
     "optimizer_step_limit": None,  # stop training after this many optimizer steps
-    "profile_training": False,  # torch.profiler trace of the first profile_steps steps
+    "tqdm_colored_bar": False,
+    "tqdm_barcolor": {"train": "GREEN", "valid": "MAGENTA", "test": "CYAN"},
+    "remove_vector_weight_decay": False,  # biases and norms (1-d parameters) get no weight decay
+    "profile_training": False,  # torch.profiler trace of the first training steps
+    "profile_warmup": 5,
     "profile_steps": 5,
+    "log_config": None,  # a logging YAML for create_experiment_directory
+    # speechlobes' own
+    "seed": None,  # seed of the loaders' shuffling (default: the seed_everything seed)
     "scan_worst_batches": 0,  # before training, run the N largest batches (OOM pre-scan)
 }
+# Keys a RunOptions-style object carries besides the options themselves.
+RUN_OPTION_EXTRAS = ("param_file", "overridden_args")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The type of each run option's value (None is allowed where the default is None).
+RUN_OPTION_TYPES: dict[str, type] = {
+    **{name: type(default) for name, default in RUN_OPTION_DEFAULTS.items()},
+    "device": str,
+    "distributed_backend": str,
+    "jit_module_keys": list,
+    "compile_module_keys": list,
+    "log_config": str,
+    "seed": int,
+    "optimizer_step_limit": int,
+    "max_grad_norm": float,
+    "ckpt_interval_minutes": float,
+}
+# Run options that must be at least this large.
+RUN_OPTION_MINIMA = {
+    "grad_accumulation_factor": 1,
+    "nonfinite_patience": 0,
+    "ckpt_interval_minutes": 0,
+    "ckpt_interval_steps": 0,
+    "debug_batches": 1,
+    "optimizer_step_limit": 1,
+    "profile_steps": 1,
+    "scan_worst_batches": 0,
+}
 
 
 class Stage(Enum):
@@ -118,11 +185,7 @@ class Stage(Enum):
     TEST = "test"
 
 
-def set_seed(seed: int) -> None:
-    """Seed the python, numpy and torch (CPU and CUDA) generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+set_seed = seed_everything  # the name our recipes' YAML uses
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,10 +194,14 @@ def set_seed(seed: int) -> None:
 def parse_arguments(argv: list[str]) -> tuple[str, dict, str]:
     """Split ``train.py hparams.yaml --key=value ...`` into (hparams_file, run_opts, overrides).
 
-    Options may be written ``--key=value`` or ``--key value``; a flag alone means true. Names
-    of :data:`RUN_OPTION_DEFAULTS` become run options; names of keys in the file (nested as
-    ``--a.b=value``) become HyperPyYAML overrides (a YAML string, values kept verbatim so
-    ``!ref`` works). A name that is neither is an error listing the closest keys.
+    Options may be written ``--key=value`` or ``--key value``. Names of
+    :data:`RUN_OPTION_DEFAULTS` become run options; names of keys in the file (nested as
+    ``--a.b=value``) become HyperPyYAML overrides (a YAML string). A name that is neither is an
+    error listing the closest keys. Everything is checked here, before anything is built or
+    written: a value must parse to the type of the key's value in the file (or of the run
+    option's default), a bare ``--key`` is only for booleans, and obviously invalid values
+    (fewer than one epoch, a negative learning rate...) are refused, see
+    :func:`speechlobes.utils.hparams.typed_override`. Tagged values (``!ref <seed>``) pass.
 
     Example:
         >>> import tempfile
@@ -145,7 +212,11 @@ def parse_arguments(argv: list[str]) -> tuple[str, dict, str]:
     """
     if not argv or argv[0].startswith("-"):
         raise HparamsError("usage: python train.py hparams.yaml [--key=value ...]")
+    if warning := spinning_threads_warning():
+        logger.warning("%s", warning)
     hparams_file, options = argv[0], _split_options(argv[1:])
+    if not Path(hparams_file).is_file():
+        raise HparamsError(f"{hparams_file}: no such hyperparameter file")
     keys = yaml_key_lines(hparams_file)
     run_opts, overrides = {}, []
     for name, raw in options:
@@ -156,10 +227,28 @@ def parse_arguments(argv: list[str]) -> tuple[str, dict, str]:
                 f"closest: {', '.join(close) if close else '(none)'}"
             )
         if name in RUN_OPTION_DEFAULTS:
-            run_opts[name] = True if raw is None else yaml.safe_load(raw)
+            run_opts[name] = _run_option_value(name, raw)
         if name in keys:
-            overrides.append((name, "true" if raw is None else raw))
+            overrides.append((name, typed_override(hparams_file, name, raw)))
     return hparams_file, run_opts, overrides_to_yaml(overrides)
+
+
+def _run_option_value(name: str, raw: str | None) -> Any:
+    """A command-line run option parsed and checked (``--debug`` alone means true)."""
+    kind = RUN_OPTION_TYPES[name]
+    if raw is None:
+        if kind is not bool:
+            raise HparamsError(f"--{name}: give a value ({kind.__name__}); bare --key is a flag")
+        value = True
+    else:
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise HparamsError(f"--{name}={raw}: not a value ({error})") from error
+    try:
+        return check_run_option(name, value)
+    except ValueError as error:
+        raise HparamsError(f"--{name}={raw}: {error}") from error
 
 
 def _split_options(arguments: list[str]) -> list[tuple[str, str | None]]:
@@ -180,30 +269,56 @@ def create_experiment_directory(
     experiment_directory: str | Path,
     hyperparams_to_save: str | Path | None = None,
     overrides: str | dict | None = None,
+    log_config: str | Path | None = None,
+    save_env_desc: bool = True,
     argv: list[str] | None = None,
     log_file: str = "log.txt",
 ) -> None:
     """Create the experiment folder and start logging into it (rank 0 writes; all ranks wait).
 
-    Writes ``hyperparams.yaml`` (the file with references resolved and overrides applied), a
-    copy of the running script, ``command.txt`` (the command line) and ``env.json`` (python,
-    torch, speechlobes versions, git commit), and logs to ``log.txt``.
+    SpeechBrain's signature, plus ``argv`` (the command line to record; default
+    ``sys.argv``). Writes ``hyperparams.yaml`` (the file with references resolved and
+    overrides applied), a copy of the running script, ``command.txt`` (the command line) and,
+    with ``save_env_desc``, ``env.json`` (python, torch, speechlobes versions, git commit).
+    Logs go to ``log.txt``, configured by ``log_config`` (a ``logging.config`` YAML whose
+    ``file_handler`` is pointed at ``log.txt``) or by our default set-up; uncaught exceptions
+    are logged there too.
     """
     distributed.init_distributed()
     folder = Path(experiment_directory)
-    if distributed.if_main_process():
-        folder.mkdir(parents=True, exist_ok=True)
-        if hyperparams_to_save is not None:
-            _save_resolved_hparams(hyperparams_to_save, overrides, folder / "hyperparams.yaml")
-        script = Path(getattr(sys.modules["__main__"], "__file__", "") or "")
-        if script.suffix == ".py" and script.is_file():
-            shutil.copy(script, folder / script.name)
-        command = argv if argv is not None else sys.argv
-        (folder / "command.txt").write_text(shlex.join(["python", *command]) + "\n")
-        (folder / "env.json").write_text(json.dumps(_environment(), indent=2) + "\n")
-    distributed.barrier()
-    setup_logging(folder / log_file)
+    try:
+        if distributed.if_main_process():
+            folder.mkdir(parents=True, exist_ok=True)
+            if hyperparams_to_save is not None:
+                _save_resolved_hparams(hyperparams_to_save, overrides, folder / "hyperparams.yaml")
+            script = Path(getattr(sys.modules["__main__"], "__file__", "") or "")
+            if script.suffix == ".py" and script.is_file():
+                shutil.copy(script, folder / script.name)
+            command = argv if argv is not None else sys.argv
+            (folder / "command.txt").write_text(shlex.join(["python", *command]) + "\n")
+            if save_env_desc:
+                (folder / "env.json").write_text(json.dumps(_environment(), indent=2) + "\n")
+    finally:
+        distributed.barrier()
+    if log_config is None:
+        setup_logging(folder / log_file)
+    else:
+        _configure_logging(log_config, folder / log_file)
+    sys.excepthook = _log_exception
     logger.info("experiment folder: %s", folder)
+
+
+def _configure_logging(log_config: str | Path, log_file: Path) -> None:
+    with open(log_config, encoding="utf-8") as stream:
+        config = yaml.safe_load(stream)
+    handler = config.get("handlers", {}).get("file_handler")
+    if handler is not None:
+        handler["filename"] = str(log_file)
+    logging.config.dictConfig(config)
+
+
+def _log_exception(exc_type, exc_value, exc_traceback) -> None:
+    logger.error("uncaught exception", exc_info=(exc_type, exc_value, exc_traceback))
 
 
 def _save_resolved_hparams(hparams_file, overrides, destination: Path) -> None:
@@ -211,7 +326,10 @@ def _save_resolved_hparams(hparams_file, overrides, destination: Path) -> None:
 
     with open(hparams_file, encoding="utf-8") as stream:
         resolved = resolve_references(stream, overrides or None)
-    destination.write_text(resolved.getvalue(), encoding="utf-8")
+    header = (
+        f"# Generated {date.today()} from:\n# {Path(hparams_file).resolve()}\n# yamllint disable\n"
+    )
+    destination.write_text(header + resolved.getvalue(), encoding="utf-8")
 
 
 def _environment() -> dict:
@@ -239,6 +357,26 @@ def _environment() -> dict:
 # ---------------------------------------------------------------------------------------------
 # The Brain
 # ---------------------------------------------------------------------------------------------
+class _Autocast:
+    """A reusable autocast context (a no-op for fp32): ``with brain.training_ctx: ...``."""
+
+    def __init__(self, device_type: str, dtype: torch.dtype | None):
+        self.device_type, self.dtype = device_type, dtype
+        self._contexts: list[Any] = []
+
+    def __enter__(self) -> None:
+        context = (
+            torch.autocast(device_type=self.device_type, dtype=self.dtype)
+            if self.dtype is not None
+            else contextlib.nullcontext()
+        )
+        self._contexts.append(context)
+        context.__enter__()
+
+    def __exit__(self, *exc_info) -> None:
+        self._contexts.pop().__exit__(*exc_info)
+
+
 class Brain:
     """Generic training and evaluation loop; subclass it for a task.
 
@@ -247,9 +385,12 @@ class Brain:
         opt_class: a callable ``params -> optimizer`` (e.g. ``!name:torch.optim.Adam`` in YAML).
         hparams: a dict, available as the namespace ``self.hparams``; run options may be set
             here too.
-        run_opts: run options (usually from :func:`parse_arguments`); they win over hparams.
+        run_opts: run options (a dict, usually from :func:`parse_arguments`); they win over
+            the hparams (only those in its ``overridden_args`` when it has one).
         checkpointer: a ``Checkpointer``; the Brain registers its optimizer, GradScaler,
             train-loader position, RNG states and own counters with it.
+
+    Every run option becomes an attribute (``self.precision``, ``self.debug``, ...).
 
     Example:
         >>> class Mean(Brain):
@@ -259,8 +400,7 @@ class Brain:
         ...         return predictions.pow(2).mean()
         >>> brain = Mean({"model": torch.nn.Linear(2, 1)}, lambda p: torch.optim.SGD(p, lr=0.1),
         ...              run_opts={"noprogressbar": True, "device": "cpu"})
-        >>> brain.fit(range(1, 3), [torch.ones(2)] * 4, train_loader_kwargs={"batch_size": 2,
-        ...           "collate_fn": torch.stack})
+        >>> brain.fit(range(1, 3), [torch.ones(2)] * 4, train_loader_kwargs={"batch_size": 2})
         >>> brain.optimizer_step
         4
     """
@@ -270,33 +410,102 @@ class Brain:
         modules: dict[str, torch.nn.Module] | None = None,
         opt_class: Any = None,
         hparams: dict | None = None,
-        run_opts: dict | None = None,
+        run_opts: Mapping | None = None,
         checkpointer: Any = None,
     ):
-        for name, value in _run_options(hparams or {}, run_opts or {}).items():
+        for name, value in _run_options(hparams or {}, run_opts).items():
             setattr(self, name, value)
         self.hparams = SimpleNamespace(**(hparams or {}))
         self.opt_class = opt_class
         self.checkpointer = checkpointer
+        self.distributed_launch = "RANK" in os.environ and "LOCAL_RANK" in os.environ
+        self._check_run_options()
         distributed.init_distributed(self.distributed_backend)
-        self.device = distributed.rank_device(self.device)
-        if self.seed is not None:
-            set_seed(self.seed)
+        self.rank = distributed.get_rank()
+        self.device = distributed.rank_device(self.device or distributed.infer_device())
+        self.device_type = torch.device(self.device).type
+        if self.device_type == "cuda" and torch.device(self.device).index is not None:
+            torch.cuda.set_device(torch.device(self.device))
         self.modules = torch.nn.ModuleDict(modules or {}).to(self.device)
-        device_type = torch.device(self.device).type
-        self.scaler = torch.amp.GradScaler(device_type, enabled=self.precision == "fp16")
+        self.raw_modules = self.modules
+        self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.precision == "fp16")
+        self.training_ctx = _Autocast(self.device_type, PRECISIONS[self.precision])
+        self.evaluation_ctx = _Autocast(self.device_type, PRECISIONS[self.eval_precision])
         self.optimizer = None
-        self.optimizers_dict: dict[str, torch.optim.Optimizer] = {}
-        self.step = 0  # batches done in the current training epoch
+        self.optimizers_dict: dict[str, torch.optim.Optimizer] | None = None
+        self.train_sampler = None  # its set_epoch is called before each training epoch
+        self.step = 0  # batches done in the current stage
         self.optimizer_step = 0  # optimizer steps since the start of training
+        self.avg_train_loss = 0.0
         self.nonfinite_count = 0
-        self._loss_sum, self._loss_count = 0.0, 0
-        self._last_ckpt_time = time.time()
         self._profiled = False
+        if not self.tqdm_colored_bar:
+            self.tqdm_barcolor = dict.fromkeys(self.tqdm_barcolor, "")
+        if self.debug and not self.debug_persistently and checkpointer is not None:
+            self._checkpoint_to_temporary_folder()
         if checkpointer is not None:
             checkpointer.add_recoverables({"brain": self, "rng": RNGState()})
             if self.scaler.is_enabled():
                 checkpointer.add_recoverable("scaler", self.scaler)
+        self.print_trainable_parameters()
+
+    def _check_run_options(self) -> None:
+        if self.auto_mix_prec:
+            logger.warning("auto_mix_prec is deprecated: use precision=fp16")
+            self.precision = "fp16"
+        if self.bfloat16_mix_prec:
+            logger.warning("bfloat16_mix_prec is deprecated: use precision=bf16")
+            self.precision = "bf16"
+        for name in ("precision", "eval_precision"):
+            if getattr(self, name) not in PRECISIONS:
+                raise ValueError(
+                    f"{name} must be one of {list(PRECISIONS)}, got {getattr(self, name)!r}"
+                )
+        if int(self.grad_accumulation_factor) < 1:
+            raise ValueError(
+                f"grad_accumulation_factor must be >= 1, got {self.grad_accumulation_factor}"
+            )
+        if self.ckpt_interval_minutes > 0 and self.ckpt_interval_steps > 0:
+            raise ValueError(
+                "ckpt_interval_minutes and ckpt_interval_steps exclude each other: keep one"
+            )
+        if self.data_parallel_backend and self.distributed_launch:
+            raise ValueError(
+                "data_parallel_backend is for one process: run `python train.py hparams.yaml "
+                "--data_parallel_backend`, or torchrun without it for DDP"
+            )
+        if self.data_parallel_backend and torch.cuda.device_count() == 0:
+            raise ValueError("data_parallel_backend needs at least one GPU")
+        if self.skip_nonfinite_grads and self.precision == "fp16":
+            logger.warning(
+                "skip_nonfinite_grads is ignored with precision=fp16: the GradScaler already "
+                "skips steps with non-finite gradients"
+            )
+
+    def _checkpoint_to_temporary_folder(self) -> None:
+        """Debug runs write their checkpoints to a temporary folder (``debug_persistently``
+        keeps them in place)."""
+        folder = tempfile.TemporaryDirectory()
+        logger.info("debug mode: checkpoints go to the temporary folder %s", folder.name)
+        self.checkpointer.checkpoints_dir = Path(folder.name)
+        self.checkpointer.tempdir = folder  # lives as long as the checkpointer
+
+    def print_trainable_parameters(self) -> None:
+        """Log the number of (trainable) parameters."""
+        total = sum(parameter.numel() for parameter in self.modules.parameters())
+        trainable = sum(p.numel() for p in self.modules.parameters() if p.requires_grad)
+        if total == 0:
+            logger.warning("the model has no parameters")
+            return
+        if trainable == 0:
+            logger.warning("the model has no trainable parameters")
+        logger.info(
+            "%s: %s trainable parameters of %s (%.4f%%)",
+            type(self).__name__,
+            f"{trainable:,}",
+            f"{total:,}",
+            100.0 * trainable / total,
+        )
 
     # ------------------------------------------------------------------ override points
     def compute_forward(self, batch: Any, stage: Stage) -> Any:
@@ -309,7 +518,7 @@ class Brain:
 
     def on_fit_start(self) -> None:
         """Compile and wrap modules, build optimizers, recover the latest checkpoint."""
-        self._compile_modules()
+        self._compile()
         self._wrap_distributed()
         self.init_optimizers()
         if self.checkpointer is not None:
@@ -317,14 +526,15 @@ class Brain:
 
     def init_optimizers(self) -> None:
         """Build ``self.optimizer`` from ``opt_class`` over :meth:`parameter_groups` and register
-        it (override for several optimizers). A group's ``lr_scale`` multiplies its learning
-        rate, now and at every scheduler step."""
+        it (override for several optimizers: fill ``self.optimizers_dict``). A group's
+        ``lr_scale`` multiplies its learning rate, now and at every scheduler step."""
         if self.opt_class is None:
+            logger.info("no opt_class given: no optimizer")
             return
         self.optimizer = self.opt_class(self.parameter_groups())
         for group in self.optimizer.param_groups:
             group["lr"] *= group.get("lr_scale", 1.0)
-        self.optimizers_dict = {"optimizer": self.optimizer}
+        self.optimizers_dict = {"opt_class": self.optimizer}
         if self.checkpointer is not None:
             self.checkpointer.add_recoverable("optimizer", self.optimizer)
 
@@ -334,6 +544,8 @@ class Brain:
         With ``lr_scales`` in the hparams, ``{parameter-name prefix: scale}`` such as
         ``{"asr_model.0": 0.1}`` (names as in ``modules``, first matching prefix wins), each
         scale gets its own group with that ``lr_scale``; otherwise one group holds everything.
+        With ``remove_vector_weight_decay``, the trainable 1-d parameters (biases, norms) of
+        each group move to a group of their own with ``weight_decay=0``, first.
         """
         scales = getattr(self.hparams, "lr_scales", None) or {}
         groups: dict[float, list[torch.nn.Parameter]] = {}
@@ -342,7 +554,19 @@ class Brain:
             for name, parameter in module.named_parameters(prefix=key):
                 scale = next((s for p, s in scales.items() if name.startswith(p)), 1.0)
                 groups.setdefault(scale, []).append(parameter)
-        return [{"params": params, "lr_scale": scale} for scale, params in groups.items()]
+        if not self.remove_vector_weight_decay:
+            return [{"params": params, "lr_scale": scale} for scale, params in groups.items()]
+        split = []
+        for scale, params in groups.items():
+            trainable = [p for p in params if p.requires_grad]
+            vectors = [p for p in trainable if p.dim() == 1]
+            split.append({"params": vectors, "lr_scale": scale, "weight_decay": 0.0})
+            split.append({"params": [p for p in trainable if p.dim() != 1], "lr_scale": scale})
+        return split
+
+    def freeze_optimizers(self, optimizers: dict) -> dict:
+        """The optimizers to step this time (override to freeze some); all by default."""
+        return optimizers
 
     def on_stage_start(self, stage: Stage, epoch: int | None = None) -> None:
         """Called at the start of each stage (e.g. to reset metric trackers)."""
@@ -365,33 +589,63 @@ class Brain:
         """Called after each training batch (e.g. to advance a per-step LR scheduler)."""
 
     # ------------------------------------------------------------------ data
-    def make_dataloader(self, dataset: Any, stage: Stage, **loader_kwargs) -> DataLoader:
-        """A DataLoader for ``dataset`` (returned as is if it already is one).
+    def make_dataloader(
+        self, dataset: Any, stage: Stage, ckpt_prefix: str | None = "dataloader-", **loader_kwargs
+    ) -> DataLoader | LoopedLoader:
+        """A loader for ``dataset`` (see :func:`speechlobes.dataio.loader.make_dataloader`).
 
-        The training loader is registered with the checkpointer, so its position is saved.
+        ``shuffle=True`` shuffles from (``seed`` run option or the global seed, epoch); under
+        torchrun every stage's data is split over the ranks. A saveable loader is registered
+        with the checkpointer as ``ckpt_prefix + stage.name`` (None: not registered; ``fit``
+        registers the training loader only).
         """
-        if isinstance(dataset, DataLoader):
-            if loader_kwargs:
-                raise ValueError(f"{stage.value}: loader kwargs given with a ready DataLoader")
-            if distributed.is_distributed() and not _splits_across_ranks(dataset):
-                logger.warning(
-                    "%s: the given DataLoader has no distributed sampler, so every rank sees all "
-                    "the data; pass the dataset instead and the Brain adds one",
-                    stage.value,
-                )
-            loader = dataset
-        else:
-            loader = make_dataloader(
-                dataset,
-                seed=self.seed or 0,
-                rank=distributed.get_rank(),
-                world_size=distributed.get_world_size(),
-                **loader_kwargs,
-            )
-        if stage == Stage.TRAIN and self.checkpointer is not None:
-            if getattr(type(loader), "_ckpt_hooks", None) is not None:
-                self.checkpointer.add_recoverable("dataloader-TRAIN", loader)
+        loader_kwargs = self._loader_specifics(dataset, stage, dict(loader_kwargs))
+        loader = make_dataloader(dataset, **loader_kwargs)
+        self._register_loader(loader, stage, ckpt_prefix)
         return loader
+
+    def _register_loader(self, loader: Any, stage: Stage, ckpt_prefix: str | None) -> None:
+        """A loader that saves its position joins the checkpoint (exact mid-epoch resume)."""
+        if self.checkpointer is not None and ckpt_prefix is not None:
+            if has_checkpoint_hooks(loader):
+                self.checkpointer.add_recoverable(ckpt_prefix + stage.name, loader)
+
+    def _loader_specifics(self, dataset: Any, stage: Stage, loader_kwargs: dict) -> dict:
+        """Reproducible shuffling and (under torchrun) each rank's share of the data."""
+        if isinstance(dataset, IterableDataset):
+            if distributed.is_distributed():
+                logger.warning("%s: an IterableDataset is not split over ranks", stage.value)
+            return loader_kwargs
+        shuffle = loader_kwargs.pop("shuffle", False)
+        sampler = loader_kwargs.get("sampler")
+        if shuffle:
+            if sampler is not None:
+                raise ValueError(f"{stage.value}: give either a sampler or shuffle=True")
+            seed = self.seed if self.seed is not None else global_seed()
+            sampler = loader_kwargs["sampler"] = ReproducibleRandomSampler(dataset, seed=seed)
+        world_size = distributed.get_world_size()
+        if world_size > 1:
+            place = dict(num_replicas=world_size, rank=distributed.get_rank())
+            batch_sampler = loader_kwargs.get("batch_sampler")
+            if batch_sampler is not None:
+                if getattr(batch_sampler, "world_size", 1) != world_size:  # not split already
+                    loader_kwargs["batch_sampler"] = DistributedSamplerWrapper(
+                        batch_sampler, shuffle=False, **place
+                    )
+            elif sampler is not None:
+                loader_kwargs["sampler"] = DistributedSamplerWrapper(
+                    sampler, shuffle=False, drop_last=loader_kwargs.get("drop_last", False), **place
+                )
+            else:
+                loader_kwargs["sampler"] = DistributedSampler(
+                    dataset, shuffle=False, drop_last=loader_kwargs.get("drop_last", False), **place
+                )
+        if stage == Stage.TRAIN:
+            batch_sampler = loader_kwargs.get("batch_sampler")
+            self.train_sampler = (
+                loader_kwargs.get("sampler") if batch_sampler is None else batch_sampler
+            )
+        return loader_kwargs
 
     # ------------------------------------------------------------------ fit / evaluate
     def fit(
@@ -403,22 +657,24 @@ class Brain:
         train_loader_kwargs: dict | None = None,
         valid_loader_kwargs: dict | None = None,
     ) -> None:
-        """Train over ``epoch_counter``'s epochs, validating after each one."""
-        train_loader = self.make_dataloader(train_set, Stage.TRAIN, **(train_loader_kwargs or {}))
-        valid_loader = None
+        """Train over ``epoch_counter``'s epochs, validating after each one (nothing with
+        ``test_only``). Datasets become loaders; DataLoaders are used as they are."""
+        if self.test_only:
+            logger.info("test_only: no training, no validation")
+            return
+        train_set = self._loader_for(train_set, Stage.TRAIN, train_loader_kwargs)
         if valid_set is not None:
-            valid_loader = self.make_dataloader(
-                valid_set, Stage.VALID, **(valid_loader_kwargs or {})
-            )
+            valid_set = self._loader_for(valid_set, Stage.VALID, valid_loader_kwargs, None)
         if self.scan_worst_batches:
-            self._scan_worst_batches(train_loader)
+            self._scan_worst_batches(train_set)
         self.on_fit_start()
         progressbar = not self.noprogressbar if progressbar is None else progressbar
+        enable = progressbar and distributed.if_main_process()
         for epoch in epoch_counter:
-            self._train_epoch(train_loader, epoch, progressbar)
-            if valid_loader is not None:
-                self._evaluate_stage(valid_loader, Stage.VALID, epoch, progressbar)
-            if (self.debug and epoch >= self.debug_epochs) or self._step_limit_reached():
+            self._fit_train(train_set, epoch, enable)
+            self._fit_valid(valid_set, epoch, enable)
+            debug_end = self.debug and 0 < self.debug_epochs <= epoch
+            if debug_end or self._optimizer_step_limit_exceeded:
                 break
 
     def evaluate(
@@ -431,197 +687,232 @@ class Brain:
     ) -> float:
         """Evaluate the best checkpoint (by ``max_key``/``min_key``) on ``test_set``; returns
         the average test loss."""
-        test_loader = self.make_dataloader(test_set, Stage.TEST, **(test_loader_kwargs or {}))
-        self.on_evaluate_start(max_key=max_key, min_key=min_key)
         progressbar = not self.noprogressbar if progressbar is None else progressbar
-        return self._evaluate_stage(test_loader, Stage.TEST, None, progressbar)
+        enable = progressbar and distributed.if_main_process()
+        test_set = self._loader_for(test_set, Stage.TEST, test_loader_kwargs, None)
+        self.on_evaluate_start(max_key=max_key, min_key=min_key)
+        return self._evaluate_stage(test_set, Stage.TEST, None, enable)
 
-    def _train_epoch(self, loader: DataLoader, epoch: int, progressbar: bool) -> None:
-        _set_loader_epoch(loader, epoch)
+    def _loader_for(
+        self, data: Any, stage: Stage, kwargs: dict | None, ckpt_prefix: str | None = "dataloader-"
+    ) -> Any:
+        if not isinstance(data, DataLoader | LoopedLoader):
+            return self.make_dataloader(data, stage, ckpt_prefix, **(kwargs or {}))
+        if kwargs:
+            raise ValueError(f"{stage.value}: loader kwargs given with a ready DataLoader")
+        self._register_loader(data, stage, ckpt_prefix)
+        if distributed.is_distributed() and not _splits_across_ranks(data):
+            logger.warning(
+                "%s: the given DataLoader has no distributed sampler, so every rank sees all "
+                "the data; pass the dataset instead and the Brain splits it",
+                stage.value,
+            )
+        return data
+
+    def _fit_train(self, loader: Any, epoch: int, enable: bool) -> None:
         self.on_stage_start(Stage.TRAIN, epoch)
         self.modules.train()
-        self._zero_grad()
+        self.zero_grad()
+        self.nonfinite_count = 0
+        _set_loader_epoch(loader, epoch, self.train_sampler)
+        last_ckpt_time, batches_since_ckpt = time.time(), 0
         with self._profiler() as profiler:
-            progress = self._progress(loader, progressbar, f"epoch {epoch}", initial=self.step)
-            for batch in progress:
-                self.step += 1
-                loss = self.fit_batch(batch)
-                self._record_loss(loss)
-                progress.set_postfix(train_loss=f"{self.avg_train_loss:.4g}", refresh=False)
-                profiler.step()
-                self._checkpoint_if_due()
-                if (self.debug and self.step >= self.debug_batches) or self._step_limit_reached():
+            bar = self._progress(loader, enable, f"epoch {epoch}", "train", initial=self.step)
+            for batch in bar:
+                if self._optimizer_step_limit_exceeded:
+                    logger.info("optimizer_step_limit reached")
                     break
-        stage_loss = self._reduced_mean(self._loss_sum, self._loss_count)
-        self.step, self._loss_sum, self._loss_count = 0, 0.0, 0
+                self.step += 1
+                batches_since_ckpt += 1
+                loss = self.fit_batch(batch)
+                self.avg_train_loss = self.update_average(loss, self.avg_train_loss)
+                bar.set_postfix(train_loss=f"{self.avg_train_loss:.4g}", refresh=False)
+                profiler.step()
+                if self.debug and self.step == self.debug_batches:
+                    break
+                if self._should_save_intra_epoch_ckpt(last_ckpt_time, batches_since_ckpt):
+                    self._save_intra_epoch_ckpt()
+                    last_ckpt_time, batches_since_ckpt = time.time(), 0
+        self.zero_grad(set_to_none=True)
+        stage_loss = self._ranks_mean(self.avg_train_loss, self.step)
         self.on_stage_end(Stage.TRAIN, stage_loss, epoch)
+        self.avg_train_loss = 0.0
+        self.step = 0
 
-    def _evaluate_stage(self, loader, stage: Stage, epoch: int | None, progressbar: bool) -> float:
+    def _fit_valid(self, loader: Any, epoch: int, enable: bool) -> None:
+        if loader is not None:
+            self._evaluate_stage(loader, Stage.VALID, epoch, enable)
+
+    def _evaluate_stage(self, loader: Any, stage: Stage, epoch: int | None, enable: bool) -> float:
         self.on_stage_start(stage, epoch)
         self.modules.eval()
-        total, count = 0.0, 0
+        avg_loss = 0.0
         with torch.no_grad():
-            for batch in self._progress(loader, progressbar, stage.value):
-                total, count = total + float(self.evaluate_batch(batch, stage)), count + 1
-                if self.debug and count >= self.debug_batches:
+            bar = self._progress(loader, enable, stage.value, stage.value)
+            for batch in bar:
+                self.step += 1
+                avg_loss = self.update_average(self.evaluate_batch(batch, stage), avg_loss)
+                if self.debug and self.step == self.debug_batches:
                     break
-        stage_loss = self._reduced_mean(total, count)
+        stage_loss = self._ranks_mean(avg_loss, self.step)
+        self.step = 0
         self.on_stage_end(stage, stage_loss, epoch)
         return stage_loss
 
     def fit_batch(self, batch: Any) -> torch.Tensor:
         """Forward, loss, backward for one batch; an optimizer step every
-        ``grad_accumulation_factor`` batches. Returns the detached loss."""
+        ``grad_accumulation_factor`` batches. Returns the detached loss.
+
+        A non-finite loss is counted (see :meth:`check_loss_isfinite`) and not
+        back-propagated, so it cannot poison the weights.
+        """
         should_step = self.step % self.grad_accumulation_factor == 0
         self.on_fit_batch_start(batch, should_step)
-        with self._no_sync(not should_step):
-            with self._autocast(Stage.TRAIN):
+        with self.no_sync(not should_step):
+            with self.training_ctx:
                 outputs = self.compute_forward(batch, Stage.TRAIN)
                 loss = self.compute_objectives(outputs, batch, Stage.TRAIN)
-            if self._loss_is_finite(loss):
+            if self.check_loss_isfinite(loss):
                 self.scaler.scale(loss / self.grad_accumulation_factor).backward()
         if should_step:
             self.optimizers_step()
         self.on_fit_batch_end(batch, outputs, loss, should_step)
         return loss.detach().cpu()
 
+    @torch.no_grad()
     def evaluate_batch(self, batch: Any, stage: Stage) -> torch.Tensor:
         """Forward and loss for one batch without gradients; returns the detached loss."""
-        with self._autocast(stage):
+        with self.evaluation_ctx:
             predictions = self.compute_forward(batch, stage)
             loss = self.compute_objectives(predictions, batch, stage)
         return loss.detach().cpu()
 
-    def optimizers_step(self) -> None:
-        """Unscale, check, clip, step every optimizer, then clear the gradients."""
-        for optimizer in self.optimizers_dict.values():
-            self.scaler.unscale_(optimizer)
-        if self._gradients_usable():
-            self._clip_gradients()
-            for optimizer in self.optimizers_dict.values():
-                self.scaler.step(optimizer)
-        self.scaler.update()
-        self._zero_grad()
-        self.optimizer_step += 1
-
-    # ------------------------------------------------------------------ one helper per feature
-    @property
-    def avg_train_loss(self) -> float:
-        """Mean training loss of the current epoch so far (this rank)."""
-        return self._loss_sum / self._loss_count if self._loss_count else float("nan")
-
-    def _record_loss(self, loss: torch.Tensor) -> None:
-        if torch.isfinite(loss).all():
-            self._loss_sum += float(loss)
-            self._loss_count += 1
-
-    @staticmethod
-    def _reduced_mean(total: float, count: int) -> float:
-        """Batch-averaged loss over every rank."""
-        summed = distributed.all_reduce_sum(torch.tensor([total, count], dtype=torch.float64))
-        return float(summed[0] / summed[1]) if summed[1] > 0 else float("nan")
-
-    def _autocast(self, stage: Stage):
-        """Mixed-precision context for a stage (``precision`` or ``eval_precision``)."""
-        dtype = PRECISIONS[self.precision if stage == Stage.TRAIN else self.eval_precision]
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=torch.device(self.device).type, dtype=dtype)
-
-    def _no_sync(self, accumulating: bool):
-        """Under DDP, skip the gradient all-reduce on batches that only accumulate."""
-        stack = contextlib.ExitStack()
-        if accumulating:
-            for module in self.modules.values():
-                if isinstance(module, torch.nn.parallel.DistributedDataParallel):
-                    stack.enter_context(module.no_sync())
-        return stack
-
-    def _loss_is_finite(self, loss: torch.Tensor) -> bool:
-        """Count non-finite losses (on any rank); stop after ``nonfinite_patience`` in a row."""
+    def check_loss_isfinite(self, loss: torch.Tensor) -> bool:
+        """Whether ``loss`` is finite (on every rank). A non-finite loss counts towards
+        ``nonfinite_patience`` for this epoch; past it, training stops with a ValueError."""
         finite = bool(torch.isfinite(loss.detach()).all())
         if distributed.is_distributed():
             bad_ranks = distributed.all_reduce_sum(torch.tensor([0.0 if finite else 1.0]))
             finite = bad_ranks.item() == 0
         if finite:
-            self.nonfinite_count = 0
             return True
         self.nonfinite_count += 1
         logger.warning(
-            "non-finite loss at epoch step %d (%d in a row): batch skipped",
+            "non-finite loss at step %d of the epoch (%d this epoch): batch skipped",
             self.step,
             self.nonfinite_count,
         )
         if self.nonfinite_count > self.nonfinite_patience:
-            raise FloatingPointError(
-                f"the loss was not finite for {self.nonfinite_count} batches in a row "
+            raise ValueError(
+                f"the loss was not finite for {self.nonfinite_count} batches of this epoch "
                 f"(nonfinite_patience={self.nonfinite_patience}): lower the learning rate, try "
-                "precision=fp32 or bf16, or check the data for empty or broken examples"
+                "precision=fp32 or bf16, or check the data for empty or broken examples; to "
+                "find the operation, wrap fit() in torch.autograd.detect_anomaly()"
             )
         return False
 
-    def _gradients_usable(self) -> bool:
-        """False when ``skip_nonfinite_grads`` is on and a gradient is inf/nan (step skipped)."""
-        if not self.skip_nonfinite_grads:
-            return True
-        for parameter in self.modules.parameters():
+    def check_gradients(self) -> None:
+        """Set gradients that hold inf or nan to None (their parameters skip this step)."""
+        for name, parameter in self.modules.named_parameters():
             if parameter.grad is not None and not torch.isfinite(parameter.grad).all():
-                logger.warning(
-                    "non-finite gradient: optimizer step %d skipped", self.optimizer_step
-                )
-                return False
-        return True
+                parameter.grad = None
+                logger.warning("non-finite gradient of %s: set to None", name)
 
-    def _clip_gradients(self) -> None:
-        if self.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(self.modules.parameters(), self.max_grad_norm)
-
-    def _zero_grad(self) -> None:
-        for optimizer in self.optimizers_dict.values():
+    def optimizers_step(self) -> None:
+        """Unscale, clip (``max_grad_norm``), drop non-finite gradients
+        (``skip_nonfinite_grads``), step every active optimizer, then clear the gradients."""
+        if self.optimizers_dict is not None:
+            optimizers = self.freeze_optimizers(self.optimizers_dict)
+        elif self.opt_class is not None and self.optimizer is not None:
+            optimizers = {"optimizer": self.optimizer}
+        else:
+            return
+        for optimizer in optimizers.values():
+            self.scaler.unscale_(optimizer)
+        if self.max_grad_norm is not None and self.max_grad_norm > 0:
+            for optimizer in optimizers.values():
+                params = [p for group in optimizer.param_groups for p in group["params"]]
+                torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+        if self.skip_nonfinite_grads and not self.scaler.is_enabled():
+            self.check_gradients()
+        for optimizer in optimizers.values():
+            self.scaler.step(optimizer)
+        self.scaler.update()
+        for optimizer in optimizers.values():
             optimizer.zero_grad(set_to_none=True)
-        self.modules.zero_grad(set_to_none=True)
+        self.optimizer_step += 1
 
-    def _step_limit_reached(self) -> bool:
+    def zero_grad(self, set_to_none: bool = False) -> None:
+        """Zero the gradients of the active optimizers' parameters (None with set_to_none)."""
+        if self.optimizers_dict is not None:
+            for optimizer in self.freeze_optimizers(self.optimizers_dict).values():
+                optimizer.zero_grad(set_to_none=set_to_none)
+        elif self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def update_average(self, loss: torch.Tensor, avg_loss: float) -> float:
+        """The running mean of the stage's losses after ``self.step`` batches (a non-finite
+        loss leaves it unchanged)."""
+        if torch.isfinite(loss):
+            avg_loss -= avg_loss / self.step
+            avg_loss += float(loss) / self.step
+        return avg_loss
+
+    @contextlib.contextmanager
+    def no_sync(self, use: bool = True):
+        """Under DDP (with ``use``), skip the gradient all-reduce: for batches that only
+        accumulate gradients."""
+        with contextlib.ExitStack() as stack:
+            if use:
+                for module in self.modules.values():
+                    if isinstance(module, torch.nn.parallel.DistributedDataParallel):
+                        stack.enter_context(module.no_sync())
+            yield
+
+    # ------------------------------------------------------------------ one helper per feature
+    @property
+    def _optimizer_step_limit_exceeded(self) -> bool:
         limit = self.optimizer_step_limit
         return limit is not None and self.optimizer_step >= limit
 
-    def _checkpoint_if_due(self) -> None:
-        """Save a mid-epoch checkpoint after an optimizer step, every ``ckpt_interval_steps``
-        steps or ``ckpt_interval_minutes`` minutes (rank 0's clock decides)."""
-        just_stepped = self.step % self.grad_accumulation_factor == 0
-        if self.checkpointer is None or not just_stepped:
-            return
-        by_steps = self.ckpt_interval_steps and self.optimizer_step % self.ckpt_interval_steps == 0
-        by_time = self.ckpt_interval_minutes and (
-            time.time() - self._last_ckpt_time >= 60 * self.ckpt_interval_minutes
+    @staticmethod
+    def _ranks_mean(average: float, count: int) -> float:
+        """The mean over every rank of per-rank averages over ``count`` batches each."""
+        summed = distributed.all_reduce_sum(
+            torch.tensor([average * count, count], dtype=torch.float64)
         )
-        if not distributed.broadcast_flag(bool(by_steps or by_time)):
-            return
+        return float(summed[0] / summed[1]) if summed[1] > 0 else float("nan")
+
+    def _should_save_intra_epoch_ckpt(self, last_ckpt_time: float, batches: int) -> bool:
+        """After an optimizer step, every ``ckpt_interval_steps`` batches or
+        ``ckpt_interval_minutes`` minutes (rank 0's clock decides)."""
+        if self.checkpointer is None or self.step % self.grad_accumulation_factor != 0:
+            return False
+        if self.ckpt_interval_minutes <= 0 and self.ckpt_interval_steps <= 0:
+            return False
+        elapsed_minutes = (time.time() - last_ckpt_time) / 60.0
+        due = 0 < self.ckpt_interval_minutes < elapsed_minutes
+        due = due or 0 < self.ckpt_interval_steps <= batches
+        return distributed.broadcast_flag(due)
+
+    def _save_intra_epoch_ckpt(self) -> None:
+        """A mid-epoch checkpoint; it replaces the previous mid-epoch one."""
         self.checkpointer.save_and_keep_only(
-            meta={INTRA_EPOCH_FLAG: True},
+            meta={INTRA_EPOCH_CKPT_FLAG: True},
             end_of_epoch=False,
             num_to_keep=1,
-            ckpt_predicate=lambda checkpoint: INTRA_EPOCH_FLAG in checkpoint.meta,
+            ckpt_predicate=lambda checkpoint: INTRA_EPOCH_CKPT_FLAG in checkpoint.meta,
         )
-        self._last_ckpt_time = time.time()
 
-    def _progress(self, loader, enabled: bool, description: str, initial: int = 0):
-        """A tqdm bar on rank 0 (a silent pass-through elsewhere or when disabled)."""
-        total = len(loader) if hasattr(loader, "__len__") else None
-        show = enabled and distributed.if_main_process()
-        return tqdm(
-            loader,
-            desc=description,
-            total=total,
-            initial=initial,
-            disable=not show,
-            dynamic_ncols=True,
-        )
+    def _progress(self, loader, enable: bool, description: str, stage: str, initial: int = 0):
+        """A tqdm bar (plain log lines when not in a terminal) on rank 0; silent elsewhere."""
+        colour = self.tqdm_barcolor.get(stage)
+        return progress(loader, description, initial=initial, enabled=enable, colour=colour)
 
     @contextlib.contextmanager
     def _profiler(self):
-        """torch.profiler over the first ``profile_steps`` training steps of this process; the
-        Chrome trace goes to ``<output_folder>/profiler/``."""
+        """torch.profiler over ``profile_warmup`` + ``profile_steps`` training steps of this
+        process's first epoch; the Chrome trace goes to ``<output_folder>/profiler/``."""
         if not self.profile_training or self._profiled:
             yield SimpleNamespace(step=lambda: None)
             return
@@ -629,31 +920,75 @@ class Brain:
         folder.mkdir(parents=True, exist_ok=True)
         trace = folder / f"trace_rank{distributed.get_rank()}.json"
         activities = [torch.profiler.ProfilerActivity.CPU]
-        if torch.device(self.device).type == "cuda":
+        if self.device_type == "cuda":
             activities.append(torch.profiler.ProfilerActivity.CUDA)
-        schedule = torch.profiler.schedule(wait=0, warmup=1, active=max(1, self.profile_steps - 1))
+        schedule = torch.profiler.schedule(
+            wait=0, warmup=self.profile_warmup, active=max(1, self.profile_steps), repeat=1
+        )
         with torch.profiler.profile(
             activities=activities,
             schedule=schedule,
             on_trace_ready=lambda prof: prof.export_chrome_trace(str(trace)),
+            record_shapes=True,
         ) as profiler:
             yield profiler
         self._profiled = True
         logger.info("profiler trace written to %s", trace)
 
-    def _compile_modules(self) -> None:
-        if self.compile:
-            for name, module in self.modules.items():
-                if not hasattr(module, "_orig_mod"):  # not compiled yet
-                    self.modules[name] = torch.compile(module)
+    def _compile(self) -> None:
+        """torch.compile (``compile``, ``compile_module_keys``) and then TorchScript (``jit``,
+        ``jit_module_keys``) the requested modules; a module that fails to compile is left
+        as it is (and scripted if JIT was asked for it too)."""
+        compile_keys = self._module_keys(self.compile, self.compile_module_keys, "compile")
+        jit_keys = self._module_keys(self.jit, self.jit_module_keys, "jit")
+        for name in compile_keys:
+            if hasattr(self.modules[name], "_orig_mod"):  # compiled already
+                jit_keys.discard(name)
+                continue
+            try:
+                compiled = torch.compile(
+                    self.modules[name],
+                    mode=self.compile_mode,
+                    fullgraph=self.compile_using_fullgraph,
+                    dynamic=self.compile_using_dynamic_shape_tracing,
+                )
+            except Exception as error:  # noqa: BLE001 (any backend failure: skip, as documented)
+                logger.warning("module %r failed to compile and is skipped: %s", name, error)
+                continue
+            self.modules[name] = compiled
+            jit_keys.discard(name)
+        for name in jit_keys:
+            if not isinstance(self.modules[name], torch.jit.ScriptModule):
+                self.modules[name] = torch.jit.script(self.modules[name])
+
+    def _module_keys(self, enabled: bool, keys: list[str] | None, option: str) -> set[str]:
+        if not enabled:
+            return set()
+        if keys is None:
+            return set(self.modules)
+        missing = sorted(set(keys) - set(self.modules))
+        if missing:
+            raise ValueError(
+                f"{option}_module_keys names {missing}, which are not in modules "
+                f"({sorted(self.modules)})"
+            )
+        return set(keys)
 
     def _wrap_distributed(self) -> None:
+        """DDP under torchrun (BatchNorm synchronised on CUDA), DataParallel with
+        ``data_parallel_backend``; modules without trainable parameters stay as they are."""
         for name, module in self.modules.items():
-            self.modules[name] = distributed.wrap_ddp(
-                module, self.device, self.find_unused_parameters
-            )
+            if self.data_parallel_backend:
+                if any(p.requires_grad for p in module.parameters()) and not isinstance(
+                    module, torch.nn.DataParallel
+                ):
+                    self.modules[name] = torch.nn.DataParallel(module)
+            else:
+                self.modules[name] = distributed.wrap_ddp(
+                    module, self.device, self.find_unused_parameters
+                )
 
-    def _scan_worst_batches(self, loader: DataLoader) -> None:
+    def _scan_worst_batches(self, loader: Any) -> None:
         """Run forward and backward on the ``scan_worst_batches`` largest batches (most tensor
         elements) before training, so an out-of-memory error shows in the first minute.
 
@@ -671,7 +1006,7 @@ class Brain:
         self.modules.train()
         for elements, _, batch in sorted(largest, key=lambda entry: entry[:2], reverse=True):
             try:
-                with self._autocast(Stage.TRAIN):
+                with self.training_ctx:
                     loss = self.compute_objectives(
                         self.compute_forward(batch, Stage.TRAIN), batch, Stage.TRAIN
                     )
@@ -681,7 +1016,7 @@ class Brain:
                     f"out of memory on a batch of {elements} tensor elements during the "
                     "scan_worst_batches pre-scan: lower the batch size (or max batch length)"
                 ) from error
-            self._zero_grad()
+            self.modules.zero_grad(set_to_none=True)
         with torch.no_grad():
             for name, buffer in self.modules.named_buffers():
                 buffer.copy_(buffers[name])
@@ -690,12 +1025,8 @@ class Brain:
     # ------------------------------------------------------------------ checkpointed state
     def state_dict(self) -> dict:
         """The Brain's own progress counters (saved as the ``brain`` recoverable); the
-        per-process running sums are gathered from every rank (a collective under torchrun)."""
-        own = {
-            "nonfinite_count": self.nonfinite_count,
-            "loss_sum": self._loss_sum,
-            "loss_count": self._loss_count,
-        }
+        per-process running values are gathered from every rank (a collective under torchrun)."""
+        own = {"avg_train_loss": self.avg_train_loss, "nonfinite_count": self.nonfinite_count}
         return {
             "step": self.step,
             "optimizer_step": self.optimizer_step,
@@ -707,26 +1038,31 @@ class Brain:
         self.optimizer_step = state["optimizer_step"]
         per_rank = state["per_rank"]
         own = per_rank[distributed.get_rank() % len(per_rank)]
+        self.avg_train_loss = own["avg_train_loss"]
         self.nonfinite_count = own["nonfinite_count"]
-        self._loss_sum, self._loss_count = own["loss_sum"], own["loss_count"]
 
 
-def _set_loader_epoch(loader: Any, epoch: int) -> None:
-    """Tell the loader (or, for a plain DataLoader, its samplers) which epoch starts."""
+def _set_loader_epoch(loader: Any, epoch: int, train_sampler: Any) -> None:
+    """Tell the loader (or, for a plain DataLoader, its samplers and the Brain's
+    ``train_sampler``) which epoch starts."""
     if hasattr(loader, "set_epoch"):
         loader.set_epoch(epoch)
         return
-    for sampler in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+    samplers = (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None))
+    for sampler in {id(s): s for s in (*samplers, train_sampler) if s is not None}.values():
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
 
 
-def _splits_across_ranks(loader: DataLoader) -> bool:
-    sampler, batch_sampler = loader.sampler, loader.batch_sampler
+def _splits_across_ranks(loader: Any) -> bool:
+    sampler = getattr(loader, "sampler", None)
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    inner = getattr(batch_sampler, "sampler", None)  # a SaveableDataLoader's skipping wrapper
     world_size = distributed.get_world_size()
-    return (
-        isinstance(sampler, DistributedSampler)
-        or getattr(batch_sampler, "world_size", 1) == world_size
+    return any(
+        isinstance(candidate, DistributedSampler)
+        or getattr(candidate, "world_size", 1) == world_size
+        for candidate in (sampler, batch_sampler, inner, getattr(inner, "sampler", None))
     )
 
 
@@ -743,8 +1079,25 @@ def _batch_elements(batch: Any) -> int:
     return 0
 
 
-def _run_options(hparams: dict, run_opts: dict) -> dict:
-    """Each run option from run_opts, else hparams, else its default; validated."""
+def _as_dict(run_opts: Any) -> dict:
+    if run_opts is None:
+        return {}
+    if isinstance(run_opts, Mapping):
+        return dict(run_opts)
+    if hasattr(run_opts, "as_dict"):
+        return run_opts.as_dict()
+    raise TypeError(f"run_opts must be a dict of run options, got {type(run_opts).__name__}")
+
+
+def _run_options(hparams: dict, run_opts: Any) -> dict:
+    """Each run option from run_opts, else hparams, else its default.
+
+    When run_opts lists ``overridden_args`` (the options given on the command line), only
+    those win over the hparams; otherwise every key of run_opts does.
+    """
+    run_opts = _as_dict(run_opts)
+    overridden = set(run_opts.pop("overridden_args", None) or run_opts)
+    run_opts.pop("param_file", None)
     unknown = set(run_opts) - set(RUN_OPTION_DEFAULTS)
     if unknown:
         name = sorted(unknown)[0]
@@ -752,19 +1105,41 @@ def _run_options(hparams: dict, run_opts: dict) -> dict:
         raise ValueError(f"unknown run option {name!r}; closest: {', '.join(close) or '(none)'}")
     options = {}
     for name, default in RUN_OPTION_DEFAULTS.items():
-        options[name] = run_opts.get(name, hparams.get(name, default))
-        if name in run_opts and name in hparams and run_opts[name] != hparams[name]:
-            logger.info(
-                "run option %s=%r overrides the hparams value %r",
-                name,
-                run_opts[name],
-                hparams[name],
-            )
-    for name in ("precision", "eval_precision"):
-        if options[name] not in PRECISIONS:
-            raise ValueError(f"{name} must be one of {list(PRECISIONS)}, got {options[name]!r}")
-    if int(options["grad_accumulation_factor"]) < 1:
-        raise ValueError(
-            f"grad_accumulation_factor must be >= 1, got {options['grad_accumulation_factor']}"
-        )
-    return options
+        if name in run_opts and name in overridden:
+            if name in hparams and run_opts[name] != hparams[name]:
+                logger.info(
+                    "run option %s=%r overrides the hparams value %r",
+                    name,
+                    run_opts[name],
+                    hparams[name],
+                )
+            options[name] = run_opts[name]
+        elif name in hparams:
+            options[name] = hparams[name]
+        else:
+            options[name] = copy.deepcopy(default)
+    return {name: check_run_option(name, value) for name, value in options.items()}
+
+
+def check_run_option(name: str, value: Any) -> Any:
+    """``value`` if it suits run option ``name`` (type, range, choices), else a ValueError.
+
+    Example:
+        >>> check_run_option("grad_accumulation_factor", 0)
+        Traceback (most recent call last):
+        ...
+        ValueError: grad_accumulation_factor must be >= 1, got 0
+    """
+    kind = RUN_OPTION_TYPES[name]
+    if value is None and (RUN_OPTION_DEFAULTS[name] is None or name == "max_grad_norm"):
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"{name} must be {kind.__name__}, got {value!r}")
+    if name in ("precision", "eval_precision") and value not in PRECISIONS:
+        raise ValueError(f"{name} must be one of {list(PRECISIONS)}, got {value!r}")
+    minimum = RUN_OPTION_MINIMA.get(name)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value

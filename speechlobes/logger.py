@@ -1,4 +1,5 @@
-"""Logging set-up and the train logger (human-readable log + machine-readable JSONL stats).
+"""Logging set-up and the train logger (human-readable log, machine-readable JSONL stats and a
+PNG of the training curves).
 
 Example:
     >>> import tempfile, json
@@ -7,6 +8,8 @@ Example:
     >>> train_logger.log_stats({"epoch": 1}, train_stats={"loss": 0.5}, verbose=False)
     >>> json.loads((Path(folder) / "train_log.jsonl").read_text())
     {'epoch': 1, 'train': {'loss': 0.5}}
+    >>> (Path(folder) / "training_curves.png").exists()
+    True
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from typing import Any
 import torch
 
 from speechlobes.distributed import if_main_process
+from speechlobes.plotting import plot_training_curves
 
-__all__ = ["TrainLogger", "setup_logging"]
+__all__ = ["FileTrainLogger", "TrainLogger", "setup_logging"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,20 +65,23 @@ def _format_value(value: Any) -> str:
 
 
 class TrainLogger:
-    """Appends one line per epoch to ``train_log.txt`` and one JSON object to ``train_log.jsonl``.
+    """Appends one line per epoch to ``train_log.txt`` and one JSON object to ``train_log.jsonl``,
+    and redraws ``training_curves.png`` (loss and validation metrics per epoch) after each epoch.
 
     Args:
         save_folder: the experiment folder.
         tensorboard: also write TensorBoard scalars (needs the ``tensorboard`` package; a
             warning, not an error, when it is missing).
+        plot: draw ``training_curves.png``.
 
     Only rank 0 writes.
     """
 
-    def __init__(self, save_folder: str | Path, tensorboard: bool = False):
+    def __init__(self, save_folder: str | Path, tensorboard: bool = False, plot: bool = True):
         self.save_folder = Path(save_folder)
         self.text_file = self.save_folder / "train_log.txt"
         self.stats_file = self.save_folder / "train_log.jsonl"
+        self.curves_file = self.save_folder / "training_curves.png" if plot else None
         self.writer = self._tensorboard_writer() if tensorboard and if_main_process() else None
 
     def _tensorboard_writer(self):
@@ -108,21 +115,35 @@ class TrainLogger:
         with open(self.stats_file, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
         self._write_tensorboard(record)
+        if self.curves_file is not None and isinstance(record.get("epoch"), int):
+            plot_training_curves(self.records(), self.curves_file)
         if verbose:
             logger.info(line)
 
-    @staticmethod
-    def _text_line(record: dict) -> str:
+    def records(self) -> list[dict]:
+        """Every record of ``train_log.jsonl`` (earlier runs of the same experiment included)."""
+        if not self.stats_file.exists():
+            return []
+        lines = self.stats_file.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def _text_line(self, record: dict) -> str:
         meta = [
-            f"{key}: {_format_value(v)}" for key, v in record.items() if not isinstance(v, dict)
+            f"{key}: {self._format_value(v)}"
+            for key, v in record.items()
+            if not isinstance(v, dict)
         ]
         parts = [", ".join(meta)] if meta else []
         for stage, stats in record.items():
             if isinstance(stats, dict):
                 parts.append(
-                    ", ".join(f"{stage} {k}: {_format_value(v)}" for k, v in stats.items())
+                    ", ".join(f"{stage} {k}: {self._format_value(v)}" for k, v in stats.items())
                 )
         return " - ".join(parts)
+
+    @staticmethod
+    def _format_value(value: Any) -> str:
+        return _format_value(value)
 
     def _write_tensorboard(self, record: dict) -> None:
         if self.writer is None:
@@ -134,3 +155,29 @@ class TrainLogger:
                     if isinstance(value, int | float):
                         self.writer.add_scalar(f"{stage}/{key}", value, step)
         self.writer.flush()
+
+
+class FileTrainLogger(TrainLogger):
+    """SpeechBrain's ``FileTrainLogger``: one line per call in ``save_file``, numbers with
+    ``precision`` decimals (fixed between 1 and 100, else scientific: ``1.35e-05``); the
+    JSONL record and the training curves go beside it, as :class:`TrainLogger`'s.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "train_log.txt"
+        >>> FileTrainLogger(path).log_stats({"epoch": 1, "lr": 0.001}, {"loss": 2.5}, verbose=False)
+        >>> path.read_text()
+        'epoch: 1, lr: 1.00e-03 - train loss: 2.50\\n'
+    """
+
+    def __init__(self, save_file: str | Path, precision: int = 2):
+        super().__init__(Path(save_file).parent)
+        self.save_file = self.text_file = Path(save_file)
+        self.precision = precision
+
+    def _format_value(self, value: Any) -> str:
+        if isinstance(value, float) and 1.0 < value < 100.0:
+            return f"{value:.{self.precision}f}"
+        if isinstance(value, float):
+            return f"{value:.{self.precision}e}"
+        return str(value)

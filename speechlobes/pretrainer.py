@@ -3,21 +3,28 @@
 A recipe starts from a pretrained lobe with two YAML entries::
 
     pretrainer: !new:speechlobes.pretrainer.Pretrainer
+        collect_in: !ref <save_folder>/pretrained   # optional: links to what was loaded
         loadables:
             encoder: !ref <encoder>
+            label_encoder: !ref <label_encoder>     # anything with checkpoint hooks
         paths:
             encoder: /models/BEATs_iter3.pt
+            label_encoder: /models/asr/label_encoder.txt
         key_maps:                     # optional: rename key prefixes, "" strips one
             encoder: {"module.": ""}
 
-and ``hparams["pretrainer"].load_collected()`` in ``train.py`` (before ``fit``).
+and, as in SpeechBrain, ``run_on_main(hparams["pretrainer"].collect_files)`` and
+``hparams["pretrainer"].load_collected()`` in ``train.py`` (before ``fit``).
 
 A path may be: a ``.safetensors`` file; a ``.pt``/``.pth``/``.bin``/``.ckpt`` file (read with
 ``torch.load(weights_only=True)``; a dict holding the weights under ``model``, ``state_dict``
 or ``module`` is unwrapped, as in original BEATs checkpoints); a Hugging Face folder
 (``model.safetensors`` or ``pytorch_model.bin``); one of our checkpoint folders
 (``CKPT+...``, the file of the same name); or a checkpoints folder (its most recent one).
-Loading is strict by default: missing or unexpected keys are an error that lists them.
+Loading is strict by default: missing or unexpected keys are an error that lists them. A
+SpeechBrain ``normalizer.ckpt`` (a dict with an integer ``count``) loads as a state dict; an
+object with checkpoint hooks (an encoder, an EpochCounter) loads from its file through its
+loader hook.
 
 Example:
     >>> import tempfile
@@ -25,7 +32,8 @@ Example:
     >>> path = Path(tempfile.mkdtemp()) / "lin.safetensors"
     >>> save_file({"net.weight": torch.ones(1, 1), "net.bias": torch.zeros(1)}, str(path))
     >>> layer = torch.nn.Linear(1, 1)
-    >>> Pretrainer({"layer": layer}, {"layer": path}, key_maps={"layer": {"net.": ""}}).load_collected()
+    >>> Pretrainer(loadables={"layer": layer}, paths={"layer": path},
+    ...            key_maps={"layer": {"net.": ""}}).load_collected()
     >>> layer.weight.item()
     1.0
 """
@@ -34,13 +42,14 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
-from speechlobes.checkpoints import META_FILE, Checkpointer, load_recoverable
+from speechlobes.checkpoints import META_FILE, Checkpointer, load_recoverable, read_safetensors
 from speechlobes.distributed import run_on_main
 
 __all__ = ["Pretrainer", "apply_key_map", "read_state_dict"]
@@ -50,6 +59,7 @@ logger = logging.getLogger(__name__)
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 WRAPPER_KEYS = ("model", "state_dict", "module")
 HF_FILES = ("model.safetensors", "pytorch_model.bin")
+PARAMFILE_EXT = ".ckpt"
 
 
 def read_state_dict(path: str | Path, name: str = "model") -> dict[str, torch.Tensor]:
@@ -63,9 +73,15 @@ def read_state_dict(path: str | Path, name: str = "model") -> dict[str, torch.Te
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights for {name!r}: {path} does not exist")
     if path.suffix == ".safetensors":
-        return load_file(str(path))
+        return read_safetensors(path)
     if path.suffix in TORCH_SUFFIXES:
-        return _unwrap(torch.load(path, map_location="cpu", weights_only=True), path)
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:  # refused: it holds more than weights
+            raise pickle.UnpicklingError(f"{path}: {error}") from error
+        except Exception as error:  # zip errors do not name the file
+            raise ValueError(f"{path}: cannot read the weights ({error})") from error
+        return _unwrap(loaded, path)
     raise ValueError(f"{path}: unknown weights format (use .safetensors or {TORCH_SUFFIXES})")
 
 
@@ -86,7 +102,7 @@ def _weights_file_in(folder: Path, name: str) -> Path:
 
 def _unwrap(loaded: Any, path: Path) -> dict[str, torch.Tensor]:
     while isinstance(loaded, dict) and not all(
-        isinstance(v, torch.Tensor) for v in loaded.values()
+        isinstance(v, torch.Tensor | int | float) for v in loaded.values()
     ):
         inner = next((key for key in WRAPPER_KEYS if isinstance(loaded.get(key), dict)), None)
         if inner is None:
@@ -97,7 +113,7 @@ def _unwrap(loaded: Any, path: Path) -> dict[str, torch.Tensor]:
         loaded = loaded[inner]
     if not isinstance(loaded, dict):
         raise ValueError(f"{path}: expected a dict of tensors, got {type(loaded).__name__}")
-    return dict(loaded)
+    return {key: torch.as_tensor(value) for key, value in loaded.items()}
 
 
 def apply_key_map(
@@ -115,63 +131,128 @@ def apply_key_map(
 
 
 class Pretrainer:
-    """Collects pretrained parameters from local files into modules (see the module doc).
+    """Loads pretrained parameters from local files into the objects a YAML names.
+
+    SpeechBrain's ``speechbrain.utils.parameter_transfer.Pretrainer`` (same arguments and
+    methods), reading local files only (see the module doc for the accepted forms).
 
     Args:
-        loadables: ``{name: module or object with checkpoint hooks}``.
-        paths: ``{name: file or folder}``, one per loadable.
-        key_maps: optional ``{name: {old_prefix: new_prefix}}``.
-        strict: refuse missing or unexpected keys.
-        collect_in: optional folder where :meth:`collect_files` links the files (a record in
-            the experiment folder of what was loaded).
+        collect_in: optional folder where :meth:`collect_files` links the files
+            (``<name><suffix>``): a record in the experiment folder of what was loaded.
+        loadables: ``{name: module, or object with checkpoint hooks (e.g. an encoder, an
+            EpochCounter), or with load_state_dict}``.
+        paths: ``{name: file or folder}``; a loadable without one is looked for as
+            ``<default_source>/<name>.ckpt`` (see :meth:`collect_files`).
+        custom_hooks: ``{name: hook(obj, path)}`` loading that object instead.
+        conditions: ``{name: bool or callable}``; a false one skips that loadable.
+        key_maps: ``{name: {old_prefix: new_prefix}}`` renaming module state-dict keys.
+        strict: refuse missing or unexpected module keys (SpeechBrain only warns).
     """
 
     def __init__(
         self,
+        collect_in: str | Path | None = None,
         loadables: dict[str, Any] | None = None,
         paths: dict[str, str | Path] | None = None,
+        custom_hooks: dict[str, Callable[[Any, Path], None]] | None = None,
+        conditions: dict[str, bool | Callable[[], bool]] | None = None,
+        *,
         key_maps: dict[str, dict[str, str]] | None = None,
         strict: bool = True,
-        collect_in: str | Path | None = None,
     ):
-        self.loadables = dict(loadables or {})
-        self.paths = {name: Path(path) for name, path in (paths or {}).items()}
+        self.set_collect_in(collect_in)
+        self.loadables: dict[str, Any] = {}
+        self.paths: dict[str, Path] = {}
+        self.custom_hooks: dict[str, Callable[[Any, Path], None]] = {}
+        self.conditions: dict[str, bool | Callable[[], bool]] = {}
+        self.add_loadables(loadables or {})
+        self.add_paths(paths or {})
+        self.add_custom_hooks(custom_hooks or {})
+        self.add_conditions(conditions or {})
         self.key_maps = dict(key_maps or {})
         self.strict = strict
-        self.collect_in = Path(collect_in) if collect_in is not None else None
-        missing = sorted(set(self.loadables) - set(self.paths))
-        extra = sorted(set(self.paths) - set(self.loadables))
-        if missing or extra:
-            raise ValueError(
-                f"Pretrainer: loadables without a path {missing}; paths without a loadable {extra}"
-            )
 
-    def collect_files(self) -> dict[str, Path]:
-        """Check every path exists; link them into ``collect_in`` (rank 0) if given."""
-        for name, path in self.paths.items():
+    def set_collect_in(self, path: str | Path | None) -> None:
+        """Change the folder files are linked into (None: no links)."""
+        self.collect_in = Path(path) if path is not None else None
+
+    def add_loadables(self, loadables: dict[str, Any]) -> None:
+        self.loadables.update(loadables)
+
+    def add_paths(self, paths: dict[str, str | Path]) -> None:
+        self.paths.update({name: Path(path) for name, path in paths.items()})
+
+    def add_custom_hooks(self, custom_hooks: dict[str, Callable[[Any, Path], None]]) -> None:
+        self.custom_hooks.update(custom_hooks)
+
+    def add_conditions(self, conditions: dict[str, bool | Callable[[], bool]]) -> None:
+        self.conditions.update(conditions)
+
+    @staticmethod
+    def split_path(path: str | Path) -> tuple[str, str]:
+        """``"source/dir/file.ckpt"`` -> ``("source/dir", "file.ckpt")``; a bare file name is
+        in ``"./"``.
+
+        Example:
+            >>> Pretrainer.split_path("models/asr/lm.ckpt"), Pretrainer.split_path("lm.ckpt")
+            (('models/asr', 'lm.ckpt'), ('./', 'lm.ckpt'))
+        """
+        path = str(path)
+        if "/" not in path:
+            return "./", path
+        source, filename = path.rsplit("/", maxsplit=1)
+        return source, filename
+
+    def is_loadable(self, name: str) -> bool:
+        """Whether ``name`` is to be loaded (its condition, if any, holds)."""
+        condition = self.conditions.get(name, True)
+        return bool(condition() if callable(condition) else condition)
+
+    def collect_files(self, default_source: str | Path | None = None) -> dict[str, Path]:
+        """Find each loadable's file (its path, else ``<default_source>/<name>.ckpt``), check
+        that it exists, and link it into ``collect_in`` (rank 0) if given.
+
+        Only local files and folders: a model hub name or URL is reported as missing.
+        """
+        for name in self.loadables:
+            if not self.is_loadable(name) or name in self.paths:
+                continue
+            if default_source is None:
+                raise ValueError(
+                    f"Pretrainer: no path for {name!r} and no default_source; add it to paths"
+                )
+            self.paths[name] = Path(default_source) / f"{name}{PARAMFILE_EXT}"
+        wanted = {name: self.paths[name] for name in self.loadables if self.is_loadable(name)}
+        for name, path in wanted.items():
             if not path.exists():
-                raise FileNotFoundError(f"Pretrainer: {name!r} path {path} does not exist")
+                raise FileNotFoundError(
+                    f"Pretrainer: {name!r} path {path} does not exist (only local files and "
+                    "folders are read)"
+                )
         if self.collect_in is not None:
-            run_on_main(self._link_files)
-        return dict(self.paths)
+            run_on_main(self._link_files, args=[wanted])
+        return wanted
 
-    def _link_files(self) -> None:
+    def _link_files(self, paths: dict[str, Path]) -> None:
         self.collect_in.mkdir(parents=True, exist_ok=True)
-        for name, path in self.paths.items():
+        for name, path in paths.items():
             link = self.collect_in / f"{name}{path.suffix}"
             if link.is_symlink() or link.exists():
                 link.unlink()
             os.symlink(path.resolve(), link)
 
     def load_collected(self) -> None:
-        """Load every loadable from its path."""
-        self.collect_files()
-        for name, obj in self.loadables.items():
-            if isinstance(obj, torch.nn.Module):
+        """Load every loadable (whose condition holds) from its file."""
+        paths = self.collect_files()
+        for name, path in paths.items():
+            obj = self.loadables[name]
+            if name in self.custom_hooks:
+                self.custom_hooks[name](obj, path)
+            elif isinstance(obj, torch.nn.Module):
                 self._load_module(name, obj)
             else:
                 self._load_other(name, obj)
-            logger.info("loaded pretrained %r from %s", name, self.paths[name])
+            logger.info("loaded pretrained %r from %s", name, path)
 
     def _load_module(self, name: str, module: torch.nn.Module) -> None:
         path = self.paths[name]
@@ -188,13 +269,18 @@ class Pretrainer:
             )
 
     def _load_other(self, name: str, obj: Any) -> None:
-        folder = self.paths[name]
-        if not (folder / META_FILE).is_file():
+        path = self.paths[name]
+        if (path / META_FILE).is_file():  # one of our checkpoint folders
+            load_recoverable(obj, path / name, end_of_epoch=True)
+            return
+        hooks = getattr(type(obj), "_ckpt_hooks", None)
+        if hooks is None:
             raise ValueError(
-                f"Pretrainer: {name!r} is not a module; it loads from one of our checkpoint "
-                f"folders (CKPT+..., with {META_FILE}), got {folder}"
+                f"Pretrainer: {name!r} ({type(obj).__name__}) is not a module and has no "
+                "checkpoint hooks; give a custom_hooks entry, or one of our checkpoint folders "
+                f"(CKPT+..., with {META_FILE}), got {path}"
             )
-        load_recoverable(obj, folder / name, end_of_epoch=True)
+        getattr(obj, hooks["loader"])(path, False)
 
 
 def _head(keys: list[str], count: int = 8) -> list[str]:

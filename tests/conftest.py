@@ -1,6 +1,11 @@
-import sys
-from pathlib import Path
+import pytest
+from oracles import version_mismatch
 
-TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS))  # test helpers such as recipe_modules
-sys.path.insert(0, str(TESTS.parent))  # the repository root: tools/ is importable
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Oracle tests first check the oracle's release (tests/oracles.py)."""
+    for marker in item.iter_markers("oracle"):
+        for distribution in marker.args:
+            problem = version_mismatch(distribution)
+            if problem:
+                pytest.fail(problem, pytrace=False)

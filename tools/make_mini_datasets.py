@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 import time
 from pathlib import Path
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--num-workers", type=int, default=2, help="processes speaking in parallel")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         overrides = parse_sizes(args.sizes)
     except ValueError as error:

@@ -19,7 +19,7 @@ def read_class_labels(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: AudioSet label table (index,mid,display_name) not found")
-    with open(path, newline="", encoding="utf-8") as stream:
+    with open(path, newline="", encoding="utf-8-sig") as stream:  # BOM or not
         reader = csv.DictReader(stream)
         missing = {"index", "mid", "display_name"} - set(reader.fieldnames or [])
         if missing:

@@ -2,7 +2,9 @@
 
 An example's weight is the sum over its labels of ``1 / count(label)``, so rare classes are
 drawn as often as common ones on average. The sampler draws with replacement from a generator
-seeded with ``seed + epoch``, so a resumed run sees the same order.
+seeded with ``seed + epoch`` (a :class:`ReproducibleWeightedRandomSampler`), so a resumed run
+sees the same order. For single-label data, SpeechBrain's ``BalancingDataSampler`` is in
+:mod:`speechlobes.dataio.sampler`.
 
 Example:
     >>> weights = label_balanced_weights([["a"], ["a"], ["a", "b"]])
@@ -16,11 +18,11 @@ Example:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Sequence
 
 import torch
 
-from speechlobes.dataio.loader import EpochRandomSampler
+from speechlobes.dataio.sampler import ReproducibleWeightedRandomSampler
 
 
 def label_balanced_weights(label_lists: Sequence[Sequence[Hashable]]) -> torch.Tensor:
@@ -32,15 +34,10 @@ def label_balanced_weights(label_lists: Sequence[Sequence[Hashable]]) -> torch.T
     return torch.tensor(weights, dtype=torch.float64)
 
 
-class EpochWeightedSampler(EpochRandomSampler):
-    """Draw ``num_samples`` indices with replacement, proportionally to ``weights``; the draw
-    is a function of ``seed + epoch`` like :class:`EpochRandomSampler`'s permutation."""
+class EpochWeightedSampler(ReproducibleWeightedRandomSampler):
+    """Draw ``num_samples`` (default: as many as weights) indices with replacement,
+    proportionally to ``weights``, from ``seed + epoch``."""
 
     def __init__(self, weights: torch.Tensor, num_samples: int | None = None, seed: int = 0):
-        self.weights = torch.as_tensor(weights, dtype=torch.float64)
-        super().__init__(len(self.weights) if num_samples is None else num_samples, seed)
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        draws = torch.multinomial(self.weights, self.num_samples, True, generator=generator)
-        return iter(draws.tolist())
+        weights = torch.as_tensor(weights, dtype=torch.float64)
+        super().__init__(weights, len(weights) if num_samples is None else num_samples, True, seed)

@@ -1,11 +1,15 @@
-"""Label encoders: categories, multi-label sets and characters <-> integer indices.
+"""Label encoders: categories, multi-label sets and text tokens <-> integer indices.
 
-The saved text format is SpeechBrain's (``'label' => index`` lines, a ``====`` separator,
-then ``'key' => value`` extras), so label files of ported SpeechBrain models load as they are.
+SpeechBrain's ``speechbrain.dataio.encoder`` classes (``CategoricalEncoder``,
+``TextEncoder``, ``CTCTextEncoder``) with their methods and file format (``'label' => index``
+lines, a ``====`` separator, then ``'key' => value`` extras), so label files of SpeechBrain
+models load as they are; plus :class:`MultiLabelEncoder` for multi-hot targets. An encoder is
+recoverable by a Checkpointer.
 
 Example:
     >>> encoder = CategoricalEncoder()
     >>> encoder.update_from_iterable(["dog", "cat", "dog"])
+    >>> encoder.expect_len(2)
     >>> encoder.encode_sequence(["cat", "dog"])
     [1, 0]
     >>> encoder.decode_ndim(torch.tensor([[0, 1], [1, 1]]))
@@ -15,6 +19,9 @@ Example:
 from __future__ import annotations
 
 import ast
+import collections
+import itertools
+import logging
 import os
 import tempfile
 from collections.abc import Hashable, Iterable, Sequence
@@ -22,34 +29,60 @@ from typing import Any
 
 import torch
 
-VALUE_SEPARATOR = " => "
-EXTRAS_SEPARATOR = "================\n"
+from speechlobes.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
+from speechlobes.distributed import barrier, if_main_process
+
+__all__ = [
+    "CTCTextEncoder",
+    "CategoricalEncoder",
+    "MultiLabelEncoder",
+    "TextEncoder",
+    "load_text_encoder_tokens",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_UNK = "<unk>"
+DEFAULT_BOS = "<bos>"
+DEFAULT_EOS = "<eos>"
+DEFAULT_BLANK = "<blank>"
 
 
+@register_checkpoint_hooks
 class CategoricalEncoder:
     """A one-to-one map between labels and integer indices.
 
     Arguments:
         starting_index: the index given to the first label.
-        unk_label: when set, unknown labels encode to this label's index; otherwise encoding
-            an unknown label raises a KeyError naming it.
+        **special_labels: ``unk_label=...`` maps every unknown label to that label.
+
+    Encoding an unknown label without an unk label raises a KeyError naming it. Call
+    :meth:`expect_len` with the number of labels downstream code expects (or
+    :meth:`ignore_len`): encoding and decoding then check it.
 
     Example:
         >>> encoder = CategoricalEncoder(unk_label="<unk>")
         >>> encoder.update_from_iterable(["yes", "no"])
+        >>> encoder.ignore_len()
         >>> encoder.encode_label("maybe") == encoder.encode_label("<unk>")
         True
         >>> encoder.decode_ndim([1, 2])
         ['yes', 'no']
     """
 
-    def __init__(self, starting_index: int = 0, unk_label: Hashable | None = None):
-        self.starting_index = starting_index
+    VALUE_SEPARATOR = " => "
+    EXTRAS_SEPARATOR = "================\n"
+
+    def __init__(self, starting_index: int = 0, **special_labels: Any):
         self.lab2ind: dict[Hashable, int] = {}
         self.ind2lab: dict[int, Hashable] = {}
-        self.unk_label: Hashable | None = None
-        if unk_label is not None:
-            self.add_unk(unk_label)
+        self.starting_index = starting_index
+        self.handle_special_labels(special_labels)
+
+    def handle_special_labels(self, special_labels: dict[str, Any]) -> None:
+        """Add the special labels given by role (here ``unk_label``)."""
+        if "unk_label" in special_labels:
+            self.add_unk(special_labels["unk_label"])
 
     def __len__(self) -> int:
         return len(self.lab2ind)
@@ -60,40 +93,18 @@ class CategoricalEncoder:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} labels, starting_index={self.starting_index})"
 
-    def add_label(self, label: Hashable) -> int:
-        """Add a new label at the next free index; a label already present is an error."""
-        if label in self.lab2ind:
-            raise KeyError(f"label {label!r} is already encoded as {self.lab2ind[label]}")
-        index = self.starting_index
-        while index in self.ind2lab:
-            index += 1
-        self._bind(label, index)
-        return index
+    @classmethod
+    def from_saved(cls, path: str | os.PathLike) -> CategoricalEncoder:
+        """An encoder loaded from a saved file."""
+        encoder = cls()
+        encoder.load(path)
+        return encoder
 
-    def ensure_label(self, label: Hashable) -> int:
-        """The label's index, adding the label if it is new."""
-        return self.lab2ind[label] if label in self.lab2ind else self.add_label(label)
-
-    def insert_label(self, label: Hashable, index: int) -> None:
-        """Put a new label at ``index``; a label already there moves to the next free index."""
-        if label in self.lab2ind:
-            raise KeyError(f"label {label!r} is already encoded as {self.lab2ind[label]}")
-        displaced = self.ind2lab.pop(index, None)
-        self._bind(label, index)
-        if displaced is not None:
-            del self.lab2ind[displaced]
-            self.add_label(displaced)
-
-    def add_unk(self, unk_label: Hashable = "<unk>") -> int:
-        """Map every unknown label to ``unk_label`` from now on."""
-        self.unk_label = unk_label
-        return self.ensure_label(unk_label)
-
+    # ------------------------------------------------------------------ building
     def update_from_iterable(self, iterable: Iterable[Any], sequence_input: bool = False) -> None:
         """Add every new label, in order of first appearance (from sequences if asked)."""
-        for item in iterable:
-            for label in item if sequence_input else [item]:
-                self.ensure_label(label)
+        for label in itertools.chain.from_iterable(iterable) if sequence_input else iterable:
+            self.ensure_label(label)
 
     def update_from_didataset(
         self, didataset: Any, output_key: str, sequence_input: bool = False
@@ -104,96 +115,24 @@ class CategoricalEncoder:
                 (example[output_key] for example in didataset), sequence_input
             )
 
-    def encode_label(self, label: Hashable, allow_unk: bool = True) -> int:
-        """The label's index; an unknown label maps to ``unk_label`` or raises KeyError."""
-        if label in self.lab2ind:
-            return self.lab2ind[label]
-        if allow_unk and self.unk_label is not None:
-            return self.lab2ind[self.unk_label]
-        raise KeyError(
-            f"label {label!r} is not in the encoder ({len(self)} labels) and no unk_label is "
-            "set; update the encoder from all the data, or set unk_label"
-        )
-
-    def encode_label_torch(self, label: Hashable, allow_unk: bool = True) -> torch.Tensor:
-        """The label's index as a LongTensor of shape (1,)."""
-        return torch.LongTensor([self.encode_label(label, allow_unk)])
-
-    def encode_sequence(self, sequence: Iterable[Hashable], allow_unk: bool = True) -> list[int]:
-        """Indices of a sequence of labels (a string is a sequence of characters)."""
-        return [self.encode_label(label, allow_unk) for label in sequence]
-
-    def encode_sequence_torch(
-        self, sequence: Iterable[Hashable], allow_unk: bool = True
-    ) -> torch.Tensor:
-        """Indices of a sequence of labels as a LongTensor."""
-        return torch.LongTensor(self.encode_sequence(sequence, allow_unk))
-
-    def decode_label(self, index: int) -> Hashable:
-        """The label at ``index``."""
-        index = int(index)
-        if index not in self.ind2lab:
-            raise KeyError(f"index {index} is not in the encoder ({len(self)} labels)")
-        return self.ind2lab[index]
-
-    def decode_torch(self, indices: torch.Tensor) -> list[Hashable]:
-        """Labels of a 1-D tensor of indices."""
-        return [self.decode_label(index) for index in indices.tolist()]
-
-    def decode_ndim(self, indices: Any) -> Any:
-        """Labels of indices nested to any depth (lists, tuples or tensors)."""
-        if isinstance(indices, torch.Tensor):
-            indices = indices.tolist()
-        if isinstance(indices, list | tuple):
-            return [self.decode_ndim(item) for item in indices]
-        return self.decode_label(indices)
-
-    def extras(self) -> dict[str, Any]:
-        """The settings saved after the labels."""
-        extras: dict[str, Any] = {"starting_index": self.starting_index}
-        if self.unk_label is not None:
-            extras["unk_label"] = self.unk_label
-        return extras
-
-    def _set_extras(self, extras: dict[str, Any]) -> None:
-        self.starting_index = extras.get("starting_index", 0)
-        self.unk_label = extras.get("unk_label")
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the labels and extras as text (atomically: a reader never sees half a file)."""
-        path = os.fspath(path)
-        lines = [f"{label!r}{VALUE_SEPARATOR}{index}\n" for label, index in self.lab2ind.items()]
-        lines.append(EXTRAS_SEPARATOR)
-        lines += [f"{key!r}{VALUE_SEPARATOR}{value!r}\n" for key, value in self.extras().items()]
-        folder = os.path.dirname(os.path.abspath(path))
-        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, encoding="utf-8") as tmp:
-            tmp.writelines(lines)
-        os.replace(tmp.name, path)
-
-    def load(self, path: str | os.PathLike) -> None:
-        """Replace the labels and extras with those saved in ``path``."""
-        path = os.fspath(path)
-        self.lab2ind, self.ind2lab = {}, {}
-        extras: dict[str, Any] = {}
-        in_extras = False
-        with open(path, encoding="utf-8") as label_file:
-            for line_number, line in enumerate(label_file, start=1):
-                if line == EXTRAS_SEPARATOR:
-                    in_extras = True
-                    continue
-                key, value = _parse_line(line, path, line_number)
-                if in_extras:
-                    extras[key] = ast.literal_eval(value)
-                else:
-                    self._bind(key, int(value))
-        self._set_extras(extras)
-
-    def load_if_possible(self, path: str | os.PathLike) -> bool:
-        """Load ``path`` if it exists; returns whether it did."""
-        if not os.path.isfile(path):
-            return False
-        self.load(path)
-        return True
+    def limited_labelset_from_iterable(
+        self,
+        iterable: Iterable[Any],
+        sequence_input: bool = False,
+        n_most_common: int | None = None,
+        min_count: int = 1,
+    ) -> collections.Counter:
+        """Add the ``n_most_common`` labels (all by default) seen at least ``min_count``
+        times, most common first; returns the counts of every label."""
+        if self.lab2ind:
+            logger.info("%s is not empty: the new labels come after the present ones", self)
+        labels = itertools.chain.from_iterable(iterable) if sequence_input else iterable
+        counts = collections.Counter(labels)
+        for label, count in counts.most_common(n_most_common):
+            if count < min_count:
+                break
+            self.add_label(label)
+        return counts
 
     def load_or_create(
         self,
@@ -202,41 +141,219 @@ class CategoricalEncoder:
         from_didatasets: Sequence[Any] = (),
         sequence_input: bool = False,
         output_key: str | None = None,
-        special_labels: dict[str, Hashable] | None = None,
+        special_labels: dict[str, Any] | None = None,
     ) -> None:
-        """Load ``path``, or build the encoder from the data and save it there.
+        """Load ``path``, or build the encoder from the data, add ``special_labels`` (e.g.
+        ``{"unk_label": "<unk>"}``, or for a CTCTextEncoder ``{"blank_label": 0}``: an index)
+        and save it there. Under torchrun the main process builds it, the others load it."""
+        try:
+            if if_main_process() and not self.load_if_possible(path):
+                for iterable in from_iterables:
+                    self.update_from_iterable(iterable, sequence_input)
+                for didataset in from_didatasets:
+                    if output_key is None:
+                        raise ValueError("load_or_create from datasets needs output_key")
+                    self.update_from_didataset(didataset, output_key, sequence_input)
+                self.handle_special_labels(special_labels or {})
+                self.save(path)
+        finally:
+            barrier()
+        self.load(path)
 
-        ``special_labels`` (e.g. ``{"unk_label": "<unk>"}``, or for a TextEncoder
-        ``{"blank_label": "<blank>", "bos_label": "<bos>", "eos_label": "<eos>"}``) are
-        added first. Under distributed training, call it on the main process first.
-        """
-        if self.load_if_possible(path):
-            return
-        self.add_special_labels(special_labels or {})
-        for iterable in from_iterables:
-            self.update_from_iterable(iterable, sequence_input)
-        for didataset in from_didatasets:
-            if output_key is None:
-                raise ValueError("load_or_create from datasets needs output_key")
-            self.update_from_didataset(didataset, output_key, sequence_input)
-        self.save(path)
-
-    def add_special_labels(self, special_labels: dict[str, Hashable]) -> None:
-        """Add special labels by role; this encoder knows ``unk_label``."""
-        for role, label in special_labels.items():
-            if role != "unk_label":
-                raise ValueError(f"{type(self).__name__} has no special label {role!r}")
-            self.add_unk(label)
-
-    def _bind(self, label: Hashable, index: int) -> None:
-        if index in self.ind2lab:
-            raise KeyError(f"index {index} already holds label {self.ind2lab[index]!r}")
+    def add_label(self, label: Hashable) -> int:
+        """Add a new label at the next free index (an error if it is present); returns it."""
+        if label in self.lab2ind:
+            raise KeyError(f"label {label!r} is already encoded as {self.lab2ind[label]}")
+        index = self._next_index()
         self.lab2ind[label] = index
         self.ind2lab[index] = label
+        return index
+
+    def ensure_label(self, label: Hashable) -> int:
+        """The label's index, adding the label if it is new."""
+        return self.lab2ind[label] if label in self.lab2ind else self.add_label(label)
+
+    def insert_label(self, label: Hashable, index: int) -> None:
+        """Add a new label at ``index`` (an error if it is present); a label already at
+        ``index`` moves to the next free index."""
+        if label in self.lab2ind:
+            raise KeyError(f"label {label!r} is already encoded as {self.lab2ind[label]}")
+        self.enforce_label(label, index)
+
+    def enforce_label(self, label: Hashable, index: int) -> None:
+        """Make ``label`` encode to ``index``, moving it if present; a label already at
+        ``index`` moves to the next free index."""
+        index = int(index)
+        if self.lab2ind.get(label) == index:
+            return
+        if label in self.lab2ind:
+            del self.ind2lab[self.lab2ind[label]]
+        displaced = self.ind2lab.get(index)
+        self.lab2ind[label] = index
+        self.ind2lab[index] = label
+        if displaced is not None:
+            new_index = self._next_index()
+            self.lab2ind[displaced] = new_index
+            self.ind2lab[new_index] = displaced
+            logger.info("label %r moved from %d to %d for %r", displaced, index, new_index, label)
+
+    def add_unk(self, unk_label: Hashable = DEFAULT_UNK) -> int:
+        """Add the label that every unknown label encodes to; returns its index."""
+        self.unk_label = unk_label
+        return self.add_label(unk_label)
+
+    def _next_index(self) -> int:
+        index = self.starting_index
+        while index in self.ind2lab:
+            index += 1
+        return index
+
+    def is_continuous(self) -> bool:
+        """Whether the indices run from ``starting_index`` without a gap."""
+        indices = sorted(self.ind2lab)
+        return self.starting_index in indices and all(
+            later - earlier == 1 for earlier, later in itertools.pairwise(indices)
+        )
+
+    # ------------------------------------------------------------------ length checks
+    def expect_len(self, expected_len: int) -> None:
+        """Check at every encoding and decoding that the encoder has ``expected_len`` labels."""
+        self.expected_len = expected_len
+
+    def ignore_len(self) -> None:
+        """Do not check the number of labels (and do not warn that it is unchecked)."""
+        self.expected_len = None
+
+    def _assert_len(self) -> None:
+        if not hasattr(self, "expected_len"):
+            logger.warning(
+                "%s.expect_len was never called: assuming %d labels is right; call "
+                "expect_len(n) (or ignore_len()) to check it",
+                type(self).__name__,
+                len(self),
+            )
+            self.ignore_len()
+        elif self.expected_len is not None and len(self) != self.expected_len:
+            raise RuntimeError(
+                f".expect_len({self.expected_len}) was called, but {len(self)} categories found"
+            )
+
+    # ------------------------------------------------------------------ encoding
+    def encode_label(self, label: Hashable, allow_unk: bool = True) -> int:
+        """The label's index; an unknown label maps to the unk label or raises KeyError."""
+        self._assert_len()
+        if label in self.lab2ind:
+            return self.lab2ind[label]
+        unk_label = getattr(self, "unk_label", None)
+        if allow_unk and unk_label is not None:
+            return self.lab2ind[unk_label]
+        hint = "allow_unk=False was passed" if unk_label is not None else "call add_unk() first"
+        raise KeyError(
+            f"label {label!r} is not in the encoder ({len(self)} labels); {hint}, or update the "
+            "encoder from all the data"
+        )
+
+    def encode_label_torch(self, label: Hashable, allow_unk: bool = True) -> torch.Tensor:
+        """The label's index as a LongTensor of shape (1,)."""
+        return torch.LongTensor([self.encode_label(label, allow_unk)])
+
+    def encode_sequence(self, sequence: Iterable[Hashable], allow_unk: bool = True) -> list[int]:
+        """Indices of a sequence of labels (a string is a sequence of characters)."""
+        self._assert_len()
+        return [self.encode_label(label, allow_unk) for label in sequence]
+
+    def encode_sequence_torch(
+        self, sequence: Iterable[Hashable], allow_unk: bool = True
+    ) -> torch.Tensor:
+        """Indices of a sequence of labels as a LongTensor."""
+        return torch.LongTensor(self.encode_sequence(sequence, allow_unk))
+
+    # ------------------------------------------------------------------ decoding
+    def decode_label(self, index: int) -> Hashable:
+        """The label at ``index``."""
+        index = int(index)
+        if index not in self.ind2lab:
+            raise KeyError(f"index {index} is not in the encoder ({len(self)} labels)")
+        return self.ind2lab[index]
+
+    def decode_torch(self, x: torch.Tensor) -> list[Any]:
+        """Labels of an integer tensor of any shape, as nested lists."""
+        self._assert_len()
+        return self.decode_ndim(x)
+
+    def decode_ndim(self, x: Any) -> Any:
+        """Labels of indices nested to any depth (lists, tuples, tensors), or of one index."""
+        self._assert_len()
+        if isinstance(x, torch.Tensor):
+            x = x.tolist()
+        try:
+            return [self.decode_ndim(item) for item in x]
+        except TypeError:  # not iterable: one index
+            return self.decode_label(x)
+
+    # ------------------------------------------------------------------ saving
+    def _get_extras(self) -> dict[str, Any]:
+        """The settings saved after the labels (subclasses add theirs)."""
+        extras: dict[str, Any] = {"starting_index": self.starting_index}
+        if hasattr(self, "unk_label"):
+            extras["unk_label"] = self.unk_label
+        return extras
+
+    def _set_extras(self, extras: dict[str, Any]) -> None:
+        if "unk_label" in extras:
+            self.unk_label = extras["unk_label"]
+        self.starting_index = extras.get("starting_index", 0)
+
+    @mark_as_saver
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the labels and extras as text (atomically: a reader never sees half a file)."""
+        path = os.fspath(path)
+        separator = self.VALUE_SEPARATOR
+        lines = [f"{label!r}{separator}{index}\n" for label, index in self.lab2ind.items()]
+        lines.append(self.EXTRAS_SEPARATOR)
+        lines += [f"{key!r}{separator}{value!r}\n" for key, value in self._get_extras().items()]
+        folder = os.path.dirname(os.path.abspath(path))
+        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, encoding="utf-8") as tmp:
+            tmp.writelines(lines)
+        os.replace(tmp.name, path)
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Replace the labels and extras with those saved in ``path``."""
+        path = os.fspath(path)
+        if self.lab2ind:
+            logger.debug("%s: loading %s replaces the labels present", type(self).__name__, path)
+        self.lab2ind, self.ind2lab = {}, {}
+        extras: dict[str, Any] = {}
+        in_extras = False
+        with open(path, encoding="utf-8") as label_file:
+            for line_number, line in enumerate(label_file, start=1):
+                if line == self.EXTRAS_SEPARATOR:
+                    in_extras = True
+                    continue
+                key, value = _parse_line(line, path, line_number)
+                if in_extras:
+                    extras[key] = ast.literal_eval(value)
+                elif int(value) in self.ind2lab:
+                    raise ValueError(f"{path}, line {line_number}: index {value} appears twice")
+                else:
+                    self.lab2ind[key] = int(value)
+                    self.ind2lab[int(value)] = key
+        self._set_extras(extras)
+
+    @mark_as_loader
+    def load_if_possible(self, path: str | os.PathLike, end_of_epoch: bool = False) -> bool:
+        """Load ``path`` if it exists; returns whether it did. A malformed file is an error
+        (nothing is rebuilt over it)."""
+        if not os.path.isfile(path):
+            return False
+        self.load(path)
+        return True
 
 
 class MultiLabelEncoder(CategoricalEncoder):
     """Label sets <-> multi-hot float vectors (e.g. AudioSet's several tags per clip).
+
+    Its size is that of its label file, so the length check is off unless asked for.
 
     Example:
         >>> encoder = MultiLabelEncoder()
@@ -250,7 +367,9 @@ class MultiLabelEncoder(CategoricalEncoder):
     """
 
     def __init__(self, unk_label: Hashable | None = None):
-        super().__init__(starting_index=0, unk_label=unk_label)
+        specials = {} if unk_label is None else {"unk_label": unk_label}
+        super().__init__(starting_index=0, **specials)
+        self.ignore_len()
 
     def encode_labels(self, labels: Iterable[Hashable] | str, separator: str = ",") -> torch.Tensor:
         """Multi-hot vector (num_labels,) of a label list, or of a ``separator``-joined string."""
@@ -280,118 +399,207 @@ class MultiLabelEncoder(CategoricalEncoder):
 
 
 class TextEncoder(CategoricalEncoder):
-    """Characters (or tokens) <-> indices, with CTC blank, bos/eos and unk labels.
+    """Tokens <-> indices for sequence-to-sequence models, with begin/end-of-sentence labels.
 
-    Similar to SpeechBrain's CTCTextEncoder; collapsing CTC repeats is the CTC decoder's job.
+    ``update_from_iterable`` and ``update_from_didataset`` take sequences by default.
+    ``special_labels`` ``bos_label``/``eos_label`` are the INDICES where ``<bos>``/``<eos>``
+    go (both or neither).
 
     Example:
         >>> encoder = TextEncoder()
-        >>> encoder.insert_blank()
-        >>> encoder.update_from_iterable(["ab ba"], sequence_input=True)
-        >>> encoder.add_bos_eos()
-        >>> encoder.encode_sequence("abba")
-        [1, 2, 2, 1]
-        >>> encoder.append_eos_index(encoder.encode_sequence("ab"))
-        [1, 2, 5]
-        >>> encoder.decode_text([4, 1, 0, 2, 5])
-        'ab'
+        >>> encoder.update_from_iterable([["hello", "world"]])
+        >>> encoder.insert_bos_eos(bos_index=0, eos_index=1)
+        >>> encoder.expect_len(4)
+        >>> encoder.encode_sequence(["world", "hello"])
+        [3, 2]
+        >>> encoder.append_eos_index(encoder.prepend_bos_index([2]))
+        [0, 2, 1]
+        >>> encoder.decode_text([0, 2, 3, 1], separator=" ")
+        'hello world'
     """
 
-    SPECIAL_ROLES = ("blank_label", "bos_label", "eos_label", "unk_label")
+    def handle_special_labels(self, special_labels: dict[str, Any]) -> None:
+        super().handle_special_labels(special_labels)
+        if "bos_label" in special_labels and "eos_label" in special_labels:
+            self.insert_bos_eos(
+                DEFAULT_BOS,
+                DEFAULT_EOS,
+                bos_index=special_labels["bos_label"],
+                eos_index=special_labels["eos_label"],
+            )
+        elif "bos_label" in special_labels or "eos_label" in special_labels:
+            raise TypeError("give both bos_label and eos_label (their indices), or neither")
 
-    def __init__(self, starting_index: int = 0, unk_label: Hashable | None = None):
-        self.blank_label: Hashable | None = None
-        self.bos_label: Hashable | None = None
-        self.eos_label: Hashable | None = None
-        super().__init__(starting_index, unk_label)
+    def update_from_iterable(self, iterable: Iterable[Any], sequence_input: bool = True) -> None:
+        super().update_from_iterable(iterable, sequence_input)
 
-    def insert_blank(self, blank_label: Hashable = "<blank>", index: int | None = 0) -> None:
-        """Add the CTC blank (at ``index``, 0 by default; at the end when None)."""
-        if index is None:
-            self.add_label(blank_label)
-        else:
-            self.insert_label(blank_label, index)
-        self.blank_label = blank_label
+    def update_from_didataset(
+        self, didataset: Any, output_key: str, sequence_input: bool = True
+    ) -> None:
+        super().update_from_didataset(didataset, output_key, sequence_input)
 
-    def add_bos_eos(self, bos_label: Hashable = "<bos>", eos_label: Hashable = "<eos>") -> None:
-        """Add begin- and end-of-sequence labels at the end (one label if they are equal)."""
-        self.ensure_label(bos_label)
-        self.ensure_label(eos_label)
+    def limited_labelset_from_iterable(
+        self,
+        iterable: Iterable[Any],
+        sequence_input: bool = True,
+        n_most_common: int | None = None,
+        min_count: int = 1,
+    ) -> collections.Counter:
+        return super().limited_labelset_from_iterable(
+            iterable, sequence_input, n_most_common, min_count
+        )
+
+    def add_bos_eos(self, bos_label: Hashable = DEFAULT_BOS, eos_label: Hashable = DEFAULT_EOS):
+        """Add begin- and end-of-sentence labels after the others (one label if equal)."""
+        self.add_label(bos_label)
+        if eos_label != bos_label:
+            self.add_label(eos_label)
         self.bos_label, self.eos_label = bos_label, eos_label
 
-    def get_blank_index(self) -> int:
-        return self.lab2ind[self._require("blank_label")]
+    def insert_bos_eos(
+        self,
+        bos_label: Hashable = DEFAULT_BOS,
+        eos_label: Hashable = DEFAULT_EOS,
+        bos_index: int = 0,
+        eos_index: int | None = None,
+    ) -> None:
+        """Insert the labels at ``bos_index`` and ``eos_index`` (default: ``bos_index + 1``);
+        labels already there move to free indices."""
+        self.insert_label(bos_label, bos_index)
+        if eos_label != bos_label:
+            self.insert_label(eos_label, bos_index + 1 if eos_index is None else eos_index)
+        self.bos_label, self.eos_label = bos_label, eos_label
 
     def get_bos_index(self) -> int:
-        return self.lab2ind[self._require("bos_label")]
+        return self.encode_label(self._special("bos_label", RuntimeError))
 
     def get_eos_index(self) -> int:
-        return self.lab2ind[self._require("eos_label")]
+        return self.encode_label(self._special("eos_label", RuntimeError))
 
-    def prepend_bos_label(self, labels: Sequence[Hashable]) -> list[Hashable]:
-        return [self._require("bos_label"), *labels]
+    def prepend_bos_label(self, x: Iterable[Hashable]) -> list[Hashable]:
+        return [self._special("bos_label", KeyError), *x]
 
-    def append_eos_label(self, labels: Sequence[Hashable]) -> list[Hashable]:
-        return [*labels, self._require("eos_label")]
+    def append_eos_label(self, x: Iterable[Hashable]) -> list[Hashable]:
+        return [*x, self._special("eos_label", KeyError)]
 
-    def prepend_bos_index(self, indices: Sequence[int] | torch.Tensor) -> list[int] | torch.Tensor:
-        """``[bos] + indices`` (a LongTensor in, a LongTensor out)."""
-        if isinstance(indices, torch.Tensor):
-            return torch.cat([indices.new_tensor([self.get_bos_index()]), indices])
-        return [self.get_bos_index(), *indices]
+    def prepend_bos_index(self, x: Iterable[int] | torch.Tensor) -> list[int] | torch.Tensor:
+        """``[bos] + x`` (a tensor in, a tensor of the same dtype out)."""
+        bos = self.lab2ind[self._special("bos_label", KeyError)]
+        if isinstance(x, torch.Tensor):
+            return torch.cat([x.new_tensor([bos]), x])
+        return [bos, *x]
 
-    def append_eos_index(self, indices: Sequence[int] | torch.Tensor) -> list[int] | torch.Tensor:
-        """``indices + [eos]`` (a LongTensor in, a LongTensor out)."""
-        if isinstance(indices, torch.Tensor):
-            return torch.cat([indices, indices.new_tensor([self.get_eos_index()])])
-        return [*indices, self.get_eos_index()]
+    def append_eos_index(self, x: Iterable[int] | torch.Tensor) -> list[int] | torch.Tensor:
+        """``x + [eos]`` (a tensor in, a tensor of the same dtype out)."""
+        eos = self.lab2ind[self._special("eos_label", KeyError)]
+        if isinstance(x, torch.Tensor):
+            return torch.cat([x, x.new_tensor([eos])])
+        return [*x, eos]
 
     def decode_text(self, indices: Iterable[int] | torch.Tensor, separator: str = "") -> str:
-        """Join the labels of ``indices``, leaving out blank, bos and eos."""
+        """Join the labels of ``indices``, leaving out the special ones (blank, bos, eos)."""
         if isinstance(indices, torch.Tensor):
             indices = indices.tolist()
-        special = {self.blank_label, self.bos_label, self.eos_label} - {None}
+        special = {getattr(self, role, None) for role in ("blank_label", "bos_label", "eos_label")}
         labels = (self.decode_label(index) for index in indices)
         return separator.join(str(label) for label in labels if label not in special)
 
-    def add_special_labels(self, special_labels: dict[str, Hashable]) -> None:
-        """Add special labels by role: blank_label (index 0), bos_label, eos_label, unk_label."""
-        unknown = set(special_labels) - set(self.SPECIAL_ROLES)
-        if unknown:
-            raise ValueError(f"unknown special labels {sorted(unknown)}; use {self.SPECIAL_ROLES}")
-        if "blank_label" in special_labels:
-            self.insert_blank(special_labels["blank_label"])
-        if "bos_label" in special_labels or "eos_label" in special_labels:
-            bos = special_labels.get("bos_label", special_labels.get("eos_label"))
-            self.add_bos_eos(bos, special_labels.get("eos_label", bos))
-        if "unk_label" in special_labels:
-            self.add_unk(special_labels["unk_label"])
-
-    def extras(self) -> dict[str, Any]:
-        extras = super().extras()
-        for role in ("blank_label", "bos_label", "eos_label"):
-            if getattr(self, role) is not None:
+    def _get_extras(self) -> dict[str, Any]:
+        extras = super()._get_extras()
+        for role in ("bos_label", "eos_label"):
+            if hasattr(self, role):
                 extras[role] = getattr(self, role)
         return extras
 
     def _set_extras(self, extras: dict[str, Any]) -> None:
         super()._set_extras(extras)
-        for role in ("blank_label", "bos_label", "eos_label"):
-            setattr(self, role, extras.get(role))
+        for role in ("bos_label", "eos_label"):
+            if role in extras:
+                setattr(self, role, extras[role])
 
-    def _require(self, role: str) -> Hashable:
-        label = getattr(self, role)
-        if label is None:
-            adder = "insert_blank()" if role == "blank_label" else "add_bos_eos()"
-            raise KeyError(f"the encoder has no {role}; call {adder} first")
-        return label
+    def _special(self, role: str, error: type[Exception]) -> Hashable:
+        if not hasattr(self, role):
+            adder = "add_blank() or insert_blank()" if role == "blank_label" else "add_bos_eos()"
+            raise error(f"the encoder has no {role}; call {adder} first")
+        return getattr(self, role)
 
 
-CTCTextEncoder = TextEncoder
+class CTCTextEncoder(TextEncoder):
+    """A TextEncoder with the CTC blank label and CTC's collapsing rules.
+
+    ``special_labels`` ``blank_label`` is the INDEX of ``<blank>``.
+
+    Example:
+        >>> encoder = CTCTextEncoder()
+        >>> encoder.update_from_iterable("abcd", sequence_input=False)
+        >>> encoder.add_blank()
+        >>> encoder.expect_len(5)
+        >>> encoder.get_blank_index()
+        4
+        >>> encoder.collapse_indices_ndim([4, 4, 0, 0, 1, 4, 1, 2])
+        [0, 1, 1, 2]
+    """
+
+    def handle_special_labels(self, special_labels: dict[str, Any]) -> None:
+        if "blank_label" in special_labels:
+            self.insert_blank(index=special_labels["blank_label"])
+        super().handle_special_labels(special_labels)
+
+    def add_blank(self, blank_label: Hashable = DEFAULT_BLANK) -> None:
+        """Add the blank after the other labels."""
+        self.add_label(blank_label)
+        self.blank_label = blank_label
+
+    def insert_blank(self, blank_label: Hashable = DEFAULT_BLANK, index: int = 0) -> None:
+        """Insert the blank at ``index``; a label already there moves to a free index."""
+        self.insert_label(blank_label, index)
+        self.blank_label = blank_label
+
+    def get_blank_index(self) -> int:
+        return self.encode_label(self._special("blank_label", RuntimeError))
+
+    def collapse_labels(self, x: Sequence[Hashable], merge_repeats: bool = True) -> list[Hashable]:
+        """CTC collapsing of one label sequence: merge repeats (if asked), drop blanks."""
+        return _collapse(x, self._special("blank_label", KeyError), merge_repeats)
+
+    def collapse_indices_ndim(self, x: Any, merge_repeats: bool = True) -> list[Any]:
+        """CTC collapsing of index sequences nested to any depth."""
+        blank = self.lab2ind[self._special("blank_label", KeyError)]
+        if isinstance(x, torch.Tensor):
+            x = x.tolist()
+        if x and isinstance(x[0], list | tuple | torch.Tensor):
+            return [self.collapse_indices_ndim(item, merge_repeats) for item in x]
+        return _collapse(x, blank, merge_repeats)
+
+    def _get_extras(self) -> dict[str, Any]:
+        extras = super()._get_extras()
+        if hasattr(self, "blank_label"):
+            extras["blank_label"] = self.blank_label
+        return extras
+
+    def _set_extras(self, extras: dict[str, Any]) -> None:
+        super()._set_extras(extras)
+        if "blank_label" in extras:
+            self.blank_label = extras["blank_label"]
+
+
+def _collapse(sequence: Sequence[Any], blank: Any, merge_repeats: bool) -> list[Any]:
+    return [
+        item
+        for i, item in enumerate(sequence)
+        if item != blank and not (merge_repeats and i > 0 and item == sequence[i - 1])
+    ]
+
+
+def load_text_encoder_tokens(model_path: str | os.PathLike) -> list[Hashable]:
+    """The labels of a saved text encoder, in index order of the file."""
+    encoder = TextEncoder()
+    encoder.load(model_path)
+    return list(encoder.lab2ind)
 
 
 def _parse_line(line: str, path: str, line_number: int) -> tuple[Any, str]:
-    key, separator, value = line.rstrip("\n").rpartition(VALUE_SEPARATOR)
+    key, separator, value = line.rstrip("\n").rpartition(CategoricalEncoder.VALUE_SEPARATOR)
     if not separator:
         raise ValueError(f"{path}, line {line_number}: expected 'label => value', got {line!r}")
     try:

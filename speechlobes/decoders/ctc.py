@@ -8,9 +8,11 @@ Prefix beam search keeps, for every label prefix, the probability of all alignme
 in a blank and of those ending in the prefix's last label, so the acoustic score of a
 hypothesis is log P(labels | audio) summed over its alignments (exact when nothing is pruned).
 A language model adds ``lm_weight * log P_lm`` and ``insertion_bonus`` per scored LM unit.
-LM units are the CTC tokens themselves, or, with ``word_boundary_id``, words: tuples of token
-ids between boundary tokens, scored when a word is closed by a boundary and, at the end, for
-the trailing word. There is no end-of-sentence score.
+LM units are the CTC tokens themselves, or, with ``word_boundary_id`` (given to the searcher,
+or named by the LM itself, as :class:`~speechlobes.decoders.ngram.TokenLM` does), words:
+tuples of token ids between boundary tokens, scored when a word is closed by a boundary and,
+at the end, for the trailing word. There is no end-of-sentence score. N-gram models
+(Kneser-Ney estimation, ARPA files) live in :mod:`speechlobes.decoders.ngram`.
 
 Example:
     >>> log_probs = torch.tensor([[0.1, 0.8, 0.1], [0.1, 0.8, 0.1], [0.6, 0.1, 0.3]]).log()[None]
@@ -25,14 +27,26 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import torch
 
+from speechlobes.decoders.ngram import SENTENCE_START, NGramLM
 from speechlobes.nnet.lengths import lengths_to_padding_mask, relative_to_absolute_lengths
+
+__all__ = [
+    "SENTENCE_START",
+    "CTCHypothesis",
+    "CTCPrefixBeamSearcher",
+    "LanguageModel",
+    "NGramLM",
+    "ctc_greedy_decode",
+    "ctc_prefix_beam_search",
+    "frame_counts",
+    "split_words",
+]
 
 NEG_INF = float("-inf")
 
@@ -80,7 +94,8 @@ class LanguageModel(Protocol):
     """What prefix beam search needs from a language model: scoring one unit at a time.
 
     The state summarises the history the model needs (an n-gram model keeps its last n-1
-    units), so that extending a hypothesis costs the same however long it already is.
+    units), so that extending a hypothesis costs the same however long it already is. A model
+    over words may name the word-break token in a ``word_boundary_id`` attribute.
     """
 
     def start_state(self) -> Hashable:
@@ -112,79 +127,6 @@ def split_words(tokens: Sequence[int], word_boundary_id: int) -> list[tuple[int,
     return words
 
 
-class _SentenceStart:
-    """Pads n-gram contexts at the start of a sentence; equal only to itself, whatever the units."""
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _SentenceStart)
-
-    def __hash__(self) -> int:
-        return hash(_SentenceStart.__name__)
-
-    def __repr__(self) -> str:
-        return "<s>"
-
-
-SENTENCE_START = _SentenceStart()
-
-
-class NGramLM:
-    """An n-gram model with add-k smoothing over any hashable units (token ids, characters, words).
-
-    ``P(unit | last order-1 units) = (count(context, unit) + k) / (count(context) + k * V)``,
-    where V counts the training units plus one unknown unit, and contexts are padded at the
-    sentence start. Units never seen in training all share the unknown unit's estimate.
-
-    Example:
-        >>> lm = NGramLM.from_sequences([["a", "b"], ["a", "c"], ["a", "b"]], order=2, k=0.5)
-        >>> round(math.exp(lm.log_prob(["a"], "b")), 4)  # (2 + 0.5) / (3 + 0.5 * 4)
-        0.5
-        >>> round(math.exp(lm.log_prob([], "a")), 4)  # (3 + 0.5) / (3 + 0.5 * 4)
-        0.7
-    """
-
-    def __init__(self, order: int, k: float, counts: Counter, context_counts: Counter, vocab: set):
-        if order < 1 or k <= 0:
-            raise ValueError(f"NGramLM: order must be >= 1 and k > 0, got order={order}, k={k}")
-        self.order, self.k = order, k
-        self.counts, self.context_counts, self.vocab = counts, context_counts, vocab
-
-    @classmethod
-    def from_sequences(
-        cls, sequences: Iterable[Sequence[Hashable]], order: int = 3, k: float = 0.1
-    ) -> NGramLM:
-        """Counts the n-grams of ``sequences`` (e.g. token-id lists, or ``split_words`` output)."""
-        counts, context_counts, vocab = Counter(), Counter(), set()
-        for sequence in sequences:
-            padded = [SENTENCE_START] * (order - 1) + list(sequence)
-            vocab.update(sequence)
-            for end in range(order - 1, len(padded)):
-                context = tuple(padded[end - order + 1 : end])
-                counts[context + (padded[end],)] += 1
-                context_counts[context] += 1
-        if not vocab:
-            raise ValueError("NGramLM.from_sequences: no units in the training sequences")
-        return cls(order, k, counts, context_counts, vocab)
-
-    def start_state(self) -> tuple[Hashable, ...]:
-        return (SENTENCE_START,) * (self.order - 1)
-
-    def score(
-        self, state: tuple[Hashable, ...], unit: Hashable
-    ) -> tuple[float, tuple[Hashable, ...]]:
-        numerator = self.counts[state + (unit,)] + self.k
-        denominator = self.context_counts[state] + self.k * (len(self.vocab) + 1)
-        next_state = (state + (unit,))[1:] if self.order > 1 else ()
-        return math.log(numerator / denominator), next_state
-
-    def log_prob(self, history: Sequence[Hashable], unit: Hashable) -> float:
-        """Log-probability of ``unit`` after the whole ``history`` (older units first)."""
-        state = self.start_state()
-        for previous in history:
-            state = self.score(state, previous)[1]
-        return self.score(state, unit)[0]
-
-
 @dataclass(frozen=True)
 class CTCHypothesis:
     """One n-best entry: ``score = acoustic_score + lm_weight * lm_score + insertion_bonus * num_lm_units``."""
@@ -210,10 +152,11 @@ class CTCPrefixBeamSearcher:
     Args:
         blank_id: index of the CTC blank.
         beam_size: prefixes kept after every frame; the n-best returned has at most this many.
-        lm: optional ``LanguageModel`` (e.g. ``NGramLM``) over tokens, or over words with
-            ``word_boundary_id``.
+        lm: optional ``LanguageModel`` (e.g. ``NGramLM``, ``ngram.TokenLM``) over tokens, or
+            over words with ``word_boundary_id``.
         lm_weight, insertion_bonus: weight of the LM log-probability, bonus per LM unit.
-        word_boundary_id: the space token's id, to score words instead of tokens.
+        word_boundary_id: the space token's id, to score words instead of tokens (default:
+            the LM's own ``word_boundary_id``, if it has one).
         top_k: consider only the k most probable tokens of each frame.
         min_token_log_prob: ignore tokens below this log-probability in a frame (the frame's
             best token is always considered).
@@ -285,6 +228,9 @@ class CTCPrefixBeamSearcher:
     def search(self, frames: list[list[tuple[int, float]]]) -> list[CTCHypothesis]:
         """One utterance: per frame, the (token, log-probability) pairs to consider."""
         blank = self.blank_id
+        self._boundary = self.word_boundary_id
+        if self._boundary is None and self.lm is not None:
+            self._boundary = getattr(self.lm, "word_boundary_id", None)
         prefixes = _PrefixTree(self._start_lm_state())
         # prefix node -> [log P(alignments ending in blank), log P(alignments ending in its last token)]
         beams: dict[int, list[float]] = {_PrefixTree.ROOT: [0.0, NEG_INF]}
@@ -355,9 +301,9 @@ class CTCPrefixBeamSearcher:
         """The LM state of a prefix extended by ``token``."""
         if self.lm is None:
             return state
-        if self.word_boundary_id is None:
+        if self._boundary is None:
             return state.scored(*self.lm.score(state.model_state, token))
-        if token != self.word_boundary_id:
+        if token != self._boundary:
             return state._replace(partial_word=state.partial_word + (token,))
         if not state.partial_word:
             return state
@@ -365,9 +311,9 @@ class CTCPrefixBeamSearcher:
 
     def _final_lm_state(self, state: _LMState) -> _LMState:
         """Scores the trailing word (not yet closed by a boundary) in word mode."""
-        if self.lm is None or self.word_boundary_id is None:
+        if self.lm is None or self._boundary is None:
             return state
-        return self._extend_lm_state(state, self.word_boundary_id)
+        return self._extend_lm_state(state, self._boundary)
 
 
 class _LMState(NamedTuple):

@@ -1,92 +1,9 @@
-"""Command line of the inference interfaces.
+"""``python -m speechlobes.inference``: the same command line as ``speechlobes`` (see
+:mod:`speechlobes.inference.cli`)."""
 
-python -m speechlobes.inference transcribe EXPERIMENT_FOLDER audio.flac [more.flac ...]
-python -m speechlobes.inference tag EXPERIMENT_FOLDER_OR_BEATS_CKPT audio.wav [...] [--top-k 5]
-    [--labels class_labels_indices.csv]
-python -m speechlobes.inference translate EXPERIMENT_FOLDER_OR_HF_FOLDER audio.wav [...]
-
-Transcriptions and translations print one ``path<TAB>text`` line per file; tags print one
-``path<TAB>score<TAB>mid<TAB>display_name`` line per tag, best first.
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m speechlobes.inference",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--device", default="cpu", help="where the model runs, e.g. cuda")
-    commands = parser.add_subparsers(dest="command", required=True)
-    transcribe = commands.add_parser(
-        "transcribe", parents=[common], help="speech recognition (CTC experiment)"
-    )
-    transcribe.add_argument("experiment")
-    transcribe.add_argument("audio", nargs="+")
-    tag = commands.add_parser(
-        "tag", parents=[common], help="audio tagging (AudioSet experiment or BEATs checkpoint)"
-    )
-    tag.add_argument("model", help="an experiment folder or a fine-tuned BEATs checkpoint (.pt)")
-    tag.add_argument("audio", nargs="+")
-    tag.add_argument("--top-k", type=int, default=5)
-    tag.add_argument("--labels", help="class_labels_indices.csv (for a BEATs checkpoint)")
-    translate = commands.add_parser(
-        "translate", parents=[common], help="speech translation (CoVoST or HF folder)"
-    )
-    translate.add_argument(
-        "model", help="an experiment folder or an HF SpeechEncoderDecoder folder"
-    )
-    translate.add_argument("audio", nargs="+")
-    args = parser.parse_args(argv)
-    if args.command == "transcribe":
-        run_transcribe(args)
-    elif args.command == "tag":
-        run_tag(args)
-    else:
-        run_translate(args)
-
-
-def run_transcribe(args: argparse.Namespace) -> None:
-    from speechlobes.inference.transcriber import Transcriber
-
-    asr = Transcriber.from_experiment(args.experiment, device=args.device)
-    for path in args.audio:
-        print(f"{path}\t{asr.transcribe_file(path)}")
-
-
-def run_tag(args: argparse.Namespace) -> None:
-    from speechlobes.inference.experiment import is_experiment_folder
-    from speechlobes.inference.tagger import Tagger
-
-    if is_experiment_folder(args.model):
-        tagger = Tagger.from_experiment(args.model, device=args.device)
-    elif Path(args.model).is_dir():
-        sys.exit(f"{args.model}: not an experiment folder (no hyperparams.yaml) nor a checkpoint")
-    else:
-        tagger = Tagger.from_beats_checkpoint(args.model, args.labels, device=args.device)
-    for path in args.audio:
-        for mid, name, score in tagger.tag_file(path, args.top_k):
-            print(f"{path}\t{score:.4f}\t{mid}\t{name}")
-
-
-def run_translate(args: argparse.Namespace) -> None:
-    from speechlobes.inference.experiment import is_experiment_folder
-    from speechlobes.inference.translator import Translator
-
-    if is_experiment_folder(args.model):
-        translator = Translator.from_experiment(args.model, device=args.device)
-    else:
-        translator = Translator.from_pretrained(args.model, device=args.device)
-    for path in args.audio:
-        print(f"{path}\t{translator.translate_file(path)}")
-
+from speechlobes.inference.cli import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(prog="python -m speechlobes.inference"))

@@ -3,9 +3,9 @@
 Two sources of a model:
 
 - an experiment folder of the AudioSet tagging recipe (``recipes/AudioSet/tagging/BEATs``):
-  its YAML provides ``tagger`` ((wav, relative lengths) -> logits), ``sample_rate``,
-  ``clip_seconds`` and ``label_encoder_file``; the folder's ``class_labels_indices.csv``
-  gives the display names. Scores are the sigmoid of the logits.
+  its YAML provides what :data:`TAGGER_SPEC` lists: ``tagger`` ((wav, relative lengths) ->
+  logits), ``sample_rate``, ``clip_seconds`` and ``label_encoder_file``; the folder's
+  ``class_labels_indices.csv`` gives the display names. Scores are the sigmoid of the logits.
 - an original fine-tuned BEATs checkpoint (unilm format, with a ``predictor`` head), whose
   output already is class probabilities. Its classes are the checkpoint's ``label_dict``
   (index -> MID) when it has one, else the rows of ``class_labels_indices.csv`` in index order.
@@ -13,7 +13,8 @@ Two sources of a model:
 A file longer than ``clip_seconds`` is cut into consecutive windows of that length, the last
 one ending at the file's end (so it overlaps its predecessor rather than being padded or
 dropped); the file's score of a class is the mean of its window scores. A shorter file is
-tagged whole.
+tagged whole. Windows are read from the file as they are needed, so memory does not grow with
+its length; a file too short for the model is an error naming its minimum.
 
 Example:
     >>> tagger = Tagger.from_experiment("results/beats_small_scratch/1986")  # doctest: +SKIP
@@ -23,30 +24,49 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from speechlobes.dataio.audio import read_resampled, resampled_length
 from speechlobes.dataio.audioset import read_class_labels
-from speechlobes.inference.experiment import load_experiment, prepare_waveform
+from speechlobes.inference.experiment import ExperimentSpec, Need, load_experiment
+from speechlobes.inference.inputs import check_long_enough, smallest_input
 
 LABELS_FILE = "class_labels_indices.csv"
 WINDOWS_PER_FORWARD = 8
 
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+TAGGER_SPEC = ExperimentSpec(
+    "audio tagging",
+    (
+        Need("tagger", torch.nn.Module, "(waveforms, relative lengths) -> class logits"),
+        Need("sample_rate", int, "the model's input rate"),
+        Need("clip_seconds", (int, float), "the window length for long files"),
+        Need("label_encoder_file", str, "the saved label encoder (class order)"),
+    ),
+)
 
 
-def clip_windows(wav: torch.Tensor, window: int) -> torch.Tensor:
-    """(time,) -> (windows, window): consecutive windows, the last one ending at the end;
-    a signal no longer than ``window`` is returned whole as (1, time)."""
-    total = wav.shape[-1]
+def window_starts(total: int, window: int) -> list[int]:
+    """Starts of consecutive windows over ``total`` samples, the last one ending at the end
+    (``[0]`` when ``total <= window``: the signal is taken whole)."""
     if total <= window:
-        return wav.unsqueeze(0)
+        return [0]
     starts = list(range(0, total - window + 1, window))
     if starts[-1] + window < total:
         starts.append(total - window)
-    return torch.stack([wav[start : start + window] for start in starts])
+    return starts
+
+
+def clip_windows(wav: torch.Tensor, window: int) -> torch.Tensor:
+    """(time,) -> (windows, window): see :func:`window_starts`; a signal no longer than
+    ``window`` is returned whole as (1, time)."""
+    if wav.shape[-1] <= window:
+        return wav.unsqueeze(0)
+    return torch.stack([wav[start : start + window] for start in window_starts(len(wav), window)])
 
 
 class Tagger:
@@ -89,12 +109,14 @@ class Tagger:
         max_key: str = "mAP",
         device: str = "cpu",
         overrides: dict | None = None,
+        trust_code: bool = False,
     ) -> Tagger:
         """Load an AudioSet tagging experiment's best checkpoint by ``max_key``; ``overrides``
-        replace YAML keys (a moved pretrained file, see :func:`load_experiment`)."""
+        replace YAML keys (a moved pretrained file), ``trust_code`` lifts the trust model
+        (see :func:`load_experiment`)."""
         from speechlobes.dataio.encoders import MultiLabelEncoder
 
-        hparams = load_experiment(folder, max_key=max_key, device=device, overrides=overrides)
+        hparams = load_experiment(folder, TAGGER_SPEC, None, max_key, device, overrides, trust_code)
         encoder = MultiLabelEncoder()
         encoder.load(hparams["label_encoder_file"])
         mids = [encoder.decode_label(index) for index in range(len(encoder))]
@@ -119,7 +141,15 @@ class Tagger:
         the checkpoint has a ``label_dict`` (the names are then the MIDs)."""
         from speechlobes.lobes.beats import SAMPLE_RATE, BEATs
 
-        model = BEATs(ckp_path=ckpt_path, freeze=True).to(device)
+        try:
+            model = BEATs(ckp_path=ckpt_path, freeze=True).to(device)
+        except Exception as error:  # unpickling, zip and config errors do not name the file
+            if str(ckpt_path) in str(error):
+                raise
+            raise ValueError(
+                f"{ckpt_path}: cannot read it as a BEATs checkpoint "
+                f"({type(error).__name__}: {error})"
+            ) from error
         if not model.cfg.finetuned_model:
             raise ValueError(
                 f"{ckpt_path}: not a fine-tuned BEATs checkpoint (cfg finetuned_model is False, "
@@ -145,6 +175,8 @@ class Tagger:
 
     def top(self, scores: torch.Tensor, top_k: int = 5) -> list[tuple[str, str, float]]:
         """The ``top_k`` best ``(mid, display_name, score)`` of one (classes,) score vector."""
+        if top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
         best = torch.topk(scores, min(top_k, scores.numel()))
         return [
             (*self.labels[index], score)
@@ -157,11 +189,24 @@ class Tagger:
         """Top-k tags of each waveform of a batch, each tagged whole (no windowing)."""
         return [self.top(row, top_k) for row in self.scores(wavs, wav_lens)]
 
+    @functools.cached_property
+    def min_samples(self) -> int:
+        """The fewest samples the model takes (probed once)."""
+        return smallest_input(self.scores, limit=self.sample_rate)
+
     def file_scores(self, path: str | Path) -> torch.Tensor:
         """(classes,) scores of one file: the mean over its ``clip_seconds`` windows."""
-        wav = prepare_waveform(path, self.sample_rate)[0]
-        windows = clip_windows(wav, round(self.clip_seconds * self.sample_rate))
-        scores = [self.scores(chunk) for chunk in windows.split(WINDOWS_PER_FORWARD)]
+        path = str(path)
+        total = resampled_length(path, self.sample_rate)
+        if total < self.sample_rate:  # probe the model's minimum only for short files
+            check_long_enough(path, total, self.min_samples, self.sample_rate)
+        window = min(total, round(self.clip_seconds * self.sample_rate))
+        starts = window_starts(total, window)
+        scores = []
+        for first in range(0, len(starts), WINDOWS_PER_FORWARD):
+            group = starts[first : first + WINDOWS_PER_FORWARD]
+            wavs = [read_resampled(path, self.sample_rate, s, s + window) for s in group]
+            scores.append(self.scores(torch.stack(wavs)))
         return torch.cat(scores).mean(dim=0)
 
     def tag_file(self, path: str | Path, top_k: int = 5) -> list[tuple[str, str, float]]:

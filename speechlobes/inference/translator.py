@@ -3,24 +3,29 @@
 Two sources of a model:
 
 - an experiment folder of the CoVoST recipe (``recipes/CoVoST/ST/seq2seq``): its YAML provides
-  ``model``, ``tokenizer`` (a SentencePiece factory whose model lives in the folder),
-  ``search_options``, ``sample_rate`` and ``normalize_waveform`` (each utterance normalised to
-  zero mean and unit variance, as in training).
+  what :data:`TRANSLATOR_SPEC` lists: ``model``, ``tokenizer`` (a SentencePiece factory whose
+  model lives in the folder), ``search_options``, ``sample_rate`` and, optionally,
+  ``normalize_waveform`` (each utterance normalised to zero mean and unit variance, as in
+  training).
 - a Hugging Face ``SpeechEncoderDecoderModel`` folder (``config.json``, weights,
   optionally ``generation_config.json`` and ``preprocessor_config.json``) with its
   SentencePiece model, or any tokenizer object with ``decode(ids) -> str``. With a
   ``preprocessor_config.json`` the waveform is normalised as its feature extractor says
   (:class:`~speechlobes.processing.waveform.WaveformNormalizer`).
 
-Tokenizer files: ``sentencepiece.bpe.model`` (the MBart convention) is read with fairseq's id
-layout by :class:`~speechlobes.tokenizers.mbart.MBartTokenizer`, special ids and language codes
-dropped when decoding. Any
-other single ``*.model`` file is used with its own ids. A folder with neither but a
-``tokenizer.json`` (a Hugging Face fast tokenizer) is decoded with the ``tokenizers`` package,
-special tokens skipped.
+The folder's tokenizer is read by :mod:`speechlobes.processors` (MBart / MBart-50
+SentencePiece, a plain ``*.model``, Speech2Text, ``tokenizer.json``, WordPiece ``vocab.txt``,
+byte-level ``vocab.json`` + ``merges.txt``; see :mod:`speechlobes.processors.auto`), special
+tokens left out of the text; its feature extractor (``preprocessor_config.json`` or a
+transformers 5 ``processor_config.json``) says how waveforms are normalised.
 
 A generation config's ``forced_bos_token_id`` (MBart-50 forces the target-language code as
 the first generated token) is passed on to ``generate``.
+
+A file is translated in one pass, so its length is limited to ``max_seconds`` (default 60 s):
+a longer file is an error saying so (split long recordings at pauses first; a translation cut
+at arbitrary points would not be one). A file too short for the model is an error naming its
+minimum.
 
 Example:
     >>> st = Translator.from_experiment("results/conformer_transformer_small/1986")  # doctest: +SKIP
@@ -30,19 +35,31 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from speechlobes.inference.experiment import load_experiment, prepare_waveform
+from speechlobes.dataio.audio import read_resampled, resampled_length
+from speechlobes.inference.experiment import ExperimentSpec, Need, load_experiment
+from speechlobes.inference.inputs import InputTooLongError, check_long_enough, smallest_input
 from speechlobes.nnet.lengths import lengths_to_padding_mask, relative_to_absolute_lengths
 
 if TYPE_CHECKING:
     from speechlobes.processing.waveform import WaveformNormalizer
 
+TRANSLATOR_SPEC = ExperimentSpec(
+    "speech translation",
+    (
+        Need("model", torch.nn.Module, "a SpeechEncoderDecoderModel"),
+        Need("tokenizer", object, "the target SentencePiece tokenizer or its factory"),
+        Need("search_options", dict, "keyword arguments of generate"),
+        Need("sample_rate", int, "the model's input rate"),
+    ),
+    optional=(Need("normalize_waveform", bool, "normalise each utterance as in training"),),
+)
 GENERATION_KEYS = (
     "num_beams",
     "length_penalty",
@@ -68,6 +85,7 @@ class Translator:
         search_options: keyword arguments of ``model.generate`` (beams, lengths, ...).
         normalizer: a :class:`WaveformNormalizer` for models trained on normalised waveforms.
         device: where the inputs go.
+        max_seconds: the longest file :meth:`translate_file` takes.
     """
 
     def __init__(
@@ -78,6 +96,7 @@ class Translator:
         search_options: dict[str, Any] | None = None,
         normalizer: WaveformNormalizer | None = None,
         device: str = "cpu",
+        max_seconds: float = 60.0,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -85,6 +104,7 @@ class Translator:
         self.search_options = dict(search_options or {})
         self.normalizer = normalizer
         self.device = device
+        self.max_seconds = max_seconds
 
     @classmethod
     def from_experiment(
@@ -93,12 +113,16 @@ class Translator:
         min_key: str = "loss",
         device: str = "cpu",
         overrides: dict | None = None,
+        trust_code: bool = False,
     ) -> Translator:
         """Load a CoVoST experiment's best checkpoint by ``min_key``; ``overrides`` replace
-        YAML keys (a moved pretrained file, see :func:`load_experiment`)."""
+        YAML keys (a moved pretrained file), ``trust_code`` lifts the trust model (see
+        :func:`load_experiment`)."""
         from speechlobes.processing.waveform import WaveformNormalizer
 
-        hparams = load_experiment(folder, min_key=min_key, device=device, overrides=overrides)
+        hparams = load_experiment(
+            folder, TRANSLATOR_SPEC, min_key, None, device, overrides, trust_code
+        )
         normalizer = None
         if hparams.get("normalize_waveform"):  # the recipe normalised each utterance
             normalizer = WaveformNormalizer(sampling_rate=hparams["sample_rate"])
@@ -120,18 +144,16 @@ class Translator:
         **search_options: Any,
     ) -> Translator:
         """Load an HF-layout SpeechEncoderDecoder folder. ``tokenizer`` defaults to the
-        folder's SentencePiece model; ``search_options`` override its generation config."""
+        folder's own; ``search_options`` override its generation config."""
+        from speechlobes.inference.hf_folders import folder_detokenizer, folder_normalizer
         from speechlobes.lobes.speech_encoder_decoder import SpeechEncoderDecoderModel
-        from speechlobes.processing.waveform import WaveformNormalizer
 
         folder = Path(folder)
         model = SpeechEncoderDecoderModel.from_pretrained(folder).to(device).eval()
-        normalizer = None
-        if (folder / "preprocessor_config.json").is_file():
-            normalizer = WaveformNormalizer.from_pretrained(folder)
+        normalizer = folder_normalizer(folder)
         return cls(
             model,
-            tokenizer if tokenizer is not None else folder_tokenizer(folder),
+            tokenizer if tokenizer is not None else folder_detokenizer(folder),
             normalizer.sampling_rate if normalizer is not None else 16000,
             {**generation_options(folder), **search_options},
             normalizer,
@@ -164,47 +186,30 @@ class Translator:
         eos = self.model.config.eos_token_id
         return ids[: ids.index(eos)] if eos in ids else ids
 
+    @functools.cached_property
+    def min_samples(self) -> int:
+        """The fewest samples the model takes (probed once, with one greedy step)."""
+
+        def first_token(wavs: torch.Tensor) -> torch.Tensor:
+            mask = torch.ones_like(wavs, dtype=torch.long)
+            return self.model.generate(wavs.to(self.device), mask.to(self.device), 1)
+
+        return smallest_input(first_token, limit=self.sample_rate)
+
     def translate_file(self, path: str | Path, **generate_overrides: Any) -> str:
-        """The translation of one audio file (any rate: resampled)."""
-        wav = prepare_waveform(path, self.sample_rate)
+        """The translation of one audio file (any rate: resampled; at most ``max_seconds``)."""
+        path = str(path)
+        total = resampled_length(path, self.sample_rate)
+        if total > self.max_seconds * self.sample_rate:
+            raise InputTooLongError(
+                f"{path}: {total / self.sample_rate:.1f} s; the translator takes at most "
+                f"{self.max_seconds:g} s in one pass (max_seconds / --max-seconds): split long "
+                "recordings at pauses first"
+            )
+        if total < self.sample_rate:  # probe the model's minimum only for short files
+            check_long_enough(path, total, self.min_samples, self.sample_rate)
+        wav = read_resampled(path, self.sample_rate).unsqueeze(0)
         return self.translate_batch(wav, **generate_overrides)[0]
-
-
-class FastTokenizerFile:
-    """Decode with a Hugging Face ``tokenizer.json`` (needs the ``tokenizers`` package)."""
-
-    def __init__(self, path: str | Path) -> None:
-        try:
-            from tokenizers import Tokenizer
-        except ImportError as error:
-            raise ImportError(
-                f"{path}: reading a tokenizer.json needs the 'tokenizers' package "
-                "(pip install tokenizers), or pass tokenizer= to Translator.from_pretrained"
-            ) from error
-        self.tokenizer = Tokenizer.from_file(str(path))
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
-
-
-def folder_tokenizer(folder: Path) -> Detokenizer:
-    """The tokenizer shipped in an HF folder (see the module docstring for the order)."""
-    from speechlobes.tokenizers.mbart import MODEL_FILE as MBART_MODEL_FILE
-    from speechlobes.tokenizers.mbart import MBartTokenizer
-    from speechlobes.tokenizers.sentencepiece import SentencePiece
-
-    if (folder / MBART_MODEL_FILE).is_file():
-        return MBartTokenizer(folder)
-    models = sorted(folder.glob("*.model"))
-    if len(models) == 1:
-        return SentencePiece.from_file(models[0])
-    if not models and (folder / "tokenizer.json").is_file():
-        return FastTokenizerFile(folder / "tokenizer.json")
-    raise FileNotFoundError(
-        f"{folder}: expected one SentencePiece model ({MBART_MODEL_FILE} or *.model) or a "
-        f"tokenizer.json, found models {[m.name for m in models]}; pass tokenizer= (an object "
-        "with decode(ids) -> str)"
-    )
 
 
 def generation_options(folder: Path) -> dict[str, Any]:

@@ -34,16 +34,30 @@ def read_config(folder: str | Path) -> dict:
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no config.json; is {folder} a Hugging Face model folder?")
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    return _read_json(path)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
 
 
 def _load_file(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{path}: weights file not found") from error
+    except Exception as error:  # safetensors, zip and unpickling errors do not name the file
+        raise ValueError(
+            f"{path}: cannot read the weights ({type(error).__name__}: {error})"
+        ) from error
     if not isinstance(state, Mapping):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
     return dict(state)
@@ -56,11 +70,12 @@ def load_hf_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
         if (folder / single).is_file():
             return _load_file(folder / single)
         if (folder / index).is_file():
-            with open(folder / index, encoding="utf-8") as handle:
-                weight_map = json.load(handle)["weight_map"]
+            weight_map = _read_json(folder / index).get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise ValueError(f"{folder / index}: no 'weight_map' mapping")
             state: dict[str, torch.Tensor] = {}
             for shard in sorted(set(weight_map.values())):
-                state.update(_load_file(folder / shard))
+                state.update(_load_file(_shard_path(folder, index, shard)))
             missing = sorted(set(weight_map) - set(state))
             if missing:
                 raise ValueError(
@@ -71,6 +86,20 @@ def load_hf_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
     raise FileNotFoundError(
         f"{folder}: no {SAFE_WEIGHTS}, {SAFE_INDEX}, {BIN_WEIGHTS} or {BIN_INDEX}; found {found}"
     )
+
+
+def _shard_path(folder: Path, index: str, shard: object) -> Path:
+    """``folder / shard``, refusing a name that is not a file inside ``folder``."""
+    path = folder / str(shard)
+    if (
+        not isinstance(shard, str)
+        or Path(shard).is_absolute()
+        or not path.resolve().is_relative_to(folder.resolve())
+    ):
+        raise ValueError(
+            f"{folder / index}: weight_map names {shard!r}, which is not a file inside {folder}"
+        )
+    return path
 
 
 def _parse_size(size: int | str) -> int:

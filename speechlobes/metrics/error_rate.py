@@ -5,10 +5,10 @@ sequence, with the counts of substitutions, insertions and deletions and the ali
 ``ErrorRateStats`` accumulates it over a dataset (padded tensors or token lists) and writes a
 readable report (summary, then every utterance's aligned REF / OPS / HYP lines).
 
-When several alignments have the same (minimal) number of edits, the one chosen takes, from
-the start, a match or substitution first, then a deletion, then an insertion. Totals (and
-thus WER) never depend on that choice; the split between substitutions, insertions and
-deletions can.
+When several alignments have the same (minimal) number of edits, the one chosen is
+SpeechBrain's (see :func:`edit_distance`), so the split between substitutions, insertions and
+deletions matches SpeechBrain's and Kaldi's reports. Totals (and thus WER) never depend on
+that choice.
 
 Example:
     >>> details = edit_distance("the cat sat".split(), "the hat sat down".split())
@@ -20,9 +20,11 @@ Example:
 
 from __future__ import annotations
 
+import operator
+import re
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 
@@ -70,42 +72,55 @@ def percentage(count: int, total: int) -> float:
     return 100.0 * count / total
 
 
-def edit_distance(reference: Sequence[Hashable], hypothesis: Sequence[Hashable]) -> EditDetails:
-    """Levenshtein distance with unit costs, operation counts and the alignment path."""
+def edit_distance(
+    reference: Sequence[Hashable],
+    hypothesis: Sequence[Hashable],
+    equality_comparator: Callable[[Any, Any], bool] = operator.eq,
+) -> EditDetails:
+    """Levenshtein distance with unit costs, operation counts and the alignment path.
+
+    Ties between equal-cost paths are broken as SpeechBrain (and Kaldi's compute-wer) do:
+    filling the table from the start, a cell takes a match or substitution only when it is
+    strictly cheaper than both alternatives, then a deletion when strictly cheaper than an
+    insertion, else an insertion; the path is read back from the end.
+    """
     num_ref, num_hyp = len(reference), len(hypothesis)
-    # remaining[i][j]: edits to turn reference[i:] into hypothesis[j:]. Filled from the end, so
-    # that the walk below goes forwards, preferring at each step a match or substitution, then
-    # a deletion, then an insertion, whenever that step stays on a minimal path.
-    remaining = [[0] * (num_hyp + 1) for _ in range(num_ref + 1)]
-    for j in range(num_hyp + 1):
-        remaining[num_ref][j] = num_hyp - j
-    for i in range(num_ref - 1, -1, -1):
-        row, below, ref_token = remaining[i], remaining[i + 1], reference[i]
-        right = row[num_hyp] = num_ref - i
-        for j in range(num_hyp - 1, -1, -1):
-            # Explicit comparisons instead of min(): this loop is the metric's whole cost.
-            best = below[j + 1] + (ref_token != hypothesis[j])
-            if below[j] < best:
-                best = below[j] + 1
-            if right < best:
-                best = right + 1
-            row[j] = right = best
+    ops = [[INSERTION] * (num_hyp + 1) for _ in range(num_ref + 1)]
+    ops[0][0] = EQUAL
+    previous = list(range(num_hyp + 1))
+    for i in range(1, num_ref + 1):
+        ref_token, row = reference[i - 1], ops[i]
+        row[0] = DELETION
+        current = [i] + [0] * num_hyp
+        # Explicit comparisons instead of min(): this loop is the metric's whole cost.
+        for j in range(1, num_hyp + 1):
+            insertion = current[j - 1] + 1
+            deletion = previous[j] + 1
+            different = not equality_comparator(ref_token, hypothesis[j - 1])
+            substitution = previous[j - 1] + different
+            if substitution < insertion and substitution < deletion:
+                current[j] = substitution
+                row[j] = SUBSTITUTION if different else EQUAL
+            elif deletion < insertion:
+                current[j], row[j] = deletion, DELETION
+            else:
+                current[j] = insertion  # row[j] is already INSERTION
+        previous = current
 
     steps: list[AlignmentStep] = []
-    i = j = 0
-    while i < num_ref or j < num_hyp:
-        if i < num_ref and j < num_hyp:
-            different = reference[i] != hypothesis[j]
-            if remaining[i][j] == remaining[i + 1][j + 1] + different:
-                steps.append((SUBSTITUTION if different else EQUAL, i, j))
-                i, j = i + 1, j + 1
-                continue
-        if i < num_ref and remaining[i][j] == remaining[i + 1][j] + 1:
-            steps.append((DELETION, i, None))
-            i += 1
-        else:
+    i, j = num_ref, num_hyp
+    while i or j:
+        op = ops[i][j]
+        if op == INSERTION:
+            j -= 1
             steps.append((INSERTION, None, j))
-            j += 1
+        elif op == DELETION:
+            i -= 1
+            steps.append((DELETION, i, None))
+        else:
+            i, j = i - 1, j - 1
+            steps.append((op, i, j))
+    steps.reverse()
 
     counts = {SUBSTITUTION: 0, INSERTION: 0, DELETION: 0, EQUAL: 0}
     for op, _, _ in steps:
@@ -160,6 +175,25 @@ class _Utterance:
     hypothesis: list[Hashable]
     details: EditDetails
 
+    def speechbrain_details(self) -> dict[str, Any]:
+        """SpeechBrain's per-utterance record (``wer_details_by_utterance``)."""
+        d = self.details
+        return {
+            "key": self.id,
+            "scored": True,
+            "hyp_absent": False,
+            "hyp_empty": len(self.hypothesis) == 0,
+            "num_edits": d.num_edits,
+            "num_ref_tokens": d.num_ref_tokens,
+            "WER": 100.0 * d.num_edits / max(1, d.num_ref_tokens),
+            "insertions": d.insertions,
+            "deletions": d.deletions,
+            "substitutions": d.substitutions,
+            "alignment": list(d.alignment),
+            "ref_tokens": self.reference,
+            "hyp_tokens": self.hypothesis,
+        }
+
 
 class ErrorRateStats:
     """Accumulates word (or character) error statistics over batches, SpeechBrain style.
@@ -167,8 +201,19 @@ class ErrorRateStats:
     ``append`` takes predictions and targets either as lists of token sequences (a string is
     split on whitespace into words) or as padded ``(batch, max_len)`` tensors with RELATIVE
     lengths (``PaddedData.lengths``). ``ind2lab`` maps a batch of index sequences to labels
-    before scoring. With ``split_tokens=True`` every word is split into characters and words
-    are joined by ``space_token``, so the rate is a CER in which spaces count.
+    before scoring.
+
+    Arguments (SpeechBrain's):
+        merge_tokens: join character tokens into words, splitting at ``space_token``.
+        split_tokens: split every word into characters, words joined by ``space_token``, so
+            the rate is a CER in which spaces count.
+        space_token: the word boundary token of those two.
+        keep_values, extract_concepts_values, tag_in, tag_out: score only the semantic
+            concepts (and with keep_values their values) marked ``tag_in ... tag_out``.
+        equality_comparator: decides whether two tokens are equal.
+
+    ``scores`` holds one SpeechBrain detail dict per utterance (key, WER, counts, alignment,
+    tokens); ``ids`` the utterance ids; ``summary`` the last summary.
 
     Example:
         >>> stats = ErrorRateStats()
@@ -181,13 +226,41 @@ class ErrorRateStats:
         (1, 4)
     """
 
-    def __init__(self, split_tokens: bool = False, space_token: str = "_"):
+    def __init__(
+        self,
+        merge_tokens: bool = False,
+        split_tokens: bool = False,
+        space_token: str = "_",
+        keep_values: bool = True,
+        extract_concepts_values: bool = False,
+        tag_in: str = "",
+        tag_out: str = "",
+        equality_comparator: Callable[[Any, Any], bool] = operator.eq,
+    ):
+        self.merge_tokens = merge_tokens
         self.split_tokens = split_tokens
         self.space_token = space_token
-        self.utterances: list[_Utterance] = []
+        self.keep_values = keep_values
+        self.extract_concepts_values = extract_concepts_values
+        self.tag_in = tag_in
+        self.tag_out = tag_out
+        self.equality_comparator = equality_comparator
+        self.clear()
 
     def clear(self) -> None:
-        self.utterances = []
+        self.utterances: list[_Utterance] = []
+        self.summary: dict[str, Any] = {}
+
+    @property
+    def ids(self) -> list[str]:
+        """The utterance ids, in the order appended."""
+        return [utterance.id for utterance in self.utterances]
+
+    @property
+    def scores(self) -> list[dict[str, Any]]:
+        """SpeechBrain's per-utterance details: key, WER, num_edits, num_ref_tokens,
+        insertions, deletions, substitutions, alignment, ref_tokens, hyp_tokens, ..."""
+        return [utterance.speechbrain_details() for utterance in self.utterances]
 
     def append(
         self,
@@ -210,46 +283,57 @@ class ErrorRateStats:
                 f"{len(references)} targets; give one of each per utterance"
             )
         for utt_id, hypothesis, reference in zip(ids, hypotheses, references, strict=True):
-            if self.split_tokens:
-                hypothesis, reference = self._characters(hypothesis), self._characters(reference)
-            details = edit_distance(reference, hypothesis)
+            hypothesis, reference = self._prepare(hypothesis), self._prepare(reference)
+            details = edit_distance(reference, hypothesis, self.equality_comparator)
             self.utterances.append(_Utterance(utt_id, reference, hypothesis, details))
 
-    def _characters(self, words: list[Hashable]) -> list[str]:
-        return list(self.space_token.join(str(word) for word in words))
+    def _prepare(self, tokens: list[Hashable]) -> list[Hashable]:
+        """merge_tokens, split_tokens and concept extraction, in SpeechBrain's order."""
+        if self.merge_tokens:
+            tokens = "".join(str(token) for token in tokens).split(self.space_token)
+        if self.split_tokens:
+            tokens = list(self.space_token.join(str(token) for token in tokens))
+        if self.extract_concepts_values:
+            tokens = extract_concepts(
+                tokens, self.keep_values, self.tag_in, self.tag_out, self.space_token
+            )
+        return tokens
 
     def summarize(self, field: str | None = None) -> dict[str, float | int] | float | int:
         """Totals over everything appended: the whole dict, or one ``field`` of it.
 
         Fields: WER (= error_rate, percent), SER (percent of utterances with an edit),
-        num_edits, num_scored_tokens, num_erroneous_sents, num_scored_sents, insertions,
-        deletions, substitutions. Under torch.distributed, merges all ranks' utterances first:
-        call it on every rank (see ``speechlobes.metrics.stats``).
+        num_edits, num_scored_tokens, num_erroneous_sents, num_scored_sents,
+        num_absent_sents, num_ref_sents, insertions, deletions, substitutions. Under
+        torch.distributed, merges all ranks' utterances first: call it on every rank (see
+        ``speechlobes.metrics.stats``).
         """
         parts = gather_from_ranks(self.utterances)
         if len(parts) > 1:
             merged = [utterance for part in parts for utterance in part]
             self.utterances = [merged[i] for i in first_occurrences([u.id for u in merged])]
-        return self._summary(field)
+        self.summary = self._summary()
+        return select_field(self.summary, field, "ErrorRateStats")
 
-    def _summary(self, field: str | None = None) -> dict[str, float | int] | float | int:
+    def _summary(self) -> dict[str, float | int]:
         totals = {
             "num_edits": sum(u.details.num_edits for u in self.utterances),
             "num_scored_tokens": sum(u.details.num_ref_tokens for u in self.utterances),
             "num_erroneous_sents": sum(u.details.num_edits > 0 for u in self.utterances),
             "num_scored_sents": len(self.utterances),
+            "num_absent_sents": 0,
+            "num_ref_sents": len(self.utterances),
             "insertions": sum(u.details.insertions for u in self.utterances),
             "deletions": sum(u.details.deletions for u in self.utterances),
             "substitutions": sum(u.details.substitutions for u in self.utterances),
         }
         wer = percentage(totals["num_edits"], totals["num_scored_tokens"])
-        summary = {
+        return {
             "WER": wer,
             "error_rate": wer,
             "SER": percentage(totals["num_erroneous_sents"], totals["num_scored_sents"]),
             **totals,
         }
-        return select_field(summary, field, "ErrorRateStats")
 
     def write_stats(self, filestream: TextIO) -> None:
         """Writes the summary, then each utterance's rate and aligned REF / OPS / HYP lines."""
@@ -261,7 +345,10 @@ class ErrorRateStats:
             f"%SER {summary['SER']:.2f} [ {summary['num_erroneous_sents']} / "
             f"{summary['num_scored_sents']} ]\n"
         )
-        filestream.write(f"Scored {summary['num_scored_sents']} sentences.\n")
+        filestream.write(
+            f"Scored {summary['num_scored_sents']} sentences, "
+            f"{summary['num_absent_sents']} not present in hyp.\n"
+        )
         filestream.write(f"{SEPARATOR_LINE}\nALIGNMENTS\n\n")
         filestream.write(
             "Format:\n"
@@ -281,6 +368,41 @@ class ErrorRateStats:
                 format_alignment(utterance.reference, utterance.hypothesis, d.alignment) + "\n"
             )
         filestream.write(SEPARATOR_LINE + "\n")
+
+
+def extract_concepts(
+    tokens: Sequence[Hashable], keep_values: bool, tag_in: str, tag_out: str, space: str
+) -> list[str]:
+    """The semantic concepts of a character sequence (SpeechBrain's
+    ``extract_concepts_values`` for one sequence): words starting with ``tag_in`` open a
+    concept, ``tag_out`` closes it; with ``keep_values`` each concept keeps the words inside.
+
+    Example:
+        >>> chars = list("<city>_le_mans_>_bla_<yes>_>")
+        >>> extract_concepts(chars, True, "<", ">", "_"), extract_concepts(chars, False, "<", ">", "_")
+        (['<city> le mans', '<yes>'], ['<city>', '<yes>'])
+    """
+    concepts: list[str] = []
+    current, values, open_concept = "", [], False
+
+    def close() -> None:
+        concepts.append(" ".join([current, *values]))
+
+    for word in "".join(str(token) for token in tokens).split(space):
+        if re.match(tag_in, word):
+            if open_concept and keep_values:
+                close()
+            current, values, open_concept = word, [], True
+            if not keep_values:
+                concepts.append(current)
+        elif re.match(tag_out, word) and open_concept and keep_values:
+            close()
+            open_concept = False
+        elif open_concept:
+            values.append(word)
+    if open_concept and keep_values:
+        close()
+    return concepts or [""]
 
 
 def _words(sequence: Sequence[Hashable] | str) -> list[Hashable]:

@@ -1,4 +1,5 @@
-"""SpecAugment and the wav2vec2 span-masking helper, padding-aware and vectorised.
+"""Training-time augmentation, padding-aware and vectorised: speed perturbation of waveforms
+(:class:`SpeedPerturb`), SpecAugment on features, and the wav2vec2 span-masking helper.
 
 All random draws go through an optional ``torch.Generator`` (on its own device; results are
 moved to the data's device), so a seeded generator makes every mask reproducible.
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from speechlobes.nnet.lengths import lengths_to_padding_mask, relative_to_absolute_lengths
+from speechlobes.processing.resample import resample
 
 
 def _uniform(
@@ -245,3 +247,38 @@ class SpecAugment(nn.Module):
 def _frames_at(feats: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """feats (batch, time, freq), index (batch, time') -> (batch, time', freq)."""
     return feats.gather(1, index[..., None].expand(-1, -1, feats.shape[-1]))
+
+
+class SpeedPerturb(nn.Module):
+    """Speed perturbation of (batch, samples) waveforms: the batch is resampled by a speed
+    drawn from ``speeds`` (percent), changing tempo and pitch together (Kaldi's and
+    SpeechBrain's speed perturbation). The whole batch stretches alike, so relative lengths
+    stay valid. Active only in training mode.
+
+    Example:
+        >>> perturb = SpeedPerturb(speeds=(90,)).train()
+        >>> perturb(torch.randn(2, 16000)).shape  # 90 % speed: 10/9 as many samples
+        torch.Size([2, 17778])
+    """
+
+    def __init__(self, speeds: tuple[int, ...] = (90, 100, 110), filter_width: int = 6) -> None:
+        super().__init__()
+        if not speeds or min(speeds) <= 0:
+            raise ValueError(f"SpeedPerturb: speeds must be positive percentages, got {speeds}")
+        self.speeds, self.filter_width = tuple(int(s) for s in speeds), filter_width
+
+    def forward(
+        self,
+        wavs: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """wavs: (batch, samples); ``lengths`` are accepted and unchanged."""
+        if not self.training:
+            return wavs
+        index = int(_uniform((1,), generator, wavs.device).item() * len(self.speeds))
+        speed = self.speeds[min(index, len(self.speeds) - 1)]
+        if speed == 100:
+            return wavs
+        # the ratio speed : 100, as rates inside resample's range (the same reduced ratio)
+        return resample(wavs, 1000 * speed, 100_000, lowpass_filter_width=self.filter_width)

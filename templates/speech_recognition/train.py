@@ -19,7 +19,7 @@ from tones_prepare import prepare_tones
 from speechlobes.core import Brain, Stage, create_experiment_directory, parse_arguments
 from speechlobes.dataio.audio import read_audio
 from speechlobes.dataio.dataset import DynamicItemDataset
-from speechlobes.dataio.encoders import TextEncoder
+from speechlobes.dataio.encoders import CTCTextEncoder
 from speechlobes.dataio.pipeline import provides, takes
 from speechlobes.distributed import run_on_main
 from speechlobes.utils.hparams import load_hparams
@@ -113,10 +113,11 @@ if __name__ == "__main__":
     run_on_main(prepare_tones, args=[hparams["data_folder"], sizes, hparams["alphabet"]])
 
     # Labels: index 0 is the CTC blank, then the letters, then the space.
-    label_encoder = TextEncoder()
+    label_encoder = CTCTextEncoder()
     label_encoder.insert_blank(index=hparams["blank_index"])
     label_encoder.update_from_iterable(hparams["alphabet"] + " ")
     assert len(label_encoder) == hparams["output_neurons"], "output_neurons: blank+letters+space"
+    label_encoder.expect_len(hparams["output_neurons"])
     datasets = dataio_prepare(hparams, label_encoder)
 
     brain = CTCRecognizer(

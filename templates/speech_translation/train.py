@@ -134,10 +134,11 @@ if __name__ == "__main__":
     label_encoder = TextEncoder()
     label_encoder.add_label("<pad>")
     label_encoder.add_bos_eos()
-    label_encoder.update_from_iterable(hparams["target_words"])
+    label_encoder.update_from_iterable(hparams["target_words"], sequence_input=False)
     special = [label_encoder.encode_label(label) for label in ("<pad>", "<bos>", "<eos>")]
     assert special == [hparams[key] for key in ("pad_index", "bos_index", "eos_index")]
     assert len(label_encoder) == hparams["vocab_size"], "vocab_size: 3 + len(target_words)"
+    label_encoder.expect_len(hparams["vocab_size"])
     datasets = dataio_prepare(hparams, label_encoder)
 
     brain = Translator(

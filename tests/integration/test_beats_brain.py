@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from speechlobes.core import Brain
+from speechlobes.dataio.batch import PaddedBatch
 from speechlobes.utils.hparams import load_hparams
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "fixtures" / "beats" / "checkpoint.pt"
@@ -69,7 +70,7 @@ def test_beats_from_yaml_trains_in_a_brain(tmp_path):
         run_opts={"device": "cpu", "noprogressbar": True},
     )
     clips = tone_clips(6)
-    loader_kwargs = {"batch_size": 3}
+    loader_kwargs = {"batch_size": 3, "collate_fn": PaddedBatch}  # a list of dicts
     before = brain.evaluate(clips, test_loader_kwargs=loader_kwargs)
     encoder_weight = hparams["beats"].encoder.layers[0].fc1.weight.detach().clone()
     brain.fit(range(1, 9), clips, train_loader_kwargs={**loader_kwargs, "shuffle": True})

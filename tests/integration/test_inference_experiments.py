@@ -17,7 +17,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml, resolve_references
 
 from speechlobes.dataio.encoders import MultiLabelEncoder
-from speechlobes.inference.__main__ import main
+from speechlobes.inference.cli import main
 from speechlobes.inference.tagger import Tagger
 from speechlobes.inference.translator import Translator
 from speechlobes.processing.waveform import normalize_waveforms

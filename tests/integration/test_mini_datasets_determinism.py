@@ -15,11 +15,12 @@ LIBRISPEECH = LibriSpeechSizes(
     train_utterances=8,
     dev_utterances=4,
     test_utterances=4,
+    test_other_utterances=2,
     train_speakers=2,
     dev_speakers=1,
     test_speakers=1,
-    sentences=30,
-    held_out_sentences=8,
+    test_other_speakers=1,
+    lm_sentences=20,
 )
 AUDIOSET = AudioSetSizes(train_clips=8, eval_clips=4, missing_fraction=0.1, short_fraction=0.2)
 COVOST = CovostSizes(train=30, dev=3, test=3, train_speakers=2, dev_speakers=1, test_speakers=1)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from speechlobes.dataio.shards import ShardIndex
 from tools.mini_data.audioset import AudioSetSizes, make_audioset
 from tools.mini_data.covost import CovostSizes, make_covost
 from tools.mini_data.librispeech import LibriSpeechSizes, make_librispeech
@@ -19,7 +20,8 @@ RECIPES = ROOT / "recipes"
 
 def run_recipe(folder: Path, hparams: str, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "train.py", hparams, "--debug", "--noprogressbar", *overrides]
+    command = [sys.executable, "train.py", hparams, "--debug", "--debug_persistently"]
+    command += ["--noprogressbar", *overrides]  # debug_persistently: keep the checkpoints
     result = subprocess.run(
         command, cwd=folder, env=env, capture_output=True, text=True, timeout=600
     )
@@ -41,11 +43,12 @@ def tiny_corpora(tmp_path_factory):
             train_utterances=8,
             dev_utterances=3,
             test_utterances=3,
+            test_other_utterances=2,
             train_speakers=2,
             dev_speakers=1,
             test_speakers=1,
-            sentences=20,
-            held_out_sentences=5,
+            test_other_speakers=1,
+            lm_sentences=40,
         ),
         num_workers=2,
     )
@@ -62,18 +65,21 @@ def tiny_corpora(tmp_path_factory):
 
 def test_librispeech_ctc_recipe_debug_run_and_transcriber(tiny_corpora, tmp_path):
     output = tmp_path / "ctc"
+    sentences = tmp_path / "heldout.txt"
+    sentences.write_text("The kettle is on.\nIt's 5 past 9.\n")
     run_recipe(
         RECIPES / "LibriSpeech/ASR/CTC",
         "hparams/conformer_small.yaml",
         f"--data_folder={tiny_corpora / 'LibriSpeech'}",
         f"--output_folder={output}",
+        f"--heldout_sentences={sentences}",
+        f"--heldout_folder={tmp_path / 'heldout'}",
     )
     stats = last_test_stats(output)
     assert 0 <= stats["CER"] and stats["WER"] >= 0
-    assert (
-        "REF" in (output / "wer_test.txt").read_text()
-        or "ref" in (output / "wer_test.txt").read_text().lower()
-    )
+    for test_set in ("test-clean", "test-other", "heldout"):
+        assert "REF" in (output / f"wer_{test_set}.txt").read_text().upper()
+    assert (output / "save" / "lm" / "characters_5gram.arpa").read_text().startswith("\n\\data\\")
     from speechlobes.inference.transcriber import Transcriber
 
     asr = Transcriber.from_experiment(output)
@@ -107,3 +113,26 @@ def test_covost_st_recipe_debug_run(tiny_corpora, tmp_path):
     stats = last_test_stats(output)
     assert 0 <= stats["BLEU"] <= 100
     assert (output / "bleu_test.txt").is_file()
+
+
+def test_librispeech_recipe_trains_and_tests_from_shards(tiny_corpora, tmp_path):
+    output = tmp_path / "ctc"
+    run_recipe(
+        RECIPES / "LibriSpeech/ASR/CTC",
+        "hparams/conformer_small.yaml",
+        f"--data_folder={tiny_corpora / 'LibriSpeech'}",
+        f"--output_folder={output}",
+        "--data_format=shards",
+        "--heldout_sentences=null",
+    )
+    counts = {
+        split: ShardIndex.load(output / "shards" / split).num_utterances
+        for split in ("train-clean-100", "dev-clean")
+    }
+    assert counts == {"train-clean-100": 8, "dev-clean": 3}  # the test sets read manifests
+    stats = last_test_stats(output)
+    assert stats["CER"] >= 0 and stats["WER"] >= 0
+    position = json.loads(
+        next(Path(output, "save").glob("CKPT+*/dataloader-TRAIN.ckpt")).read_text()
+    )
+    assert position["num_workers"] == 2 and position["shards"]

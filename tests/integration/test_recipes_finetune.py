@@ -73,11 +73,12 @@ def corpora(tmp_path_factory):
             train_utterances=6,
             dev_utterances=2,
             test_utterances=2,
+            test_other_utterances=2,
             train_speakers=2,
             dev_speakers=1,
             test_speakers=1,
-            sentences=12,
-            held_out_sentences=4,
+            test_other_speakers=1,
+            lm_sentences=10,
         ),
         num_workers=2,
     )
@@ -104,7 +105,7 @@ def test_librispeech_w2v2_ctc_fine_tuning_debug_run(corpora, encoder_folder, tmp
     )
     stats = last_test_stats(output)
     assert stats["CER"] >= 0 and stats["WER"] >= 0
-    assert (output / "wer_test.txt").is_file()
+    assert (output / "wer_test-clean.txt").is_file() and (output / "wer_test-other.txt").is_file()
     first_epoch = json.loads((output / "train_log.jsonl").read_text().splitlines()[0])
     # the logged LR is the first parameter group's, the encoder's: lr_scales' 0.05 of the
     # warm-up LR after the 2 debug steps (peak lr 0.001 reached after 1000 steps)

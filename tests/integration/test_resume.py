@@ -3,7 +3,9 @@ uninterrupted one; a kill during a save never leaves a checkpoint that recovery 
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -135,11 +137,18 @@ def test_kill_during_save_leaves_previous_checkpoint_for_recovery(tmp_path):
         process.wait()
 
     leftovers = [p.name for p in save_folder.iterdir() if p.name.startswith(".tmp-")]
-    assert len(leftovers) == 1, "the interrupted save should have left its staging folder"
+    owner = re.escape(f"{process.pid}@{socket.gethostname()}")
+    assert len(leftovers) == 1 and re.fullmatch(rf"\.tmp-{owner}-CKPT\+.+", leftovers[0]), (
+        f"the interrupted save should have left one staging folder named by its owner: {leftovers}"
+    )
 
     model = torch.nn.Linear(3, 3)
     checkpointer = Checkpointer(save_folder, {"model": model}, allow_partial_load=True)
     recovered = checkpointer.recover_if_possible()
     assert recovered is not None and recovered.meta["version"] == 1
     assert torch.equal(model.weight, torch.ones(3, 3))
-    assert [p.name for p in save_folder.iterdir()] == [recovered.path.name]
+    assert leftovers[0] in {p.name for p in save_folder.iterdir()}, "recovery deletes nothing"
+    latest = checkpointer.save_checkpoint(meta={"version": 3})  # its owner is gone: cleaned
+    checkpoints = sorted(p.name for p in save_folder.iterdir() if p.name.startswith("CKPT+"))
+    assert checkpoints == sorted([recovered.path.name, latest.path.name])
+    assert not [p for p in save_folder.iterdir() if p.name.startswith(".tmp-")]

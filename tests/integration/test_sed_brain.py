@@ -93,7 +93,7 @@ def test_yaml_model_trains_in_a_brain_and_beam_decodes_its_targets(tmp_path):
         run_opts={"device": "cpu", "noprogressbar": True},
     )
     brain.losses = []
-    brain.fit(range(80), data, train_loader_kwargs={"batch_size": 4})
+    brain.fit(range(80), data, train_loader_kwargs={"batch_size": 4, "collate_fn": PaddedBatch})
     assert brain.losses[-1] < 0.1 * brain.losses[0]
 
     batch = PaddedBatch(data)

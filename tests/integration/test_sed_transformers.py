@@ -4,15 +4,16 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
-transformers = pytest.importorskip("transformers")
-
-from speechlobes.lobes.speech_encoder_decoder import (  # noqa: E402
+from speechlobes.lobes.speech_encoder_decoder import (
     SpeechEncoderDecoderConfig,
     SpeechEncoderDecoderModel,
 )
-from speechlobes.lobes.text_decoders.bart import BartDecoder, MBartDecoderConfig  # noqa: E402
-from speechlobes.lobes.wav2vec2 import Wav2Vec2Config  # noqa: E402
+from speechlobes.lobes.text_decoders.bart import BartDecoder, MBartDecoderConfig
+from speechlobes.lobes.wav2vec2 import Wav2Vec2Config
+
+pytestmark = pytest.mark.oracle("transformers")
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hf"
 
@@ -124,6 +125,10 @@ def test_search_ids_equal_transformers_generate(pair, options):
     ids=["plain", "tempered-topk-topp", "beam-sample"],
 )
 def test_sampling_draws_what_transformers_draws_from_the_same_global_seed(pair, options):
+    """Same seed, same ids. Pinned to the release in tests/oracles.py on purpose: the order in
+    which a search draws its random numbers is not a contract of transformers (beam-sample draws
+    differently in 5.25.0 than in 5.23.0). A failure here after a refresh of the lock says that
+    the draw order moved, not that sampling is wrong."""
     ours, theirs, wav, mask = pair
     torch.manual_seed(123)
     ids = ours.generate(wav, mask, max_new_tokens=8, **options)

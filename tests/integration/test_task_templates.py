@@ -47,6 +47,7 @@ def finished(runs, name: str) -> tuple[list[dict], str]:
     printed, _ = process.communicate(timeout=300)
     assert process.returncode == 0, printed[-4000:]
     lines = (output / "train_log.jsonl").read_text().splitlines()
+    assert (output / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     return [json.loads(line) for line in lines], printed
 
 

@@ -32,5 +32,6 @@ def test_minimal_template_learns_the_toy_task_and_records_the_experiment(tmp_pat
     assert [record["epoch"] for record in records] == [1, 2, 3, "test"]
     assert records[-1]["test"]["error_rate"] <= 0.1
     assert records[2]["train"]["loss"] < records[0]["train"]["loss"]
-    for name in ("hyperparams.yaml", "train.py", "command.txt", "env.json", "log.txt"):
+    names = ("hyperparams.yaml", "train.py", "command.txt", "env.json", "log.txt")
+    for name in (*names, "training_curves.png"):
         assert (tmp_path / "run" / name).is_file(), name

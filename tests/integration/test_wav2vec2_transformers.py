@@ -1,15 +1,16 @@
-"""Oracle tests against transformers (skipped when it is not installed): checkpoints we write load
+"""Oracle tests against transformers (the release in tests/oracles.py): checkpoints we write load
 in transformers with identical outputs, including layouts the fixtures do not cover."""
 
 from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
 import speechlobes.lobes.wav2vec2 as w2v
 from speechlobes.lobes.hf_io import read_config
 
-transformers = pytest.importorskip("transformers")
+pytestmark = pytest.mark.oracle("transformers")
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "hf"
 TINY = dict(
@@ -39,6 +40,8 @@ TINY = dict(
     proj_codevector_dim=8,
     num_codevectors_per_group=4,
 )
+
+pytestmark = pytest.mark.oracle("transformers")
 
 
 def _randomise(model: torch.nn.Module, seed: int) -> None:

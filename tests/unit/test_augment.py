@@ -1,10 +1,10 @@
-"""Span masking (wav2vec2 semantics) and SpecAugment: statistics and invariants."""
+"""Span masking (wav2vec2 semantics), SpecAugment and speed perturbation: statistics and invariants."""
 
 import numpy as np
 import pytest
 import torch
 
-from speechlobes.processing.augment import SpecAugment, compute_span_mask
+from speechlobes.processing.augment import SpecAugment, SpeedPerturb, compute_span_mask
 
 
 def _runs(row: torch.Tensor) -> list[int]:
@@ -78,8 +78,10 @@ def test_span_mask_starts_are_uniform_over_valid_positions():
     assert ((counts[:10] - 400).abs() < 100).all()
 
 
+@pytest.mark.oracle("transformers")
 def test_span_mask_masked_fraction_matches_transformers_statistics():
-    modeling = pytest.importorskip("transformers.models.wav2vec2.modeling_wav2vec2")
+    from transformers.models.wav2vec2 import modeling_wav2vec2 as modeling
+
     np.random.seed(0)
     lengths = torch.tensor([400, 300, 250, 120])
     attention = (torch.arange(400)[None, :] < lengths[:, None]).long()
@@ -177,3 +179,22 @@ def test_spec_augment_is_reproducible_with_a_generator():
     first = augment(feats, generator=_seeded(5))
     assert torch.equal(first, augment(feats, generator=_seeded(5)))
     assert not torch.equal(first, augment(feats, generator=_seeded(6)))
+
+
+def test_speed_perturbation_stretches_the_batch_and_keeps_pitch_and_tempo_together():
+    rate = 16000
+    time = torch.arange(rate) / rate
+    tone = torch.sin(2 * torch.pi * 440 * time)[None]
+    slower = SpeedPerturb(speeds=(90,)).train()(tone)
+    assert slower.shape == (1, round(rate * 100 / 90))
+    spectrum = torch.fft.rfft(slower[0, 1000:-1000]).abs()
+    peak_hz = spectrum.argmax().item() * rate / (slower.shape[1] - 2000)
+    assert abs(peak_hz - 440 * 0.9) < 3  # 90 % speed: 10 % lower pitch
+
+
+def test_speed_perturbation_is_identity_in_eval_mode_or_at_full_speed():
+    wavs = torch.randn(2, 800)
+    assert SpeedPerturb().eval()(wavs) is wavs
+    assert SpeedPerturb(speeds=(100,)).train()(wavs) is wavs
+    with pytest.raises(ValueError, match="positive percentages"):
+        SpeedPerturb(speeds=(0,))

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from speechlobes.dataio.batch import PaddedBatch, PaddedData, pad_right
+from speechlobes.dataio.batch import PaddedBatch, PaddedData, batch_pad_right, undo_padding
 from speechlobes.dataio.dataset import DynamicItemDataset
 
 
@@ -27,9 +27,9 @@ def test_tensors_are_right_padded_with_relative_lengths():
     assert batch.tokens.abs_lengths.dtype == torch.int64
 
 
-def test_non_tensor_fields_stay_lists_and_access_by_key_and_attribute():
+def test_numbers_are_stacked_text_stays_lists_and_fields_read_by_key_and_attribute():
     batch = PaddedBatch(examples())
-    assert batch.id == ["a", "b"] and batch["n"] == [2, 3]
+    assert batch.id == ["a", "b"] and torch.equal(batch["n"], torch.tensor([2, 3]))
     assert batch["sig"] is batch.sig
     assert len(batch) == batch.batchsize == 2
     assert batch.keys() == ["id", "sig", "tokens", "n"]
@@ -38,14 +38,15 @@ def test_non_tensor_fields_stay_lists_and_access_by_key_and_attribute():
 
 
 def test_iteration_unpacks_fields_in_key_order():
-    ids, (sigs, sig_lens), tokens, counts = PaddedBatch(examples())
-    assert ids == ["a", "b"] and sigs.shape == (2, 4) and counts == [2, 3]
-    assert isinstance(tokens, PaddedData)
+    batch = PaddedBatch(examples())
+    ids, (sigs, sig_lens), tokens, counts = batch
+    assert ids == ["a", "b"] and sigs.shape == (2, 4) and counts.tolist() == [2, 3]
+    assert isinstance(tokens, PaddedData) and batch.at_position(1) is batch.sig
 
 
 def test_every_differing_dimension_is_padded_and_lengths_follow_dim_zero():
     features = [torch.ones(3, 2), torch.ones(5, 4) * 2, torch.ones(1, 3) * 3]
-    padded, lengths = pad_right(features, value=-1.0)
+    padded, lengths = batch_pad_right(features, value=-1.0)
     assert padded.shape == (3, 5, 4)
     assert torch.equal(padded[0, :3, :2], torch.ones(3, 2)) and (padded[0, 3:] == -1).all()
     assert (padded[0, :, 2:] == -1).all() and (padded[2, :1, :3] == 3).all()
@@ -101,3 +102,67 @@ def test_field_names_clashing_with_batch_methods_or_unpaddable_keys_are_refused(
         PaddedBatch([{"to": torch.ones(2)}])
     with pytest.raises(ValueError, match="field 'id' is in padded_keys but not every value"):
         PaddedBatch([{"id": "a"}], padded_keys=["id"])
+
+
+def test_nonpadded_values_stack_like_speechbrain_and_can_stay_lists():
+    batch = PaddedBatch(
+        [
+            {"spk": torch.tensor([1]), "dur": 1.5, "ok": True, "words": ["a"], "v": torch.ones(2)},
+            {
+                "spk": torch.tensor([2]),
+                "dur": 2.0,
+                "ok": False,
+                "words": ["b", "c"],
+                "v": torch.ones(3),
+            },
+        ],
+        padded_keys=[],
+    )
+    assert torch.equal(batch.spk, torch.tensor([[1], [2]]))  # equal shapes: stacked
+    assert batch.dur.dtype == torch.float64 and batch.dur.tolist() == [1.5, 2.0]
+    assert batch.ok.tolist() == [True, False] and batch.words == [["a"], ["b", "c"]]
+    assert isinstance(batch.v, list) and len(batch.v) == 2  # unequal shapes: a list
+    assert batch.to(torch.float16).v[1].dtype == torch.float16  # lists of tensors move too
+    plain = PaddedBatch([{"n": 1}, {"n": 2}], nonpadded_stack=False)
+    assert plain.n == [1, 2]
+
+
+def test_per_key_padding_and_a_custom_padding_function():
+    batch = PaddedBatch(
+        examples(), padding_kwargs={"value": 9}, per_key_padding_kwargs={"tokens": {"value": -100}}
+    )
+    assert batch.tokens.data[0].tolist() == [3, 4, -100] and batch.sig.data[1, 3].item() == 9
+
+    def pad_left(tensors, value=0):
+        longest = max(len(t) for t in tensors)
+        rows = [torch.cat([t.new_full((longest - len(t),), value), t]) for t in tensors]
+        return torch.stack(rows), torch.tensor([len(t) / longest for t in tensors])
+
+    left = PaddedBatch(examples(), padded_keys=["tokens"], padding_func=pad_left)
+    assert left.tokens.data.tolist() == [[0, 3, 4], [5, 6, 7]]
+
+
+def test_default_convert_can_be_turned_off():
+    array = [{"x": np.ones(2)}, {"x": np.zeros(2)}]
+    assert isinstance(PaddedBatch(array).x, PaddedData)
+    kept = PaddedBatch(array, apply_default_convert=False, nonpadded_stack=False)
+    assert isinstance(kept.x, list) and isinstance(kept.x[0], np.ndarray)
+
+
+def test_non_constant_padding_modes_and_single_examples():
+    padded, lengths = batch_pad_right(
+        [torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 4.0, 5.0]])], mode="replicate"
+    )
+    assert padded.tolist() == [[[1.0, 2.0, 2.0]], [[3.0, 4.0, 5.0]]] and lengths.tolist() == [
+        1.0,
+        1.0,
+    ]
+    one, one_length = batch_pad_right([torch.ones(4)])
+    assert one.shape == (1, 4) and one_length.tolist() == [1.0]
+    with pytest.raises(IndexError):
+        batch_pad_right([])
+
+
+def test_undo_padding_cuts_rows_to_their_lengths():
+    tokens = PaddedBatch(examples()).tokens
+    assert undo_padding(tokens.data, tokens.lengths) == [[3, 4], [5, 6, 7]]

@@ -27,6 +27,7 @@ def random_corpus(count: int, num_refs: int, seed: int = 0):
     return hypotheses, references
 
 
+@pytest.mark.oracle("sacrebleu")
 @pytest.mark.parametrize("num_refs", [1, 3])
 def test_corpus_bleu_equals_sacrebleu(num_refs):
     hypotheses, references = random_corpus(120, num_refs, seed=num_refs)
@@ -47,6 +48,7 @@ def test_corpus_bleu_equals_sacrebleu(num_refs):
     assert summary["num_sentences"] == 120
 
 
+@pytest.mark.oracle("sacrebleu")
 def test_lowercase_and_tokenizer_options_reach_sacrebleu():
     hypotheses, references = ["THE CAT sat."], ["the cat sat ."]
     stats = BLEUStats(lowercase=True, tokenize="none")
@@ -56,6 +58,7 @@ def test_lowercase_and_tokenizer_options_reach_sacrebleu():
     assert "case:lc" in stats.summarize("signature") and "tok:none" in stats.summarize("signature")
 
 
+@pytest.mark.oracle("sacrebleu")
 def test_write_stats_lists_corpus_score_and_each_utterance():
     stats = BLEUStats()
     stats.append(["u1", "u2"], ["a b c d", "x y"], ["a b c d", "x z"])

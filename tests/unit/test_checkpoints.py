@@ -190,17 +190,19 @@ def test_predicate_limits_what_is_found_and_deleted(tmp_path):
     assert found.meta["loss"] == 5.0
 
 
-def test_incomplete_and_staging_folders_are_ignored_then_removed(tmp_path):
+def test_foreign_and_incomplete_folders_are_ignored_and_never_deleted(tmp_path):
     model = torch.nn.Linear(1, 1)
     checkpointer = Checkpointer(tmp_path, {"model": model})
     good = checkpointer.save_checkpoint(meta={"good": True})
-    (tmp_path / ".tmp-CKPT+later").mkdir()
-    broken = tmp_path / "CKPT+9999-broken"
+    (tmp_path / ".tmp-CKPT+later").mkdir()  # no owner in its name: not ours to judge
+    broken = tmp_path / "CKPT+9999-broken"  # no CKPT.json: not a checkpoint we wrote
     broken.mkdir()
     (broken / "model.safetensors").write_bytes(b"garbage")
     assert [c.path for c in checkpointer.list_checkpoints()] == [good.path]
     assert checkpointer.recover_if_possible().path == good.path
-    assert sorted(p.name for p in tmp_path.iterdir()) == [good.path.name]
+    checkpointer.save_and_keep_only(num_to_keep=1)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {".tmp-CKPT+later", "CKPT+9999-broken"} <= names and good.path.name not in names
 
 
 def test_missing_recoverable_is_an_error_naming_it_unless_partial_load(tmp_path):

@@ -1,13 +1,19 @@
 """The Brain's features on a toy model: each test proves one behaviour."""
 
 import copy
+import itertools
 import json
+import logging
+import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from speechlobes import core
 from speechlobes.checkpoints import Checkpointer
-from speechlobes.core import Brain, Stage
+from speechlobes.core import INTRA_EPOCH_CKPT_FLAG, Brain, Stage
+from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.nnet.schedulers import EpochCounter
 
 
@@ -15,7 +21,8 @@ def regression_data(count=16, seed=0):
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(count, 3, generator=generator)
     y = x.sum(dim=1, keepdim=True) * 2.0
-    return [{"id": str(i), "x": x[i], "y": y[i]} for i in range(count)]
+    data = {str(i): {"x": x[i], "y": y[i]} for i in range(count)}
+    return DynamicItemDataset(data, output_keys=["id", "x", "y"])
 
 
 class Regressor(Brain):
@@ -111,16 +118,23 @@ def test_nonfinite_loss_skips_the_step_and_keeps_weights_finite():
     brain.bad_steps = {2}
     brain.fit(range(1, 2), regression_data(16), train_loader_kwargs={"batch_size": 4})
     assert all(torch.isfinite(v).all() for v in weights(brain).values())
-    assert brain.nonfinite_count == 0  # reset by the finite batches after it
+    assert brain.nonfinite_count == 1  # counted for the epoch, as SpeechBrain
     loss = next(e for e in brain.events if e[0] == "end" and e[1] == Stage.TRAIN)[3]
     assert torch.isfinite(torch.tensor(loss))
 
 
-def test_too_many_nonfinite_losses_in_a_row_stop_with_a_clear_error():
+def test_more_nonfinite_losses_in_an_epoch_than_the_patience_stop_with_a_clear_error():
     brain = make_brain({"nonfinite_patience": 2}, cls=NaNAt)
-    brain.bad_steps = {1, 2, 3}
-    with pytest.raises(FloatingPointError, match="3 batches in a row"):
+    brain.bad_steps = {1, 3, 4}  # not in a row: the count is per epoch
+    with pytest.raises(ValueError, match="not finite for 3 batches of this epoch"):
         brain.fit(range(1, 2), regression_data(16), train_loader_kwargs={"batch_size": 4})
+
+
+def test_the_nonfinite_count_starts_again_each_epoch():
+    brain = make_brain({"nonfinite_patience": 1}, cls=NaNAt)
+    brain.bad_steps = {1}  # one bad batch in each of three epochs
+    brain.fit(range(1, 4), regression_data(8), train_loader_kwargs={"batch_size": 4})
+    assert brain.nonfinite_count == 1
 
 
 class SqrtLoss(Brain):
@@ -202,7 +216,7 @@ def test_stage_loss_is_the_mean_of_batch_losses():
             torch.nn.functional.mse_loss(
                 model(torch.stack([d["x"] for d in chunk])), torch.stack([d["y"] for d in chunk])
             ).item()
-            for chunk in (data[0:4], data[4:8], data[8:12])
+            for chunk in ([data[i] for i in range(start, start + 4)] for start in (0, 4, 8))
         )
         / 3
     )
@@ -234,21 +248,21 @@ def test_mid_epoch_checkpoints_every_n_steps_keep_only_the_latest(tmp_path):
     checkpointer.add_recoverable("model", brain.modules.model)
     brain.fit(range(1, 2), regression_data(24), train_loader_kwargs={"batch_size": 4})
     found = checkpointer.list_checkpoints()
-    assert len(found) == 1 and found[0].meta["intra_epoch"] and not found[0].meta["end_of_epoch"]
+    assert len(found) == 1 and found[0].meta[INTRA_EPOCH_CKPT_FLAG]
+    assert not found[0].meta["end_of_epoch"]
     position = json.loads((found[0].path / "dataloader-TRAIN.ckpt").read_text())
     assert position == {"epoch": 1, "batches_consumed": 6}
     brain_state = json.loads((found[0].path / "brain.json").read_text())
-    assert brain_state["optimizer_step"] == 6 and brain_state["per_rank"][0]["loss_count"] == 6
+    assert brain_state["optimizer_step"] == 6 and brain_state["step"] == 6
+    assert brain_state["per_rank"][0]["avg_train_loss"] > 0
 
 
-def test_mid_epoch_checkpoint_after_ckpt_interval_minutes(tmp_path):
-    class LongAgo(Regressor):
-        def on_fit_start(self):
-            super().on_fit_start()
-            self._last_ckpt_time -= 3600  # pretend the last checkpoint is an hour old
-
+def test_mid_epoch_checkpoint_after_ckpt_interval_minutes(tmp_path, monkeypatch):
+    # The clock reads 0 when the epoch starts and an hour later from then on.
+    clock = itertools.chain([0.0], itertools.repeat(3600.0))
+    monkeypatch.setattr(core, "time", SimpleNamespace(time=lambda: next(clock)))
     checkpointer = Checkpointer(tmp_path, {})
-    brain = make_brain({"ckpt_interval_minutes": 30}, checkpointer=checkpointer, cls=LongAgo)
+    brain = make_brain({"ckpt_interval_minutes": 30}, checkpointer=checkpointer)
     brain.fit(range(1, 2), regression_data(24), train_loader_kwargs={"batch_size": 4})
     (found,) = checkpointer.list_checkpoints()  # one save, then the next is 30 minutes away
     position = json.loads((found.path / "dataloader-TRAIN.ckpt").read_text())
@@ -285,7 +299,9 @@ def test_scan_worst_batches_runs_the_largest_first_and_leaves_the_model_unchange
             self.after_scan = copy.deepcopy(self.modules.model.state_dict())
             super().on_fit_start()
 
-    data = [{"x": torch.randn(length, 3), "y": torch.zeros(1)} for length in (2, 9, 3, 7, 2, 2)]
+    lengths = (2, 9, 3, 7, 2, 2)
+    data = {str(i): {"x": torch.randn(n, 3), "y": torch.zeros(1)} for i, n in enumerate(lengths)}
+    data = DynamicItemDataset(data, output_keys=["x", "y"])
     brain = make_brain({"scan_worst_batches": 2}, model=Transposed(), cls=Scanned)
     before = copy.deepcopy(brain.modules.model.state_dict())
     brain.fit(range(1, 2), data, train_loader_kwargs={"batch_size": 2})
@@ -296,22 +312,33 @@ def test_scan_worst_batches_runs_the_largest_first_and_leaves_the_model_unchange
 
 def test_profile_training_writes_a_chrome_trace(tmp_path):
     brain = make_brain(
-        {"profile_training": True, "profile_steps": 3}, hparams={"output_folder": str(tmp_path)}
+        {"profile_training": True, "profile_warmup": 1, "profile_steps": 2},
+        hparams={"output_folder": str(tmp_path)},
     )
     brain.fit(range(1, 2), regression_data(16), train_loader_kwargs={"batch_size": 4})
     trace = json.loads((tmp_path / "profiler" / "trace_rank0.json").read_text())
     assert trace["traceEvents"]
 
 
-def test_progress_bar_shows_the_running_loss(capsys):
+def test_progress_bar_shows_the_running_loss_in_a_terminal(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     brain = make_brain({"noprogressbar": False})
     brain.fit(range(1, 2), regression_data(8), train_loader_kwargs={"batch_size": 4})
     assert "train_loss=" in capsys.readouterr().err
 
 
+def test_progress_goes_to_the_log_as_plain_lines_outside_a_terminal(capsys, caplog):
+    brain = make_brain({"noprogressbar": False})
+    with caplog.at_level(logging.INFO, logger="speechlobes.progress"):
+        brain.fit(range(1, 2), regression_data(8), train_loader_kwargs={"batch_size": 4})
+    lines = [r.getMessage() for r in caplog.records if r.name == "speechlobes.progress"]
+    assert lines[0].startswith("epoch 1: 2/2 (100 %)") and "train_loss" in lines[0]
+    assert "\r" not in capsys.readouterr().err
+
+
 def test_compile_option_wraps_modules_with_torch_compile():
     brain = make_brain({"compile": True})
-    brain._compile_modules()
+    brain._compile()
     assert type(brain.modules.model).__name__ == "OptimizedModule"
 
 

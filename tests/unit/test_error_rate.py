@@ -7,7 +7,12 @@ import jiwer
 import pytest
 import torch
 
-from speechlobes.metrics.error_rate import ErrorRateStats, edit_distance, format_alignment
+from speechlobes.metrics.error_rate import (
+    ErrorRateStats,
+    edit_distance,
+    extract_concepts,
+    format_alignment,
+)
 
 VOCAB = ["the", "a", "cat", "dog", "sat", "on", "mat", "ran", "big", "red"]
 
@@ -57,9 +62,9 @@ def rebuild(alignment, reference, hypothesis):
         ("a c", "a b c", "=I=", (0, 1, 0)),
         ("a b", "", "DD", (0, 0, 2)),
         ("", "a b", "II", (0, 2, 0)),
-        # Equal-cost choices: substitution before deletion/insertion, edits as late as possible.
+        # Equal-cost choices as SpeechBrain (and Kaldi) make them.
         ("a b", "a c d", "=SI", (1, 1, 0)),
-        ("a b", "b c", "SS", (2, 0, 0)),
+        ("a b", "b c", "D=I", (0, 1, 1)),
         ("a b c d", "b c d e", "D===I", (0, 1, 1)),
         ("kitten sitting on", "sitting on the", "D==I", (0, 1, 1)),
         ("x a b c", "a b c", "D===", (0, 0, 1)),
@@ -84,6 +89,7 @@ def test_error_rate_of_empty_reference():
     assert edit_distance([], ["a"]).error_rate == float("inf")
 
 
+@pytest.mark.oracle("jiwer")
 def test_wer_equals_jiwer_per_utterance_and_corpus():
     pairs = random_sentence_pairs(300)
     stats = ErrorRateStats()
@@ -101,6 +107,7 @@ def test_wer_equals_jiwer_per_utterance_and_corpus():
     assert stats.summarize("num_scored_tokens") == sum(len(r.split()) for r in references)
 
 
+@pytest.mark.oracle("jiwer")
 def test_cer_equals_jiwer_with_spaces_counted():
     pairs = random_sentence_pairs(200, seed=1)
     references, hypotheses = (list(side) for side in zip(*pairs, strict=True))
@@ -165,3 +172,49 @@ def test_clear_forgets_everything():
     stats.clear()
     assert stats.summarize("num_scored_sents") == 0
     assert stats.summarize("WER") == 0.0
+
+
+def test_scores_hold_speechbrain_details_per_utterance():
+    stats = ErrorRateStats()
+    i2l = {0: "a", 1: "b"}
+    stats.append(
+        ids=["utterance1"],
+        predict=torch.tensor([[0, 1, 1]]),
+        target=torch.tensor([[0, 1, 0]]),
+        target_len=torch.ones(1),
+        ind2lab=lambda batch: [[i2l[int(x)] for x in seq] for seq in batch],
+    )
+    (details,) = stats.scores
+    assert details["key"] == "utterance1" and details["WER"] == pytest.approx(100 / 3)
+    assert (details["insertions"], details["deletions"], details["substitutions"]) == (0, 0, 1)
+    assert details["alignment"] == [("=", 0, 0), ("=", 1, 1), ("S", 2, 2)]
+    assert details["ref_tokens"] == ["a", "b", "a"] and details["hyp_tokens"] == ["a", "b", "b"]
+    assert stats.ids == ["utterance1"]
+    summary = stats.summarize()
+    assert summary is stats.summary and summary["num_ref_sents"] == 1
+    assert summary["num_absent_sents"] == 0
+
+
+def test_merge_tokens_and_a_custom_equality():
+    stats = ErrorRateStats(merge_tokens=True)
+    stats.append(["u"], [list("ab_c_de")], [list("ab_x_de")])
+    assert stats.scores[0]["ref_tokens"] == ["ab", "x", "de"] and stats.summarize(
+        "WER"
+    ) == pytest.approx(100 / 3)
+    lenient = ErrorRateStats(equality_comparator=lambda a, b: a.lower() == b.lower())
+    lenient.append(["u"], [["The", "Cat"]], [["the", "cat"]])
+    assert lenient.summarize("WER") == 0.0
+
+
+def test_concept_extraction_as_speechbrain_documents_it():
+    sequences = [
+        ["<response>", "_", "n", "o", "_", ">", "_", "<localisation-ville>",
+         "_", "L", "e", "_", "M", "a", "n", "s", "_", ">"],
+        ["<response>", "_", "s", "i", "_", ">"],
+        ["v", "a", "_", "b", "e", "n", "e"],
+    ]  # fmt: skip
+    results = [extract_concepts(seq, True, "<", ">", "_") for seq in sequences]
+    assert results == [["<response> no", "<localisation-ville> Le Mans"], ["<response> si"], [""]]
+    stats = ErrorRateStats(extract_concepts_values=True, tag_in="<", tag_out=">")
+    stats.append(["u"], [sequences[1]], [sequences[0]])
+    assert stats.summarize("num_scored_tokens") == 2

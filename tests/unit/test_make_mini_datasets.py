@@ -36,11 +36,12 @@ SMALL_LIBRISPEECH = LibriSpeechSizes(
     train_utterances=16,
     dev_utterances=6,
     test_utterances=6,
+    test_other_utterances=4,
     train_speakers=4,
     dev_speakers=2,
     test_speakers=2,
-    sentences=60,
-    held_out_sentences=12,
+    test_other_speakers=2,
+    lm_sentences=50,
 )
 SMALL_AUDIOSET = AudioSetSizes(
     train_clips=16, eval_clips=8, missing_fraction=0.2, short_fraction=0.2
@@ -319,7 +320,8 @@ def test_librispeech_layout_transcripts_and_speakers(datasets):
     assert header[0].startswith("; Some pipe(|) separated metadata about all LibriVox readers")
     assert header[11] == ";ID  |SEX| SUBSET           |MINUTES| NAME"
     speakers = _read_speakers(root / "SPEAKERS.TXT")
-    counts = {"train-clean-100": 0, "dev-clean": 0, "test-clean": 0}
+    counts = {"train-clean-100": 0, "dev-clean": 0, "test-clean": 0, "test-other": 0}
+    sentences = {split: set() for split in counts}
     split_speakers = {split: set() for split in counts}
     for transcript_file in root.glob("*/*/*/*.trans.txt"):
         split, speaker, chapter = transcript_file.parts[-4:-1]
@@ -330,17 +332,22 @@ def test_librispeech_layout_transcripts_and_speakers(datasets):
             utterance_id, transcript = line.split(" ", 1)
             assert re.fullmatch(rf"{speaker}-{chapter}-\d{{4}}", utterance_id)
             assert re.fullmatch(r"[A-Z']+( [A-Z']+)*", transcript)
+            sentences[split].add(transcript)
             audio, rate = sf.read(transcript_file.parent / f"{utterance_id}.flac")
             assert rate == 16000 and audio.ndim == 1
-            assert 0.3 < len(audio) / rate / len(transcript.split()) < 1.2
+            assert 0.15 < len(audio) / rate / len(transcript.split()) < 1.2  # 110-245 wpm
             counts[split] += 1
-    assert counts == {"train-clean-100": 16, "dev-clean": 6, "test-clean": 6}
+    assert counts == {"train-clean-100": 16, "dev-clean": 6, "test-clean": 6, "test-other": 4}
     assert len(split_speakers["train-clean-100"]) == 4
-    assert not split_speakers["train-clean-100"] & (
-        split_speakers["dev-clean"] | split_speakers["test-clean"]
-    )
+    held_out = set().union(*(split_speakers[s] for s in ("dev-clean", "test-clean", "test-other")))
+    assert not split_speakers["train-clean-100"] & held_out
     assert not split_speakers["dev-clean"] & split_speakers["test-clean"]
     assert len(list(root.rglob("*.flac"))) == sum(counts.values())
+    lm_corpus = (root / "librispeech-lm-norm.txt").read_text().splitlines()
+    assert len(lm_corpus) == 50 and all(re.fullmatch(r"[A-Z' ]+", line) for line in lm_corpus)
+    training = sentences["train-clean-100"] | set(lm_corpus)
+    for split in ("dev-clean", "test-clean", "test-other"):
+        assert not sentences[split] & training, split
 
 
 def _read_segments(path):

@@ -10,7 +10,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from speechlobes.metrics.binary import BinaryMetricStats
 from speechlobes.metrics.bleu import BLEUStats
+from speechlobes.metrics.classification import ClassificationStats
 from speechlobes.metrics.error_rate import ErrorRateStats
 from speechlobes.metrics.multilabel import MultiLabelStats
 from speechlobes.metrics.stats import MetricStats
@@ -25,20 +27,26 @@ TARGETS[1] = torch.tensor([0, 0, 1, 1])
 
 
 def fill(indices):
-    """All four metrics fed with the utterances ``indices``."""
+    """All the metrics fed with the utterances ``indices``."""
     ids = [f"utt{i}" for i in indices]
     wer, bleu = ErrorRateStats(), BLEUStats()
     tags, lengths = MultiLabelStats(), MetricStats(lambda x: x)
+    trials, classes = BinaryMetricStats(), ClassificationStats()
     wer.append(ids, [HYPOTHESES[i] for i in indices], [REFERENCES[i] for i in indices])
     bleu.append(ids, [HYPOTHESES[i] for i in indices], [REFERENCES[i] for i in indices])
     if indices:
         tags.append(ids, SCORES[indices], TARGETS[indices])
     lengths.append(ids, torch.tensor([float(len(HYPOTHESES[i])) for i in indices]))
-    return wer, bleu, tags, lengths
+    trials.append(ids, SCORES[indices, 0], TARGETS[indices, 0])
+    classes.append(ids, [str(i % 3) for i in indices], [str(i % 2) for i in indices])
+    return wer, bleu, tags, lengths, trials, classes
 
 
-def summaries(wer, bleu, tags, lengths):
+def summaries(wer, bleu, tags, lengths, trials, classes):
     return {
+        "EER_threshold": trials.summarize("threshold"),
+        "TP": trials.summarize("TP"),
+        "accuracy": classes.summarize("accuracy"),
         "WER": wer.summarize("WER"),
         "num_scored_sents": wer.summarize("num_scored_sents"),
         "BLEU": bleu.summarize("BLEU"),
@@ -86,5 +94,5 @@ def test_two_ranks_summarize_the_whole_dataset_once(tmp_path):
 
 
 def test_single_process_keeps_repeated_ids():
-    wer, _, _, _ = fill([0, 0])
+    wer, *_ = fill([0, 0])
     assert wer.summarize("num_scored_sents") == 2

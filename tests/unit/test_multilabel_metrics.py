@@ -22,6 +22,7 @@ def random_tagging_batch(samples: int, classes: int, seed: int, decimals: int | 
     return scores, targets
 
 
+@pytest.mark.oracle("scikit-learn")
 @pytest.mark.parametrize("decimals", [None, 1, 0])
 def test_average_precision_equals_sklearn_including_ties(decimals):
     scores, targets = random_tagging_batch(200, 12, seed=decimals or 7, decimals=decimals)
@@ -29,6 +30,7 @@ def test_average_precision_equals_sklearn_including_ties(decimals):
     np.testing.assert_allclose(average_precision(scores, targets).numpy(), expected, rtol=1e-12)
 
 
+@pytest.mark.oracle("scikit-learn")
 @pytest.mark.parametrize("decimals", [None, 1, 0])
 def test_roc_auc_equals_sklearn_including_ties(decimals):
     scores, targets = random_tagging_batch(200, 12, seed=(decimals or 7) + 1, decimals=decimals)
@@ -45,6 +47,7 @@ def test_hand_computed_ties():
     assert roc_auc(scores, targets).item() == pytest.approx(0.75)
 
 
+@pytest.mark.oracle("scikit-learn")
 def test_classes_without_positives_or_negatives_are_left_out_of_the_means():
     scores, targets = random_tagging_batch(50, 6, seed=3)
     targets[:, 1] = 0  # no positives: neither AP nor AUC
@@ -72,11 +75,13 @@ def test_metrics_depend_only_on_the_ranking():
     torch.testing.assert_close(roc_auc(logits, targets), roc_auc(3 * logits + 1, targets))
 
 
+@pytest.mark.oracle("scipy")
 @pytest.mark.parametrize("auc", [0.5, 0.6, 0.75, 0.9, 0.97, 0.999])
 def test_d_prime_equals_scipy_formula(auc):
     assert float(d_prime(auc)) == pytest.approx(math.sqrt(2) * norm.ppf(auc), rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.oracle("scikit-learn")
 def test_stats_over_batches_equal_one_pass_and_sklearn():
     scores, targets = random_tagging_batch(90, 8, seed=11)
     stats = MultiLabelStats()

@@ -34,14 +34,14 @@ def test_hugging_face_pytorch_model_bin_is_read_with_weights_only(tmp_path):
     net = small_net()
     torch.save(net.state_dict(), tmp_path / "pytorch_model.bin")
     target = small_net()
-    Pretrainer({"net": target}, {"net": tmp_path}).load_collected()
+    Pretrainer(loadables={"net": target}, paths={"net": tmp_path}).load_collected()
     assert torch.equal(target[0].weight, net[0].weight)
 
 
 def test_pickled_objects_are_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"model": {"w": torch.ones(1)}, "hook": Path("/")}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(pickle.UnpicklingError, match="evil.pt"):
         read_state_dict(path)
 
 
@@ -52,9 +52,11 @@ def test_our_checkpoint_folder_and_checkpoints_dir_give_the_named_module(tmp_pat
     checkpoint = checkpointer.save_checkpoint()
     for path in (checkpoint.path, tmp_path):
         target, target_counter = small_net(), EpochCounter(10)
-        Pretrainer({"encoder": target}, {"encoder": path}).load_collected()
+        Pretrainer(loadables={"encoder": target}, paths={"encoder": path}).load_collected()
         assert torch.equal(target[2].weight, net[2].weight)
-    Pretrainer({"counter": target_counter}, {"counter": checkpoint.path}).load_collected()
+    Pretrainer(
+        loadables={"counter": target_counter}, paths={"counter": checkpoint.path}
+    ).load_collected()
     assert target_counter.current == 1
 
 
@@ -65,7 +67,9 @@ def test_key_map_strips_a_prefix(tmp_path):
     )
     target = small_net()
     Pretrainer(
-        {"net": target}, {"net": tmp_path / "w.safetensors"}, key_maps={"net": {"module.": ""}}
+        loadables={"net": target},
+        paths={"net": tmp_path / "w.safetensors"},
+        key_maps={"net": {"module.": ""}},
     ).load_collected()
     assert torch.equal(target[0].bias, net[0].bias)
     assert apply_key_map({"a.x": 1, "b.x": 2}, {"a.": "c.", "": "z."}) == {"c.x": 1, "z.b.x": 2}
@@ -79,9 +83,13 @@ def test_strict_loading_lists_missing_and_unexpected_keys(tmp_path):
     with pytest.raises(
         KeyError, match=r"1 missing keys \['2.bias'\], 1 unexpected keys \['extra.weight'\]"
     ):
-        Pretrainer({"net": small_net()}, {"net": tmp_path / "w.safetensors"}).load_collected()
+        Pretrainer(
+            loadables={"net": small_net()}, paths={"net": tmp_path / "w.safetensors"}
+        ).load_collected()
     target = small_net()
-    Pretrainer({"net": target}, {"net": tmp_path / "w.safetensors"}, strict=False).load_collected()
+    Pretrainer(
+        loadables={"net": target}, paths={"net": tmp_path / "w.safetensors"}, strict=False
+    ).load_collected()
     assert torch.equal(target[0].weight, state["0.weight"])
 
 
@@ -91,20 +99,66 @@ def test_shape_mismatch_and_missing_paths_are_named(tmp_path):
     )
     with pytest.raises(RuntimeError, match="into 'lin'"):
         Pretrainer(
-            {"lin": torch.nn.Linear(2, 2)}, {"lin": tmp_path / "w.safetensors"}
+            loadables={"lin": torch.nn.Linear(2, 2)}, paths={"lin": tmp_path / "w.safetensors"}
         ).load_collected()
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        Pretrainer({"lin": torch.nn.Linear(2, 2)}, {"lin": tmp_path / "nope.pt"}).load_collected()
-    with pytest.raises(ValueError, match="loadables without a path"):
-        Pretrainer({"lin": torch.nn.Linear(2, 2)}, {})
+        Pretrainer(
+            loadables={"lin": torch.nn.Linear(2, 2)}, paths={"lin": tmp_path / "nope.pt"}
+        ).load_collected()
+    with pytest.raises(ValueError, match="no path for 'lin' and no default_source"):
+        Pretrainer(loadables={"lin": torch.nn.Linear(2, 2)}, paths={}).load_collected()
 
 
 def test_collect_in_links_the_files(tmp_path):
     save_file(torch.nn.Linear(2, 2).state_dict(), str(tmp_path / "w.safetensors"))
     pretrainer = Pretrainer(
-        {"lin": torch.nn.Linear(2, 2)},
-        {"lin": tmp_path / "w.safetensors"},
-        collect_in=tmp_path / "c",
-    )
+        tmp_path / "c", {"lin": torch.nn.Linear(2, 2)}, {"lin": tmp_path / "w.safetensors"}
+    )  # SpeechBrain's positional order: collect_in, loadables, paths
     pretrainer.collect_files()
     assert (tmp_path / "c" / "lin.safetensors").resolve() == (tmp_path / "w.safetensors").resolve()
+
+
+def test_default_source_conditions_and_custom_hooks(tmp_path):
+    net = small_net()
+    torch.save(net.state_dict(), tmp_path / "model.ckpt")
+    target, skipped, hooked = small_net(), small_net(), []
+    before = skipped[0].weight.clone()
+    pretrainer = Pretrainer(
+        loadables={"model": target, "other": skipped, "custom": "anything"},
+        paths={"custom": tmp_path / "model.ckpt"},
+        custom_hooks={"custom": lambda obj, path: hooked.append((obj, path.name))},
+        conditions={"other": lambda: False},
+    )
+    assert pretrainer.collect_files(default_source=tmp_path) == {
+        "model": tmp_path / "model.ckpt",
+        "custom": tmp_path / "model.ckpt",
+    }
+    pretrainer.load_collected()
+    assert torch.equal(target[0].weight, net[0].weight) and torch.equal(skipped[0].weight, before)
+    assert hooked == [("anything", "model.ckpt")] and not pretrainer.is_loadable("other")
+
+
+def test_objects_with_checkpoint_hooks_load_from_their_file(tmp_path):
+    from speechlobes.dataio.encoders import CategoricalEncoder
+
+    saved = CategoricalEncoder()
+    saved.update_from_iterable(["yes", "no"])
+    saved.save(tmp_path / "label_encoder.txt")
+    encoder = CategoricalEncoder()
+    Pretrainer(
+        loadables={"label_encoder": encoder},
+        paths={"label_encoder": tmp_path / "label_encoder.txt"},
+    ).load_collected()
+    assert encoder.lab2ind == {"yes": 0, "no": 1}
+
+
+def test_a_speechbrain_normalizer_file_loads_into_input_normalization(tmp_path):
+    from speechlobes.processing.normalization import InputNormalization
+
+    stats = {"count": 7, "glob_mean": torch.tensor([1.0]), "glob_std": torch.tensor([2.0])}
+    torch.save(stats, tmp_path / "normalizer.ckpt")
+    norm = InputNormalization()
+    Pretrainer(
+        loadables={"normalizer": norm}, paths={"normalizer": tmp_path / "normalizer.ckpt"}
+    ).load_collected()
+    assert int(norm.count) == 7 and norm.glob_std.tolist() == [2.0]

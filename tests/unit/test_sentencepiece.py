@@ -118,3 +118,30 @@ def test_save_and_from_file_give_the_same_tokenization(tmp_path, manifest):
     assert loaded.encode_as_pieces(text) == tokenizer.encode_as_pieces(text)
     with pytest.raises(FileNotFoundError, match="missing.model: no SentencePiece model there"):
         SentencePiece.from_file(tmp_path / "missing.model")
+
+
+def test_speechbrain_positional_order_and_batch_interface(tmp_path, manifest):
+    # model_dir, vocab_size, annotation_train, annotation_read, model_type, char_format_input
+    tokenizer = SentencePiece(tmp_path, 40, manifest, "wrd", "unigram", False, 1.0)
+    words = {0: "the", 1: "cat", 2: "sat"}
+    labels = torch.tensor([[0, 1, 2], [1, 0, 0]])
+    tokens, lengths = tokenizer(labels, torch.tensor([1.0, 1 / 3]), words, task="encode")
+    assert tokens.dtype == torch.long and tokens.shape[0] == 2 and lengths.max() == 1.0
+    assert tokenizer(tokens, lengths, task="decode") == [["the", "cat", "sat"], ["cat"]]
+    ids = [tokenizer.encode_as_ids("the dog"), tokenizer.encode_as_ids("a cat")]
+    assert tokenizer(ids, task="decode_from_list") == [["the", "dog"], ["a", "cat"]]
+    with pytest.raises(ValueError, match="needs ind2lab"):
+        tokenizer(labels, torch.ones(2))
+
+
+def test_char_format_input_and_num_sequences(tmp_path):
+    path = tmp_path / "chars.csv"
+    with open(path, "w", newline="") as csv_file:
+        writer = csv.writer(csv_file)
+        writer.writerow(["ID", "char"])
+        writer.writerows([[f"u{i}", "t h e _ c a t"] for i in range(5)] + [["x", "z z z"]])
+    tokenizer = SentencePiece(tmp_path / "m", 6, path, "char", "char", char_format_input=True,
+                              num_sequences=5)  # fmt: skip
+    text = (tmp_path / "m" / "6_char.txt").read_text().splitlines()
+    assert text == ["the cat"] * 5  # joined words; the sixth row was left out
+    assert "z" not in {tokenizer.id_to_piece(i) for i in range(len(tokenizer))}

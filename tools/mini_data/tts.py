@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import ctypes
+import logging
 import multiprocessing
 import os
 import pickle
@@ -31,6 +32,7 @@ import soxr
 from tools.mini_data.output import write_audio
 
 SAMPLE_RATE = 16000
+logger = logging.getLogger(__name__)
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1
@@ -193,7 +195,13 @@ def _in_fresh_processes(function, items: list, num_workers: int, batch_size: int
     batches = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
     with ProcessPoolExecutor(max_workers=max(1, num_workers), mp_context=context) as pool:
         results = pool.map(_batch_in_forked_children, [function] * len(batches), batches)
-        return [value for batch in results for value in batch]
+        values: list = []
+        report_every = max(1, len(batches) // 10)
+        for done, batch in enumerate(results, 1):
+            values += batch
+            if len(batches) >= 20 and (done % report_every == 0 or done == len(batches)):
+                logger.info("eSpeak NG: %d / %d utterances spoken", len(values), len(items))
+        return values
 
 
 def synthesize(requests: list[SpeechRequest], num_workers: int = 1) -> list[np.ndarray]:

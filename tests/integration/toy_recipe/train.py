@@ -1,10 +1,12 @@
 """Toy regression recipe for the resume and DDP integration tests.
 
-Writes ``<output_folder>/final.safetensors`` (the final weights) and, on rank 0,
-``<output_folder>/step_losses.jsonl`` (each training step's loss averaged over ranks).
+Writes ``<output_folder>/final.safetensors`` (the final weights), on rank 0
+``<output_folder>/step_losses.jsonl`` (each training step's loss averaged over ranks), and
+``<output_folder>/pids/rank<r>`` (each process's id, for tests that kill one rank).
 """
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,14 +16,16 @@ from safetensors.torch import save_file
 
 from speechlobes import distributed
 from speechlobes.core import Brain, Stage, create_experiment_directory, parse_arguments
+from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.utils.hparams import load_hparams
 
 
-def toy_dataset(num_examples: int) -> list[dict]:
+def toy_dataset(num_examples: int) -> DynamicItemDataset:
     generator = torch.Generator().manual_seed(1234)
     x = torch.randn(num_examples, 4, generator=generator)
     y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]]) + 0.1
-    return [{"id": f"ex{i}", "x": x[i], "y": y[i]} for i in range(num_examples)]
+    data = {f"ex{i}": {"x": x[i], "y": y[i]} for i in range(num_examples)}
+    return DynamicItemDataset(data, output_keys=["id", "x", "y"])
 
 
 class ToyBrain(Brain):
@@ -55,6 +59,9 @@ if __name__ == "__main__":
     hparams_file, run_opts, overrides = parse_arguments(sys.argv[1:])
     hparams = load_hparams(hparams_file, overrides)
     create_experiment_directory(hparams["output_folder"], hparams_file, overrides)
+    pids = Path(hparams["output_folder"]) / "pids"
+    pids.mkdir(exist_ok=True)
+    (pids / f"rank{distributed.get_rank()}").write_text(str(os.getpid()))
     brain = ToyBrain(
         hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"]
     )
@@ -62,7 +69,7 @@ if __name__ == "__main__":
     brain.fit(
         hparams["epoch_counter"],
         data,
-        data[:16],
+        data.filtered_sorted(select_n=16),
         train_loader_kwargs={"batch_size": hparams["batch_size"], "shuffle": hparams["shuffle"]},
         valid_loader_kwargs={"batch_size": hparams["batch_size"]},
     )

@@ -8,8 +8,13 @@ also ``Y<YTID>.wav``) or with time offsets (``<YTID>_<start>_<end>.flac``, secon
 
 Writes ``train.json``, ``valid.json`` and ``test.json`` (``{id: {wav, duration, labels}}``, labels
 as MIDs) and ``class_labels_indices.csv`` into ``save_folder``. Listed clips that are missing or
-unreadable are reported and skipped. Without a validation list, a seeded fraction of the training
-clips becomes the validation set. A rerun with the same options does nothing.
+unreadable are reported and skipped, and the summary says how many were kept. A YTID listed twice
+(in one list or in two training lists) and a row without exactly four fields are errors naming
+file and line; a clip found twice under the clips folder is used once, with a warning naming both
+files; YTIDs shared by training and test are reported; a split left empty is an error. Lists may
+carry a BOM or CRLF line ends. Without a validation list, a seeded fraction of the training clips
+becomes the validation set. All outputs of a run are written in one atomic step; a rerun with the
+same options does nothing.
 
 Example:
     python audioset_prepare.py --data_folder data/mini/AudioSet --save_folder results/prep
@@ -22,15 +27,19 @@ import csv
 import logging
 import random
 import re
-import shutil
 from pathlib import Path
 
 from speechlobes.dataio.audioset import read_class_labels
 from speechlobes.dataio.preparation import (
+    PreparationError,
     PreparationReport,
-    mark_preparation_done,
+    UniqueIds,
+    begin_preparation,
+    commit_manifests,
+    json_text,
+    open_table,
     preparation_done,
-    write_json,
+    report_overlap,
 )
 
 logger = logging.getLogger(__name__)
@@ -78,54 +87,80 @@ def prepare_audioset(
     if skip_prep or preparation_done(save, options, [p.name for p in outputs.values()]):
         logger.info("AudioSet manifests in %s are up to date", save)
         return outputs
+    begin_preparation(save)
     known_mids = set(read_class_labels(data / LABELS_FILE))
     clips = index_clips(Path(clips_folder or data))
-    train = {}
+    train, train_ids = {}, UniqueIds("AudioSet training YTID")
     for name in train_csvs:
-        train.update(_manifest(data / name, clips, known_mids))
-    test = _manifest(data / test_csv, clips, known_mids)
+        segments = read_segments(data / name)
+        for number, (ytid, *_rest) in enumerate(segments, 1):
+            train_ids.add(ytid, f"{data / name}, data row {number}")
+        train.update(_manifest(data / name, segments, clips, known_mids))
+    test = _manifest(data / test_csv, read_segments(data / test_csv), clips, known_mids)
     if valid_csv is not None:
-        valid = _manifest(data / valid_csv, clips, known_mids)
+        valid = _manifest(data / valid_csv, read_segments(data / valid_csv), clips, known_mids)
     else:
         train, valid = _split_off(train, valid_ratio, seed)
-    for name, manifest in (("train", train), ("valid", valid), ("test", test)):
-        write_json(outputs[name], manifest)
+        if not train:
+            raise PreparationError(
+                f"AudioSet: {len(valid)} usable training clip(s): too few to split off a "
+                f"validation set (valid_ratio={valid_ratio}); give valid_csv or more clips"
+            )
+    manifests = {"train": train, "valid": valid, "test": test}
+    report_overlap("AudioSet", manifests)
+    texts = {outputs[name].name: json_text(manifest) for name, manifest in manifests.items()}
+    texts[LABELS_FILE] = (data / LABELS_FILE).read_text(encoding="utf-8-sig")
+    commit_manifests(save, texts, options)
+    for name, manifest in manifests.items():
         logger.info("AudioSet %s: %d clips -> %s", name, len(manifest), outputs[name])
-    save.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(data / LABELS_FILE, outputs["labels"])
-    mark_preparation_done(save, options)
     return outputs
 
 
 def read_segments(path: Path) -> list[tuple[str, float, float, list[str]]]:
-    """``(YTID, start, end, [mid, ...])`` rows of an official segment list."""
+    """``(YTID, start, end, [mid, ...])`` rows of an official segment list; a YTID listed
+    twice, or a row without 4 fields, is an error naming the file and the line."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: AudioSet segment list not found")
-    segments = []
-    with open(path, newline="", encoding="utf-8") as stream:
-        rows = csv.reader(
-            (line for line in stream if line.strip() and not line.startswith("#")),
-            skipinitialspace=True,
+    segments, ids = [], UniqueIds(f"{path}: YTID")
+    with open_table(path) as stream:
+        lines = (
+            (number, line)
+            for number, line in enumerate(stream, 1)
+            if line.strip() and not line.startswith("#")
         )
-        for number, row in enumerate(rows, 1):
+        for number, line in lines:
+            row = next(csv.reader([line], skipinitialspace=True))
             if len(row) != 4:
-                raise ValueError(
-                    f"{path}: data row {number} has {len(row)} fields, expected 4: {row}"
+                raise PreparationError(
+                    f"{path}, line {number}: {len(row)} fields, expected 4 (YTID, start, end, "
+                    f'"labels"): {line.strip()!r}'
                 )
             ytid, start, end, labels = row
-            segments.append((ytid, float(start), float(end), labels.split(",")))
+            ids.add(ytid, f"line {number}")
+            try:
+                segments.append((ytid, float(start), float(end), labels.split(",")))
+            except ValueError as error:
+                raise PreparationError(
+                    f"{path}, line {number}: {error}: {line.strip()!r}"
+                ) from error
     return segments
 
 
 def index_clips(folder: Path) -> dict[str, Path]:
-    """``{YTID: path}`` for every audio file under ``folder``, whichever naming scheme it uses."""
+    """``{YTID: path}`` for every audio file under ``folder``, whichever naming scheme it uses;
+    a YTID with several files keeps the first in sorted order (a warning names both)."""
     clips = {}
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() not in AUDIO_EXTENSIONS:
             continue
         match = OFFSET_NAME.match(path.stem)
         ytid = match["ytid"] if match else path.stem
-        clips.setdefault(ytid, path)
+        if ytid in clips:
+            logger.warning(
+                "AudioSet: %r has two clips, %s and %s: using the first", ytid, clips[ytid], path
+            )
+            continue
+        clips[ytid] = path
     return clips
 
 
@@ -133,13 +168,17 @@ def _find_clip(clips: dict[str, Path], ytid: str) -> Path | None:
     return clips.get(ytid) or clips.get(f"Y{ytid}")
 
 
-def _manifest(segments_csv: Path, clips: dict[str, Path], known_mids: set[str]) -> dict:
+def _manifest(
+    segments_csv: Path, segments: list, clips: dict[str, Path], known_mids: set[str]
+) -> dict:
     report = PreparationReport(f"AudioSet {segments_csv.name}")
     manifest = {}
-    for ytid, start, end, labels in read_segments(segments_csv):
+    for ytid, start, end, labels in segments:
         unknown = [mid for mid in labels if mid not in known_mids]
         if unknown:
-            raise ValueError(f"{segments_csv}: {ytid} has labels {unknown} not in {LABELS_FILE}")
+            raise PreparationError(
+                f"{segments_csv}: {ytid!r} has labels {unknown} not in {LABELS_FILE}"
+            )
         clip = _find_clip(clips, ytid)
         duration = report.probe(ytid, clip)
         if duration is not None:
@@ -151,6 +190,7 @@ def _manifest(segments_csv: Path, clips: dict[str, Path], known_mids: set[str]) 
                 "labels": labels,
             }
     report.log_summary()
+    report.check_not_empty()
     return manifest
 
 

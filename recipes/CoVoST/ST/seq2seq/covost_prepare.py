@@ -8,7 +8,11 @@ Reads, for the language pair ``<src>_<tgt>``:
   ``train.tsv`` / ``dev.tsv`` / ``test.tsv``).
 
 Writes ``train.json``, ``dev.json``, ``test.json`` (``{id: {wav, duration, sentence, translation,
-client_id}}``) into ``save_folder``. Missing or unreadable clips are reported and skipped. A rerun
+client_id}}``) into ``save_folder``. Missing or unreadable clips and rows with too few or too many
+fields are reported (file and line) and skipped, and the summary says how many were kept. A clip
+path that is absolute or leaves ``clips/`` is an error, and so is a clip id (the file name without
+extension) listed twice or a split left empty. Tables may carry a BOM or CRLF line ends. Clips
+shared by two splits are reported. All manifests of a run are written in one atomic step; a rerun
 with the same options does nothing.
 
 Example:
@@ -25,9 +29,14 @@ from pathlib import Path
 
 from speechlobes.dataio.preparation import (
     PreparationReport,
-    mark_preparation_done,
+    UniqueIds,
+    begin_preparation,
+    commit_manifests,
+    inside,
+    json_text,
+    open_table,
     preparation_done,
-    write_json,
+    report_overlap,
 )
 
 logger = logging.getLogger(__name__)
@@ -51,23 +60,48 @@ def prepare_covost(
     if skip_prep or preparation_done(save, options, [p.name for p in outputs.values()]):
         logger.info("CoVoST manifests in %s are up to date", save)
         return outputs
+    begin_preparation(save)
     clients = read_validated_clients(cv / "validated.tsv")
+    manifests = {}
     for split, rows in read_covost_splits(tables, src, tgt).items():
-        manifest = _manifest(rows, cv / "clips", clients, f"CoVoST {src}-{tgt} {split}")
-        write_json(outputs[split], manifest)
+        manifests[split] = _manifest(rows, cv / "clips", clients, f"CoVoST {src}-{tgt} {split}")
+    report_overlap(f"CoVoST {src}-{tgt}", manifests)
+    texts = {outputs[split].name: json_text(manifest) for split, manifest in manifests.items()}
+    commit_manifests(save, texts, options)
+    for split, manifest in manifests.items():
         logger.info("CoVoST %s: %d utterances -> %s", split, len(manifest), outputs[split])
-    mark_preparation_done(save, options)
     return outputs
 
 
-def read_tsv(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, str]]:
-    """Rows of a tab-separated table as Common Voice and CoVoST write them (no quoting)."""
-    with open(path, newline="", encoding="utf-8") as stream:
+class Row(dict):
+    """A table row, remembering where it came from (``source``: file and line)."""
+
+    def __init__(self, values: dict[str, str], source: str, problem: str | None) -> None:
+        super().__init__(values)
+        self.source = source
+        self.problem = problem
+
+
+def read_tsv(path: Path, required: tuple[str, ...] = ()) -> list[Row]:
+    """Rows of a tab-separated table as Common Voice and CoVoST write them (no quoting). A row
+    with too few or too many fields is kept with ``problem`` set, for the caller to report."""
+    with open_table(path) as stream:
         reader = csv.DictReader(stream, delimiter="\t", quoting=csv.QUOTE_NONE)
-        missing = [column for column in required if column not in (reader.fieldnames or [])]
+        columns = reader.fieldnames or []
+        missing = [column for column in required if column not in columns]
         if missing:
-            raise ValueError(f"{path}: columns {missing} missing; found {reader.fieldnames}")
-        return list(reader)
+            raise ValueError(f"{path}: columns {missing} missing; found {columns}")
+        rows = []
+        for row in reader:
+            problem = None
+            if None in row:
+                problem = f"{len(columns) + len(row[None])} fields, the header has {len(columns)}"
+            elif any(value is None for value in row.values()):
+                given = sum(value is not None for value in row.values())
+                problem = f"{given} fields, the header has {len(columns)}"
+            values = {key: value for key, value in row.items() if key is not None}
+            rows.append(Row(values, f"{path}, line {reader.line_num}", problem))
+        return rows
 
 
 def read_validated_clients(path: Path) -> dict[str, str]:
@@ -75,18 +109,23 @@ def read_validated_clients(path: Path) -> dict[str, str]:
     if not path.is_file():
         logger.warning("%s not found: client ids come from the CoVoST table only", path)
         return {}
-    return {row["path"]: row["client_id"] for row in read_tsv(path, ("client_id", "path"))}
+    rows = read_tsv(path, ("client_id", "path"))
+    return {row["path"]: row["client_id"] for row in rows if row.problem is None}
 
 
-def read_covost_splits(folder: Path, src: str, tgt: str) -> dict[str, list[dict[str, str]]]:
+def read_covost_splits(folder: Path, src: str, tgt: str) -> dict[str, list[Row]]:
     """The rows of each split, from the combined table or from per-split tables."""
     combined = folder / f"covost_v2.{src}_{tgt}.tsv"
     if combined.is_file():
         rows = read_tsv(combined, (*REQUIRED_COLUMNS, "split"))
-        splits = {split: [row for row in rows if row["split"] == split] for split in SPLITS}
-        others = sorted({row["split"] for row in rows} - set(SPLITS))
+        whole = [row for row in rows if row.problem is None]
+        splits = {split: [row for row in whole if row["split"] == split] for split in SPLITS}
+        for row in rows:  # a malformed row is reported in its split (train if unknown)
+            if row.problem is not None:
+                splits[row.get("split") if row.get("split") in SPLITS else "train"].append(row)
+        others = sorted({row["split"] for row in whole} - set(SPLITS))
         if others:
-            logger.info("%s: ignoring rows of splits %s", combined, others)
+            logger.warning("%s: ignoring rows of splits %s", combined, others)
         return splits
     splits = {}
     for split in SPLITS:
@@ -100,15 +139,20 @@ def read_covost_splits(folder: Path, src: str, tgt: str) -> dict[str, list[dict[
     return splits
 
 
-def _manifest(rows: list[dict[str, str]], clips: Path, clients: dict[str, str], name: str) -> dict:
-    report = PreparationReport(name)
+def _manifest(rows: list[Row], clips: Path, clients: dict[str, str], name: str) -> dict:
+    report, ids = PreparationReport(name), UniqueIds(f"{name}: clip")
     manifest = {}
     for row in rows:
-        clip = clips / row["path"]
-        duration = report.probe(row["path"], clip)
+        if row.problem is not None:
+            report.skip_malformed(row.source, row.problem)
+            continue
+        clip = inside(clips, row["path"], row.source)
+        clip_id = Path(row["path"]).stem
+        ids.add(clip_id, row.source)
+        duration = report.probe(clip_id, clip)
         if duration is None:
             continue
-        manifest[Path(row["path"]).stem] = {
+        manifest[clip_id] = {
             "wav": str(clip),
             "duration": round(duration, 4),
             "sentence": row["sentence"],
@@ -116,6 +160,7 @@ def _manifest(rows: list[dict[str, str]], clips: Path, clients: dict[str, str], 
             "client_id": row.get("client_id") or clients.get(row["path"], ""),
         }
     report.log_summary()
+    report.check_not_empty()
     return manifest
 
 

@@ -186,7 +186,7 @@ def ensure_data(hparams: dict) -> None:
 def main(argv: list[str]) -> None:
     hparams_file, run_opts, overrides = parse_arguments(argv)
     hparams = load_hparams(hparams_file, overrides)
-    create_experiment_directory(hparams["output_folder"], hparams_file, overrides, argv)
+    create_experiment_directory(hparams["output_folder"], hparams_file, overrides, argv=argv)
     run_on_main(ensure_data, kwargs={"hparams": hparams})
     run_on_main(
         prepare_covost,

@@ -4,9 +4,13 @@ Layout read: ``<data_folder>/<split>/<speaker>/<chapter>/<speaker>-<chapter>-<ut
 ``<speaker>-<chapter>.trans.txt`` per chapter (``<utt id> <UPPER-CASE TRANSCRIPT>`` per line).
 ``data_folder`` may be the ``LibriSpeech`` folder itself or the folder that contains it.
 
-Writes ``<save_folder>/<split>.csv`` with columns ``ID, duration, wav, spk_id, wrd``. Utterances
-listed in a transcript without a readable audio file are reported and skipped; audio without a
-transcript line is reported too. A rerun with the same options does nothing.
+Writes ``<save_folder>/<split>.csv`` with columns ``ID, duration, wav, spk_id, wrd``. Each
+transcript line is paired with the audio file of its own chapter folder. Utterances listed in a
+transcript without a readable audio file are reported and skipped, and the summary says how many
+were kept; audio without a transcript line is reported too. An utterance id listed twice (in two
+chapters, or twice in one) is an error naming both places; a split left with no utterance is an
+error. Transcripts may carry a BOM or CRLF line ends. Ids shared by two splits are reported.
+All manifests of a run are written in one atomic step; a rerun with the same options does nothing.
 
 Example:
     python librispeech_prepare.py --data_folder data/mini/LibriSpeech --save_folder results/prep
@@ -19,10 +23,15 @@ import logging
 from pathlib import Path
 
 from speechlobes.dataio.preparation import (
+    PreparationError,
     PreparationReport,
-    mark_preparation_done,
+    UniqueIds,
+    begin_preparation,
+    commit_manifests,
+    csv_text,
     preparation_done,
-    write_csv,
+    read_lines,
+    report_overlap,
 )
 
 logger = logging.getLogger(__name__)
@@ -68,25 +77,30 @@ def prepare_librispeech(
     if skip_prep or preparation_done(save, options, [p.name for p in outputs.values()]):
         logger.info("LibriSpeech manifests in %s are up to date", save)
         return outputs
+    begin_preparation(save)
     root = _librispeech_root(Path(data_folder), splits)
-    for split in splits:
-        rows = _split_rows(root / split, select_n_sentences)
-        write_csv(outputs[split], rows, FIELDS)
+    manifests = {split: _split_rows(root / split, select_n_sentences) for split in splits}
+    report_overlap("LibriSpeech", {s: [row["ID"] for row in rows] for s, rows in manifests.items()})
+    commit_manifests(
+        save, {outputs[s].name: csv_text(rows, FIELDS) for s, rows in manifests.items()}, options
+    )
+    for split, rows in manifests.items():
         logger.info("LibriSpeech %s: %d utterances -> %s", split, len(rows), outputs[split])
-    mark_preparation_done(save, options)
     return outputs
 
 
 def read_transcripts(split_folder: Path) -> dict[str, tuple[str, Path]]:
-    """``{utterance id: (transcript, audio path without extension)}`` from every trans.txt."""
-    transcripts = {}
+    """``{utterance id: (transcript, audio path without extension)}`` from every trans.txt;
+    the audio lies in the transcript's own chapter folder."""
+    transcripts, ids = {}, UniqueIds(f"LibriSpeech {split_folder.name}: utterance")
     for trans_file in sorted(split_folder.glob("*/*/*.trans.txt")):
-        for number, line in enumerate(trans_file.read_text(encoding="utf-8").splitlines(), 1):
+        for number, line in enumerate(read_lines(trans_file), 1):
             if not line.strip():
                 continue
             utt_id, _, words = line.strip().partition(" ")
-            if not words:
-                raise ValueError(f"{trans_file}:{number}: no transcript after id {utt_id!r}")
+            if not words.strip():
+                raise PreparationError(f"{trans_file}:{number}: no transcript after id {utt_id!r}")
+            ids.add(utt_id, f"{trans_file}:{number}")
             transcripts[utt_id] = (words.strip(), trans_file.parent / utt_id)
     return transcripts
 
@@ -96,27 +110,32 @@ def _split_rows(split_folder: Path, select_n: int | None) -> list[dict]:
         raise FileNotFoundError(f"{split_folder}: LibriSpeech split folder not found")
     transcripts = read_transcripts(split_folder)
     report = PreparationReport(f"LibriSpeech {split_folder.name}")
-    audio_files = {p.stem: p for ext in AUDIO_EXTENSIONS for p in split_folder.glob(f"*/*/*{ext}")}
-    for orphan in sorted(set(audio_files) - set(transcripts)):
-        logger.warning("LibriSpeech: %s has no transcript line; skipped", audio_files[orphan])
+    listed = {stem for _, stem in transcripts.values()}
+    for ext in AUDIO_EXTENSIONS:
+        for orphan in sorted(split_folder.glob(f"*/*/*{ext}")):
+            if orphan.with_suffix("") not in listed:
+                logger.warning("LibriSpeech: %s has no transcript line; skipped", orphan)
     rows = []
     for utt_id in sorted(transcripts)[:select_n]:
         words, stem = transcripts[utt_id]
-        wav = audio_files.get(utt_id)
+        wav = next(
+            (stem.with_suffix(e) for e in AUDIO_EXTENSIONS if stem.with_suffix(e).is_file()),
+            None,
+        )
         duration = report.probe(utt_id, wav if wav is not None else stem.with_suffix(".flac"))
         if duration is None:
             continue
-        speaker = utt_id.split("-")[0]
         rows.append(
             {
                 "ID": utt_id,
                 "duration": f"{duration:.4f}",
                 "wav": str(wav),
-                "spk_id": speaker,
+                "spk_id": utt_id.split("-")[0],
                 "wrd": words,
             }
         )
     report.log_summary()
+    report.check_not_empty()
     return rows
 
 

@@ -5,12 +5,15 @@
     python train.py hparams/conformer_small.yaml --data_folder /data/LibriSpeech
     python train.py hparams/w2v2_conformer.yaml --pretrained_path /models/w2v2-conformer
 
-The YAML names every piece (features, encoder, head, tokenizer, optimiser, decoder); this file
-holds the task: CTC loss, decoding, error rates, and the stage bookkeeping.
+The YAML names every piece (features, encoder, head, tokenizer, optimiser, decoder, n-gram
+LM); this file holds the task: CTC loss, decoding, error rates, the stage bookkeeping, and
+the LM's estimation from the training text. Every test set named in the YAML is decoded in
+turn (``wer_<name>.txt``), and a summary of all of them ends the run.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
 import sys
 from pathlib import Path
@@ -22,6 +25,8 @@ from speechlobes.core import Brain, Stage, create_experiment_directory, parse_ar
 from speechlobes.dataio.audio import read_audio
 from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.dataio.pipeline import provides, takes
+from speechlobes.dataio.streaming import shard_loaders
+from speechlobes.decoders.ngram import kneser_ney
 from speechlobes.distributed import run_on_main
 from speechlobes.utils.hparams import load_hparams
 
@@ -68,6 +73,7 @@ class CTCRecogniser(Brain):
             return
         stats["CER"] = self.cer_metric.summarize("error_rate")
         stats["WER"] = self.wer_metric.summarize("error_rate")
+        self.last_stats = stats
         if stage == Stage.VALID:
             lr = self.optimizer.param_groups[0]["lr"]
             self.hparams.train_logger.log_stats(
@@ -78,7 +84,8 @@ class CTCRecogniser(Brain):
             )
         else:
             self.hparams.train_logger.log_stats(
-                {"epoch loaded": self.hparams.epoch_counter.current}, test_stats=stats
+                {"epoch loaded": self.hparams.epoch_counter.current, "test set": self.test_name},
+                test_stats=stats,
             )
             run_on_main(self._write_error_rates)
 
@@ -88,22 +95,17 @@ class CTCRecogniser(Brain):
 
     def _write_error_rates(self):
         for name, metric in (("wer", self.wer_metric), ("cer", self.cer_metric)):
-            path = Path(self.hparams.output_folder) / f"{name}_test.txt"
+            path = Path(self.hparams.output_folder) / f"{name}_{self.test_name}.txt"
             with open(path, "w", encoding="utf-8") as stream:
                 metric.write_stats(stream)
             logger.info("%s and alignments written to %s", name.upper(), path)
 
 
-def dataio_prepare(hparams: dict, tokenizer) -> dict[str, DynamicItemDataset]:
-    """Manifests -> datasets with audio and token pipelines (train sorted by duration)."""
+def dataio_prepare(hparams: dict, tokenizer, test_csvs: dict[str, Path]) -> dict:
+    """Manifests -> datasets with audio and token pipelines (train sorted by duration); with
+    ``data_format: shards``, train and valid are loaders streaming tar shards of the same
+    manifests. ``datasets["test"]`` maps each test set's name to its dataset."""
     replacements = {"data_root": str(hparams["data_folder"])}
-    datasets = {
-        name: DynamicItemDataset.from_csv(hparams[f"{name}_csv"], replacements=replacements)
-        for name in ("train", "valid", "test")
-    }
-    datasets["train"] = datasets["train"].filtered_sorted(
-        sort_key="duration", key_max_value={"duration": hparams["max_duration"]}
-    )
 
     @takes("wav")
     @provides("sig")
@@ -115,27 +117,89 @@ def dataio_prepare(hparams: dict, tokenizer) -> dict[str, DynamicItemDataset]:
     def text_pipeline(wrd):
         return torch.LongTensor(tokenizer.encode_as_ids(wrd))
 
-    for dataset in datasets.values():
+    def from_csv(path) -> DynamicItemDataset:
+        dataset = DynamicItemDataset.from_csv(path, replacements=replacements)
         dataset.add_dynamic_item(audio_pipeline)
         dataset.add_dynamic_item(text_pipeline)
         dataset.set_output_keys(["id", "sig", "tokens", "wrd"])
+        return dataset
+
+    keys = ["id", "sig", "tokens", "wrd"]
+    if hparams["data_format"] == "shards":  # the shards' audio is decoded into "sig"
+        datasets = shard_loaders(hparams, [text_pipeline], keys, splits=("train", "valid"))
+    else:
+        datasets = {name: from_csv(hparams[f"{name}_csv"]) for name in ("train", "valid")}
+        datasets["train"] = datasets["train"].filtered_sorted(
+            sort_key="duration", key_max_value={"duration": hparams["max_duration"]}
+        )
+    datasets["test"] = {name: from_csv(path) for name, path in test_csvs.items()}
     return datasets
 
 
 def ensure_data(hparams: dict) -> None:
-    """Generate the mini LibriSpeech when no real data folder is configured (rank 0 only)."""
-    if hparams["data_folder"] != hparams["mini_data_folder"]:
-        return
+    """Generate the mini LibriSpeech when no real data folder is configured, and speak the
+    held-out sentences (rank 0 only)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
-    from tools.mini_data.librispeech import make_librispeech
+    from tools.mini_data.librispeech import make_heldout, make_librispeech
 
-    make_librispeech(Path(hparams["mini_data_root"]), seed=hparams["mini_data_seed"], num_workers=2)
+    seed = hparams["mini_data_seed"]
+    if hparams["data_folder"] == hparams["mini_data_folder"]:
+        make_librispeech(Path(hparams["mini_data_root"]), seed=seed, num_workers=2)
+    if hparams.get("heldout_sentences"):
+        lines = Path(hparams["heldout_sentences"]).read_text(encoding="utf-8").splitlines()
+        sentences = [line.strip() for line in lines if line.strip()]
+        make_heldout(Path(hparams["heldout_folder"]), sentences, seed=seed, num_workers=2)
+
+
+def prepare_test_sets(hparams: dict) -> dict[str, Path]:
+    """Manifests of every test set: the corpus's test splits, then the held-out sentences."""
+    csvs = {}
+    if hparams["test_splits"]:
+        csvs = prepare_librispeech(
+            data_folder=hparams["data_folder"],
+            save_folder=hparams["output_folder"],
+            tr_splits=[],
+            dev_splits=[],
+            te_splits=hparams["test_splits"],
+        )
+    if hparams.get("heldout_sentences"):
+        heldout = prepare_librispeech(
+            data_folder=hparams["heldout_folder"],
+            save_folder=Path(hparams["output_folder"]) / "heldout",
+            tr_splits=[],
+            dev_splits=[],
+            te_splits=["test-clean"],
+        )
+        csvs["heldout"] = heldout["test-clean"]
+    return csvs
+
+
+def train_language_model(hparams: dict, tokenizer) -> None:
+    """Estimate the Kneser-Ney n-gram of the YAML's ``lm_*`` keys on the training text (the
+    LM corpus if present, and the training transcripts) and write it as ARPA (rank 0 only;
+    kept when it exists)."""
+    arpa = Path(hparams["lm_file"])
+    if arpa.is_file():
+        return
+    with open(hparams["train_csv"], encoding="utf-8") as stream:
+        sentences = [row["wrd"] for row in csv.DictReader(stream)]
+    corpus = Path(hparams["lm_corpus"])
+    if corpus.is_file():
+        sentences += corpus.read_text(encoding="utf-8").splitlines()
+    else:
+        logger.warning("%s: no LM corpus; the LM learns from the transcripts alone", corpus)
+    if hparams["lm_units"] == "words":
+        sequences = (sentence.split() for sentence in sentences)
+    else:
+        sequences = (tokenizer.encode_as_pieces(sentence) for sentence in sentences)
+    kneser_ney(sequences, order=hparams["lm_order"]).write_arpa(arpa)
+    logger.info("%d-gram LM over %s written to %s", hparams["lm_order"], hparams["lm_units"], arpa)
 
 
 def main(argv: list[str]) -> None:
     hparams_file, run_opts, overrides = parse_arguments(argv)
     hparams = load_hparams(hparams_file, overrides)
-    create_experiment_directory(hparams["output_folder"], hparams_file, overrides, argv)
+    create_experiment_directory(hparams["output_folder"], hparams_file, overrides, argv=argv)
     run_on_main(ensure_data, kwargs={"hparams": hparams})
     run_on_main(
         prepare_librispeech,
@@ -144,31 +208,41 @@ def main(argv: list[str]) -> None:
             "save_folder": hparams["output_folder"],
             "tr_splits": hparams["train_splits"],
             "dev_splits": [hparams["dev_split"]],
-            "te_splits": [hparams["test_split"]],
+            "te_splits": [],
         },
     )
+    run_on_main(prepare_test_sets, kwargs={"hparams": hparams})
+    test_csvs = prepare_test_sets(hparams)  # every rank: the paths (the work is done)
     tokenizer = hparams["tokenizer"](annotation_train=hparams["train_csv"], annotation_read="wrd")
     if len(tokenizer) > hparams["output_neurons"]:
         raise ValueError(
             f"{hparams_file}: output_neurons ({hparams['output_neurons']}) is smaller than the "
             f"tokenizer's {len(tokenizer)} units; raise output_neurons"
         )
-    datasets = dataio_prepare(hparams, tokenizer)
+    if hparams.get("lm_file"):
+        run_on_main(train_language_model, kwargs={"hparams": hparams, "tokenizer": tokenizer})
+    datasets = dataio_prepare(hparams, tokenizer, test_csvs)
     brain = CTCRecogniser(
         hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"]
     )
     brain.tokenizer = tokenizer
+    ready = hparams["data_format"] == "shards"  # shard loaders were built with their kwargs
     brain.fit(
         hparams["epoch_counter"],
         datasets["train"],
         datasets["valid"],
-        train_loader_kwargs=hparams["train_loader_kwargs"],
-        valid_loader_kwargs=hparams["valid_loader_kwargs"],
+        train_loader_kwargs=None if ready else hparams["train_loader_kwargs"],
+        valid_loader_kwargs=None if ready else hparams["valid_loader_kwargs"],
     )
-    brain.evaluate(
-        datasets["test"], min_key="CER", test_loader_kwargs=hparams["valid_loader_kwargs"]
-    )
+    results = {}
+    for name, dataset in datasets["test"].items():
+        brain.test_name = name
+        brain.evaluate(dataset, min_key="CER", test_loader_kwargs=hparams["valid_loader_kwargs"])
+        results[name] = brain.last_stats
     print(f"Results, error-rate alignments and the model are in {hparams['output_folder']}")
+    print(f"{'test set':<12} {'CER %':>7} {'WER %':>7}")
+    for name, stats in results.items():
+        print(f"{name:<12} {stats['CER']:>7.2f} {stats['WER']:>7.2f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,190 @@
+"""The command line on Hugging Face folders: `transcribe` an HF CTC folder, `translate` HF
+SpeechEncoderDecoder folders with WordPiece and byte-level BPE tokenizers, each checked end to
+end against the model and the processor called directly, as the seed examples do."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from speechlobes.decoders.ctc import ctc_prefix_beam_search
+from speechlobes.inference.__main__ import main
+from speechlobes.inference.hf_folders import CTCFolderTranscriber, is_hf_ctc_folder
+from speechlobes.lobes.speech_encoder_decoder import SpeechEncoderDecoderModel
+from speechlobes.lobes.wav2vec2 import Wav2Vec2ConformerForCTC, Wav2Vec2ForCTC
+from speechlobes.processors import AutoProcessor
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+PROCESSOR_FILES = ("vocab.json", "tokenizer_config.json", "processor_config.json")
+BERT_WORDS = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]", "the", "cat", "##s", "sat", "on"]
+BERT_WORDS += ["mat", "a", "dog", "ran", "home", "to", "we", "go", ",", ".", "!", "##ing", "it"]
+BERT_WORDS += ["is", "red", "big", "and", "##ed", "old", "new", "day", "now"]
+EXTRACTOR = {
+    "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+    "do_normalize": True,
+    "return_attention_mask": True,
+    "sampling_rate": 16000,
+}
+
+
+def write_flac(path: Path, seconds: float, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * 16000)) / 16000
+    wav = 0.3 * np.sin(2 * np.pi * (150 + 300 * seed) * t) + 0.05 * rng.normal(size=t.size)
+    soundfile.write(path, wav, 16000, subtype="PCM_16")
+    return path
+
+
+def read(path: Path) -> np.ndarray:
+    return soundfile.read(path, dtype="float32")[0]
+
+
+def cli_lines(argv: list[str], capsys) -> list[list[str]]:
+    main(argv)
+    return [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def ctc_folder(tmp_path_factory):
+    """A transformers-made Wav2Vec2-Conformer CTC checkpoint (random weights, 32 outputs) with
+    the transformers-saved CTC processor of 32 characters."""
+    folder = tmp_path_factory.mktemp("hf_ctc") / "model"
+    shutil.copytree(
+        FIXTURES / "hf" / "w2v2_conformer_relpos", folder, ignore=lambda *_: ["cases.pt"]
+    )
+    for name in PROCESSOR_FILES:
+        shutil.copy(FIXTURES / "hf_processors" / "ctc_v5" / name, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def audio(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("audio")
+    return [
+        write_flac(folder / f"{name}.flac", s, i)
+        for i, (name, s) in enumerate([("a", 0.35), ("b", 0.2)])
+    ]
+
+
+def test_transcribe_prints_what_the_seed_example_gives(ctc_folder, audio, capsys):
+    assert is_hf_ctc_folder(ctc_folder) and not is_hf_ctc_folder(FIXTURES / "hf" / "sed_bert")
+    processor = AutoProcessor.from_pretrained(ctc_folder)
+    model = Wav2Vec2ConformerForCTC.from_pretrained(ctc_folder).eval()
+    expected = []
+    for path in audio:
+        inputs = processor(read(path), sampling_rate=16000, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**inputs).logits
+        expected.append(processor.batch_decode(torch.argmax(logits, dim=-1))[0])
+    assert all(expected), "random weights gave an empty transcript: the check would be void"
+    lines = cli_lines(["transcribe", str(ctc_folder), *map(str, audio)], capsys)
+    assert lines == [[str(path), text] for path, text in zip(audio, expected, strict=True)]
+
+
+def test_beam_search_transcripts_are_the_prefix_search_of_the_logits(ctc_folder, audio, capsys):
+    processor = AutoProcessor.from_pretrained(ctc_folder)
+    model = Wav2Vec2ConformerForCTC.from_pretrained(ctc_folder).eval()
+    inputs = processor(read(audio[0]), sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        log_probs = model(**inputs).logits.log_softmax(-1)
+    best = ctc_prefix_beam_search(log_probs, blank_id=0, beam_size=6)[0][0]
+    expected = processor.decode(best.tokens, group_tokens=False)
+    lines = cli_lines(["transcribe", str(ctc_folder), str(audio[0]), "--beam-size", "6"], capsys)
+    assert lines == [[str(audio[0]), expected]] and expected
+
+
+def test_a_padded_batch_transcribes_like_single_files(tmp_path, audio):
+    """With an attention mask (and an encoder that honours it: Wav2Vec2, layer-norm layout) a
+    padded batch gives each file the text of its own run."""
+    folder = tmp_path / "model"
+    shutil.copytree(FIXTURES / "hf" / "wav2vec2_layer", folder, ignore=lambda *_: ["cases.pt"])
+    for name in PROCESSOR_FILES:
+        shutil.copy(FIXTURES / "hf_processors" / "ctc_v5" / name, folder)
+    for beam_size in (1, 4):
+        asr = CTCFolderTranscriber.from_pretrained(folder, beam_size=beam_size)
+        waves = [torch.from_numpy(read(path)) for path in audio]
+        batch = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
+        lengths = torch.tensor([len(w) / batch.shape[1] for w in waves])
+        alone = [asr.transcribe_file(path) for path in audio]
+        assert asr.transcribe_batch(batch, lengths) == alone and all(alone)
+
+
+def test_group_norm_checkpoint_without_attention_mask_transcribes(tmp_path, audio, capsys):
+    folder = tmp_path / "model"
+    shutil.copytree(
+        FIXTURES / "hf" / "wav2vec2_group", folder, ignore=lambda *_: ["cases.pt", "legacy_bin"]
+    )
+    for name in PROCESSOR_FILES:
+        shutil.copy(FIXTURES / "hf_processors" / "ctc_v5" / name, folder)
+    config = json.loads((folder / "processor_config.json").read_text())
+    config["feature_extractor"]["return_attention_mask"] = False
+    (folder / "processor_config.json").write_text(json.dumps(config))
+    processor = AutoProcessor.from_pretrained(folder)
+    inputs = processor(read(audio[1]), sampling_rate=16000, return_tensors="pt")
+    assert "attention_mask" not in inputs
+    with torch.no_grad():
+        ids = Wav2Vec2ForCTC.from_pretrained(folder).eval()(**inputs).logits.argmax(-1)
+    lines = cli_lines(["transcribe", str(folder), str(audio[1])], capsys)
+    assert lines == [[str(audio[1]), processor.batch_decode(ids)[0]]]
+
+
+def test_transcribe_refuses_folders_of_neither_kind(tmp_path, ctc_folder, capsys):
+    assert main(["transcribe", str(FIXTURES / "hf" / "sed_bert"), "a.flac"]) == 2
+    assert "names no *ForCTC architecture" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["transcribe", str(ctc_folder), "a.flac", "--beam-size", "0"])
+    assert "--beam-size: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def sed_with_tokenizer(tmp_path: Path, fixture: str, files: dict[str, str]) -> Path:
+    folder = tmp_path / fixture
+    shutil.copytree(FIXTURES / "hf" / fixture, folder, ignore=lambda *_: ["cases.pt"])
+    for name, text in {**files, "preprocessor_config.json": json.dumps(EXTRACTOR)}.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def byte_level_files() -> dict[str, str]:
+    """A 32-entry byte-level vocabulary (no merges): <pad>, <s>, </s>, then 29 characters."""
+    tokens = ["<pad>", "<s>", "</s>", *"Ġabcdefghijklmnopqrstuvwxy", ".", ",", "!"]
+    config = {
+        "tokenizer_class": "GPT2Tokenizer",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "pad_token": "<pad>",
+        "unk_token": "<pad>",
+    }
+    return {
+        "vocab.json": json.dumps({t: i for i, t in enumerate(tokens)}),
+        "merges.txt": "#version: 0.2\n",
+        "tokenizer_config.json": json.dumps(config),
+    }
+
+
+@pytest.mark.parametrize(
+    ("fixture", "files"),
+    [
+        ("sed_bert", {"vocab.txt": "\n".join(BERT_WORDS) + "\n", "tokenizer_config.json": "{}"}),
+        ("sed_gpt2", byte_level_files()),
+    ],
+)
+def test_translate_prints_the_decoded_generation_of_the_seed_example(
+    tmp_path, audio, capsys, fixture, files
+):
+    folder = sed_with_tokenizer(tmp_path, fixture, files)
+    processor = AutoProcessor.from_pretrained(folder)
+    model = SpeechEncoderDecoderModel.from_pretrained(folder)
+    expected = []
+    for path in audio:
+        inputs = processor(read(path), sampling_rate=16000, return_tensors="pt")
+        generated_ids = model.generate(
+            inputs.input_values, inputs.attention_mask, max_new_tokens=19
+        )
+        expected.append(processor.batch_decode(generated_ids, skip_special_tokens=True)[0])
+    assert any(expected), "random weights gave only empty translations: the check would be void"
+    lines = cli_lines(["translate", str(folder), *map(str, audio)], capsys)
+    assert lines == [[str(path), text] for path, text in zip(audio, expected, strict=True)]
