@@ -444,9 +444,10 @@ class Brain:
         if self.debug and not self.debug_persistently and checkpointer is not None:
             self._checkpoint_to_temporary_folder()
         if checkpointer is not None:
-            checkpointer.add_recoverables({"brain": self, "rng": RNGState()})
-            if self.scaler.is_enabled():
-                checkpointer.add_recoverable("scaler", self.scaler)
+            checkpointer.add_recoverable("brain", self)
+            checkpointer.add_recoverable("rng", RNGState(), optional_load=True)
+            if self.scaler.is_enabled():  # optional: a checkpoint saved in fp32 resumes in fp16
+                checkpointer.add_recoverable("scaler", self.scaler, optional_load=True)
         self.print_trainable_parameters()
 
     def _check_run_options(self) -> None:
@@ -902,6 +903,7 @@ class Brain:
             end_of_epoch=False,
             num_to_keep=1,
             ckpt_predicate=lambda checkpoint: INTRA_EPOCH_CKPT_FLAG in checkpoint.meta,
+            verbosity=logging.DEBUG,
         )
 
     def _progress(self, loader, enable: bool, description: str, stage: str, initial: int = 0):
