@@ -3,6 +3,9 @@ what a missing recoverable does, what the metadata holds, hooks and signatures."
 
 import json
 import logging
+import os
+import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -328,3 +331,24 @@ def test_average_checkpoints_takes_a_parameter_loader_and_an_averager(tmp_path):
         average_state_dicts([])
     with pytest.raises(ValueError, match="no 'other'"):
         average_checkpoints(checkpoints, "other")
+
+
+# ------------------------------------------------------------------ replacing, cut short
+def test_a_replaced_checkpoint_whose_successor_never_arrived_is_put_back(tmp_path):
+    model = linear(1.0)
+    checkpointer = Checkpointer(tmp_path, {"model": model})
+    best = checkpointer.save_checkpoint(meta={"epoch": 1}, name="best")
+    # A save of "best" cut between stepping the old one aside and publishing the new one (by a
+    # process that is gone: this one, outside any save, counts as gone).
+    aside = tmp_path / f".replaced-{os.getpid()}@{socket.gethostname()}-CKPT+best"
+    best.path.rename(aside)
+    assert checkpointer.list_checkpoints() == []
+    checkpointer.save_checkpoint(meta={"epoch": 2})
+    assert sorted(c.meta["epoch"] for c in checkpointer.list_checkpoints()) == [1, 2]
+    assert not aside.exists()
+    # Cut after publishing: the new one stays, the old one goes.
+    shutil.copytree(best.path, aside)
+    model.weight.data.fill_(0.0)
+    checkpointer.save_checkpoint(meta={"epoch": 3})
+    assert not aside.exists()
+    assert sorted(c.meta["epoch"] for c in checkpointer.list_checkpoints()) == [1, 2, 3]
