@@ -248,3 +248,54 @@ def test_the_top_level_exports_speechbrains_names():
     import speechlobes as sb
 
     assert sb.RunOptions is RunOptions and sb.parse_arguments is parse_arguments
+
+
+# SpeechBrain 1.1's command-line run options (its HELP_TEXTS and the two module-key lists).
+SPEECHBRAIN_COMMAND_LINE_OPTIONS = {
+    "test_only": "--test_only",
+    "debug": "--debug",
+    "debug_batches": "--debug_batches=3",
+    "debug_epochs": "--debug_epochs=1",
+    "debug_persistently": "--debug_persistently",
+    "log_config": "--log_config=logging.yaml",
+    "device": "--device=cuda:0",
+    "data_parallel_backend": "--data_parallel_backend",
+    "distributed_backend": "--distributed_backend=gloo",
+    "find_unused_parameters": "--find_unused_parameters",
+    "jit": "--jit",
+    "jit_module_keys": "--jit_module_keys=enc",
+    "compile": "--compile",
+    "compile_module_keys": "--compile_module_keys=enc",
+    "compile_mode": "--compile_mode=max-autotune",
+    "compile_using_fullgraph": "--compile_using_fullgraph",
+    "compile_using_dynamic_shape_tracing": "--compile_using_dynamic_shape_tracing",
+    "precision": "--precision=fp16",
+    "eval_precision": "--eval_precision=bf16",
+    "auto_mix_prec": "--auto_mix_prec",
+    "bfloat16_mix_prec": "--bfloat16_mix_prec",
+    "max_grad_norm": "--max_grad_norm=1.5",
+    "skip_nonfinite_grads": "--skip_nonfinite_grads",
+    "nonfinite_patience": "--nonfinite_patience=7",
+    "noprogressbar": "--noprogressbar",
+    "ckpt_interval_minutes": "--ckpt_interval_minutes=15",
+    "ckpt_interval_steps": "--ckpt_interval_steps=100",
+    "grad_accumulation_factor": "--grad_accumulation_factor=4",
+    "optimizer_step_limit": "--optimizer_step_limit=12",
+    "tqdm_colored_bar": "--tqdm_colored_bar",
+    "remove_vector_weight_decay": "--remove_vector_weight_decay",
+    "profile_training": "--profile_training",
+    "profile_warmup": "--profile_warmup=2",
+    "profile_steps": "--profile_steps=3",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPEECHBRAIN_COMMAND_LINE_OPTIONS))
+def test_every_speechbrain_command_line_option_is_a_run_option_that_differs_from_its_default(
+    hparams_file, name
+):
+    option = SPEECHBRAIN_COMMAND_LINE_OPTIONS[name]
+    _, run_opts, overrides = parse_arguments([str(hparams_file), option])
+    assert overrides == "" and run_opts.overridden_args == {name}
+    assert run_opts[name] != RUN_OPTION_DEFAULTS[name]
+    if "=" not in option:
+        assert run_opts[name] is True, "a boolean is a store_true flag"
