@@ -1,6 +1,6 @@
 """speechlobes: a speech toolkit of standalone lobes and a Brain training loop.
 
-As ``import speechbrain as sb``: ``speechlobes.Brain``, ``Stage``,
+As ``import speechbrain as sb``: ``speechlobes.Brain``, ``Stage``, ``RunOptions``,
 ``create_experiment_directory`` and ``parse_arguments``, and subpackages as attributes
 (``speechlobes.dataio.dataset.DynamicItemDataset``); all are imported on first use, so
 importing the top level stays cheap.
@@ -12,9 +12,16 @@ from typing import Any
 
 from speechlobes.version import __version__
 
-__all__ = ["Brain", "Stage", "__version__", "create_experiment_directory", "parse_arguments"]
+__all__ = [
+    "Brain",
+    "RunOptions",
+    "Stage",
+    "__version__",
+    "create_experiment_directory",
+    "parse_arguments",
+]
 
-_CORE_NAMES = {"Brain", "Stage", "create_experiment_directory", "parse_arguments"}
+_CORE_NAMES = {"Brain", "RunOptions", "Stage", "create_experiment_directory", "parse_arguments"}
 
 
 def lazy_submodules(package: str) -> Callable[[str], Any]:

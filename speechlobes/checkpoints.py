@@ -1,14 +1,20 @@
 """Checkpointer: save and recover training state atomically, in safetensors + JSON.
 
-A checkpoint is a folder ``CKPT+<timestamp>`` holding one entry per registered object
-(``<name>.safetensors`` for its tensors, ``<name>.json`` for the rest) and ``CKPT.json`` with
-the metadata (your ``meta`` plus ``unixtime`` and ``end_of_epoch``). Nothing we write is a
-pickle, so loading our own checkpoints never runs code.
+SpeechBrain's ``speechbrain.utils.checkpoints``: the same ``Checkpointer`` (arguments, methods,
+which checkpoint is chosen and which are deleted), ``Checkpoint``, hooks and
+``average_checkpoints``; what differs is the files. A checkpoint is a folder
+``CKPT+<timestamp>`` (or ``CKPT+<name>``) holding one entry per registered object
+(``<name>.safetensors`` for its tensors and ``<name>.json`` for the rest; ``<name>.ckpt`` for
+an object saving itself through hooks) and ``CKPT.json`` with the metadata: your ``meta`` plus
+``unixtime`` and ``end-of-epoch`` (tensors in ``meta`` are stored as numbers or lists). Nothing
+we write is a pickle, so loading our own checkpoints never runs code.
 
 Writes are atomic: everything goes into a staging folder ``.tmp-<pid>@<host>-CKPT+...``, files
 and folder are fsynced, then the folder is renamed; deleting renames a checkpoint to
-``.trash-<pid>@<host>-CKPT+...`` first. A process killed at any instant leaves either the
-previous checkpoints or the new one; its leftovers are never picked up.
+``.trash-<pid>@<host>-CKPT+...`` first, and saving under the name of an existing checkpoint
+moves that one to ``.replaced-<pid>@<host>-CKPT+...`` until the new one is in place. A process
+killed at any instant leaves either the previous checkpoints or the new one; its leftovers are
+never picked up (a replaced checkpoint whose successor never arrived is put back).
 
 Several processes may share a folder (two trainings, or inference recovering while training
 saves): saving, pruning and cleaning happen under an exclusive lock on ``.checkpointer.lock``
@@ -27,12 +33,14 @@ What can be registered:
 - any class decorated with :func:`register_checkpoint_hooks` whose methods are marked with
   :func:`mark_as_saver` (``save(self, path)``) and :func:`mark_as_loader`
   (``load(self, path, end_of_epoch)``); ``path`` is ``<ckpt folder>/<name>.ckpt``.
+- any object with per-object hooks: ``add_recoverable(name, obj, custom_save_hook=save,
+  custom_load_hook=load)``, called as ``save(obj, path)`` and ``load(obj, path, end_of_epoch)``.
 
 Example:
     >>> import tempfile
     >>> model = torch.nn.Linear(2, 2)
     >>> ckpt = Checkpointer(tempfile.mkdtemp(), {"model": model})
-    >>> _ = ckpt.save_and_keep_only(meta={"loss": 1.0}, min_keys=["loss"])
+    >>> _ = ckpt.save_and_keep_only(meta={"loss": torch.tensor(1.0)}, min_keys=["loss"])
     >>> ckpt.recover_if_possible(min_key="loss").meta["loss"]
     1.0
 """
@@ -49,7 +57,8 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -73,10 +82,14 @@ __all__ = [
     "Checkpointer",
     "RNGState",
     "average_checkpoints",
+    "average_state_dicts",
+    "ckpt_recency",
     "load_recoverable",
     "load_state",
     "mark_as_loader",
     "mark_as_saver",
+    "mark_as_transfer",
+    "read_checkpoint",
     "read_safetensors",
     "register_checkpoint_hooks",
     "save_state",
@@ -86,11 +99,17 @@ logger = logging.getLogger(__name__)
 
 CKPT_PREFIX = "CKPT+"
 META_FILE = "CKPT.json"
+PARAMFILE_EXT = ".ckpt"  # what an object saving itself through hooks writes
+STATE_EXT = ".safetensors"  # the tensors of any other object (the rest is in <name>.json)
 LOCK_FILE = ".checkpointer.lock"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
-# A staging or trash folder of ours: prefix, owner (pid@host), then the checkpoint's name.
-LEFTOVER_NAME = re.compile(r"^\.(?:tmp|trash)-(?P<pid>\d+)@(?P<host>.+?)-CKPT\+.+$")
+REPLACED_PREFIX = ".replaced-"
+# A staging, trash or replaced folder of ours: its kind, owner (pid@host), then the
+# checkpoint's name.
+LEFTOVER_NAME = re.compile(
+    r"^\.(?P<kind>tmp|trash|replaced)-(?P<pid>\d+)@(?P<host>.+?)-(?P<ckpt>CKPT\+.+)$"
+)
 
 try:
     import fcntl
@@ -105,20 +124,44 @@ class CheckpointError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # Hooks for objects that save themselves
 # ---------------------------------------------------------------------------------------------
+PATH = Path("path")  # what a hook's signature is checked against
+
+
 def mark_as_saver(method: Callable) -> Callable:
     """Mark ``method(self, path)`` as the way a class saves itself into a checkpoint."""
-    method._ckpt_role = "saver"
-    return method
+    return _mark(method, "saver", ((PATH,),), "save(self, path)")
 
 
 def mark_as_loader(method: Callable) -> Callable:
     """Mark ``method(self, path, end_of_epoch)`` (or ``method(self, path)``) as its loader."""
-    method._ckpt_role = "loader"
+    return _mark(method, "loader", ((PATH, True), (PATH,)), "load(self, path, end_of_epoch)")
+
+
+def mark_as_transfer(method: Callable) -> Callable:
+    """Mark ``method(self, path)`` as the way the Pretrainer loads it (else the loader is)."""
+    return _mark(method, "transfer", ((PATH,),), "transfer(self, path)")
+
+
+def _mark(method: Callable, role: str, arguments: tuple[tuple, ...], shape: str) -> Callable:
+    """Tag ``method`` with ``role`` after checking it takes one of ``arguments`` after self."""
+    signature = inspect.signature(method)
+    if not any(_binds(signature, (None, *args)) for args in arguments):
+        raise TypeError(f"{method.__qualname__}: a checkpoint {role} must be {shape}")
+    method._ckpt_role = role
     return method
 
 
+def _binds(signature: inspect.Signature, args: tuple) -> bool:
+    try:
+        signature.bind(*args)
+    except TypeError:
+        return False
+    return True
+
+
 def register_checkpoint_hooks(cls: type) -> type:
-    """Class decorator: record the methods marked as saver/loader so a Checkpointer uses them.
+    """Class decorator: record the methods marked as saver/loader/transfer, so that a
+    Checkpointer (and the Pretrainer) use them.
 
     Example:
         >>> @register_checkpoint_hooks
@@ -138,7 +181,7 @@ def register_checkpoint_hooks(cls: type) -> type:
             role = getattr(value, "_ckpt_role", None)
             if role is not None:
                 roles[role] = attr
-    if set(roles) != {"saver", "loader"}:
+    if not roles:
         raise TypeError(
             f"{cls.__name__}: mark one method with @mark_as_saver and one with @mark_as_loader"
         )
@@ -146,10 +189,16 @@ def register_checkpoint_hooks(cls: type) -> type:
     return cls
 
 
+def checkpoint_hook(obj: Any, role: str) -> Callable | None:
+    """``obj``'s bound method registered for ``role`` ("saver", "loader" or "transfer")."""
+    attr = getattr(type(obj), "_ckpt_hooks", {}).get(role)
+    return None if attr is None else getattr(obj, attr)
+
+
 def has_checkpoint_hooks(obj: Any) -> bool:
     """Whether ``obj`` saves and loads itself (its class went through
-    :func:`register_checkpoint_hooks`)."""
-    return hasattr(type(obj), "_ckpt_hooks")
+    :func:`register_checkpoint_hooks` with a saver and a loader)."""
+    return {"saver", "loader"} <= set(getattr(type(obj), "_ckpt_hooks", {}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,7 +333,7 @@ def _state_of(name: str, obj: Any) -> Any:
 
     Called on every rank, so that states gathering all ranks (``RNGState``) can do so.
     """
-    if has_checkpoint_hooks(obj):
+    if checkpoint_hook(obj, "saver") is not None:
         return None
     if isinstance(obj, torch.nn.Module):
         return dict(obj.state_dict())
@@ -292,51 +341,48 @@ def _state_of(name: str, obj: Any) -> Any:
         return obj.state_dict()
     raise TypeError(
         f"cannot checkpoint {name!r} ({type(obj).__name__}): give it state_dict/"
-        "load_state_dict or @register_checkpoint_hooks"
+        "load_state_dict, @register_checkpoint_hooks, or custom hooks in add_recoverable"
     )
 
 
-def _write_object(obj: Any, state: Any, path: Path) -> None:
-    if state is None:
-        getattr(obj, type(obj)._ckpt_hooks["saver"])(path.with_suffix(".ckpt"))
-    else:
-        save_state(state, path)
-
-
-def _object_files_exist(obj: Any, path: Path) -> bool:
-    if has_checkpoint_hooks(obj):
-        return path.with_suffix(".ckpt").exists()
-    return Path(f"{path}.safetensors").exists()
-
-
-def _read_saved_state(obj: Any, path: Path) -> Any:
-    """What :func:`_apply_saved_state` loads into ``obj`` (None for objects with hooks, which
-    read their own files)."""
-    if has_checkpoint_hooks(obj):
+def _read_saved_state(obj: Any, paramfile: Path) -> Any:
+    """What :func:`_apply_saved_state` loads into ``obj`` (None for objects with a loader hook,
+    which read their own file)."""
+    if checkpoint_hook(obj, "loader") is not None:
         return None
     if isinstance(obj, torch.nn.Module):
-        return read_safetensors(f"{path}.safetensors")
-    return load_state(path)
+        return read_safetensors(paramfile)
+    return load_state(paramfile.with_suffix(""))
 
 
-def _apply_saved_state(obj: Any, state: Any, path: Path, end_of_epoch: bool) -> None:
-    hooks = getattr(type(obj), "_ckpt_hooks", None)
-    if hooks is None:
+def _apply_saved_state(obj: Any, state: Any, paramfile: Path, end_of_epoch: bool) -> None:
+    loader = checkpoint_hook(obj, "loader")
+    if loader is None:
         obj.load_state_dict(state)
-        return
-    loader = getattr(obj, hooks["loader"])
-    args = [path.with_suffix(".ckpt"), end_of_epoch]
+    else:
+        _call_loader(loader, (paramfile, end_of_epoch))
+
+
+def _call_loader(loader: Callable, args: tuple) -> None:
+    """``loader(*args)``, leaving out the trailing ``end_of_epoch`` when it takes one argument
+    less; an unreadable file (the path in ``args``) is a :class:`CheckpointError` naming it."""
+    parameters = inspect.signature(loader).parameters.values()
+    if not any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
+        args = args[: len(parameters)]
     try:
-        loader(*args[: len(inspect.signature(loader).parameters)])
+        loader(*args)
     except (OSError, ValueError, KeyError) as error:
         if isinstance(error, FileNotFoundError):
             raise
-        raise CheckpointError(f"{path.with_suffix('.ckpt')}: unreadable ({error})") from error
+        path = next(arg for arg in args if isinstance(arg, Path))
+        raise CheckpointError(f"{path}: unreadable ({error})") from error
 
 
 def load_recoverable(obj: Any, path: Path, end_of_epoch: bool) -> None:
-    """Load one object from ``path`` in a checkpoint folder (``<folder>/<name>``)."""
-    _apply_saved_state(obj, _read_saved_state(obj, path), path, end_of_epoch)
+    """Load one object saved by a Checkpointer as ``path`` (``<ckpt folder>/<name>``)."""
+    suffix = PARAMFILE_EXT if checkpoint_hook(obj, "loader") is not None else STATE_EXT
+    paramfile = Path(f"{path}{suffix}")  # names may hold dots: "encoder.norm"
+    _apply_saved_state(obj, _read_saved_state(obj, paramfile), paramfile, end_of_epoch)
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -353,6 +399,39 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# Metadata: JSON; tensors and numpy values in it are stored as numbers or lists
+# ---------------------------------------------------------------------------------------------
+def _write_meta(folder: Path, meta: dict) -> None:
+    for key, value in meta.items():
+        try:
+            json.dumps(value, default=_meta_number)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"checkpoint meta {key!r}: {error}; store numbers, strings, booleans, None, "
+                "tensors or numpy values (and lists or dicts of them)"
+            ) from error
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=_meta_number))
+
+
+def _meta_number(value: Any) -> Any:
+    """A tensor or numpy value in the metadata as a number (0-d) or nested lists."""
+    if isinstance(value, torch.Tensor | np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"cannot store a {type(value).__name__} ({value!r})")
+
+
+def _read_meta(folder: Path) -> dict:
+    meta_file = folder / META_FILE
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{meta_file}: unreadable metadata ({error})") from error
+    if not isinstance(meta, dict) or not isinstance(meta.get("unixtime"), int | float):
+        raise CheckpointError(f"{meta_file}: metadata without a 'unixtime' number")
+    return meta
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,24 +495,53 @@ def _folder_lock(folder: Path, exclusive: bool) -> Iterator[None]:
 # The Checkpointer
 # ---------------------------------------------------------------------------------------------
 class Checkpoint(NamedTuple):
-    """A complete checkpoint on disk: its folder, metadata and one path per recoverable."""
+    """A complete checkpoint on disk: its folder, its metadata and ``{name: file}`` for each
+    object saved in it (``<name>.safetensors``, or ``<name>.ckpt`` for hooks). Hashed by its
+    folder, so checkpoints can go in sets."""
 
     path: Path
     meta: dict
     paramfiles: dict[str, Path]
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @property
+    def end_of_epoch(self) -> bool:
+        """Its ``end-of-epoch`` flag (``end_of_epoch`` in our earlier checkpoints)."""
+        return bool(self.meta.get("end-of-epoch", self.meta.get("end_of_epoch", True)))
+
+
+def read_checkpoint(folder: str | Path) -> Checkpoint:
+    """The checkpoint in ``folder`` (a ``CKPT+...`` folder): its metadata and files."""
+    folder = Path(folder)
+    paramfiles = {
+        item.stem: item
+        for item in sorted(folder.iterdir())
+        if item.suffix in (PARAMFILE_EXT, STATE_EXT)
+    }
+    return Checkpoint(folder, _read_meta(folder), paramfiles)
+
+
+def ckpt_recency(checkpoint: Checkpoint) -> float:
+    """Importance by recency: the checkpoint's ``unixtime`` (the default ranking)."""
+    return checkpoint.meta["unixtime"]
 
 
 class Checkpointer:
     """Saves registered objects into atomic checkpoint folders and recovers them.
 
     Args:
-        checkpoints_dir: where the ``CKPT+...`` folders live.
+        checkpoints_dir: where the ``CKPT+...`` folders live (created if missing).
         recoverables: ``{name: object}`` to register now (more with :meth:`add_recoverable`).
-        allow_partial_load: tolerate a checkpoint that lacks some registered objects.
+        custom_load_hooks: ``{name: load(obj, path, end_of_epoch)}`` for registered objects.
+        custom_save_hooks: ``{name: save(obj, path)}``; ``path`` is ``<ckpt>/<name>.ckpt``.
+        allow_partial_load: a checkpoint lacking some registered objects loads the others
+            (otherwise a RuntimeError names the missing one).
 
-    Only rank 0 writes and deletes; saving is followed by a barrier, so call the save methods
-    on every rank. Every rank recovers from the same folder. Several processes may save into
-    and recover from one folder at once (see the module docstring).
+    Only rank 0 writes and deletes; saving is followed by a barrier, so call the save methods on
+    every rank. Every rank recovers from the same folder. Several processes may save into and
+    recover from one folder at once (see the module docstring).
 
     Example:
         >>> import tempfile
@@ -446,139 +554,234 @@ class Checkpointer:
     def __init__(
         self,
         checkpoints_dir: str | Path,
-        recoverables: dict[str, Any] | None = None,
+        recoverables: Mapping[str, Any] | None = None,
+        custom_load_hooks: Mapping[str, Callable] | None = None,
+        custom_save_hooks: Mapping[str, Callable] | None = None,
         allow_partial_load: bool = False,
     ):
         self.checkpoints_dir = Path(checkpoints_dir)
+        self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
         self.recoverables: dict[str, Any] = {}
+        self.optional_recoverables: dict[str, bool] = {}
+        self.custom_load_hooks: dict[str, Callable] = dict(custom_load_hooks or {})
+        self.custom_save_hooks: dict[str, Callable] = dict(custom_save_hooks or {})
         self.allow_partial_load = allow_partial_load
-        if recoverables:
+        if recoverables is not None:
             self.add_recoverables(recoverables)
 
-    def add_recoverable(self, name: str, obj: Any) -> None:
+    def add_recoverable(
+        self,
+        name: str,
+        obj: Any,
+        custom_load_hook: Callable | None = None,
+        custom_save_hook: Callable | None = None,
+        optional_load: bool = False,
+    ) -> None:
         """Register ``obj`` under ``name`` (a file name: letters, digits, ``_`` and ``-``).
 
         Registering a name again replaces the object (e.g. a new optimizer when ``fit`` runs
-        a second time).
+        a second time). ``custom_save_hook(obj, path)`` and ``custom_load_hook(obj, path,
+        end_of_epoch)`` replace the usual saving and loading of this object. With
+        ``optional_load``, a checkpoint without it loads anyway, with a warning (the Brain
+        registers its GradScaler so: a checkpoint saved in fp32 resumes in fp16).
         """
         if not name or "/" in name or name.startswith(".") or name == Path(META_FILE).stem:
             raise ValueError(f"invalid recoverable name {name!r}")
         self.recoverables[name] = obj
+        self.optional_recoverables[name] = optional_load
+        if custom_load_hook is not None:
+            self.custom_load_hooks[name] = custom_load_hook
+        if custom_save_hook is not None:
+            self.custom_save_hooks[name] = custom_save_hook
 
-    def add_recoverables(self, recoverables: dict[str, Any]) -> None:
-        """Register several objects at once."""
+    def add_recoverables(self, recoverables: Mapping[str, Any]) -> None:
+        """Register several objects at once (``{name: object}``)."""
+        if not isinstance(recoverables, Mapping):
+            raise TypeError(
+                f"Checkpointer recoverables must be a mapping {{name: object}}, got "
+                f"{type(recoverables).__name__}"
+            )
         for name, obj in recoverables.items():
             self.add_recoverable(name, obj)
 
     # ---------------------------------------------------------------- saving
     def save_checkpoint(
-        self, meta: dict | None = None, end_of_epoch: bool = True, name: str | None = None
+        self,
+        meta: Mapping | None = None,
+        end_of_epoch: bool = True,
+        name: str | None = None,
+        verbosity: int = logging.INFO,
     ) -> Checkpoint | None:
-        """Save every recoverable atomically; returns the checkpoint (None on ranks > 0)."""
-        return self._save(meta, end_of_epoch, name, after_write=None)
+        """Save every recoverable atomically; returns the checkpoint (None on ranks > 0).
 
-    def _save(self, meta, end_of_epoch, name, after_write) -> Checkpoint | None:
-        states = {key: _state_of(key, obj) for key, obj in self.recoverables.items()}
+        ``meta`` (numbers, strings, tensors, arrays, containers of them) is stored with
+        ``unixtime`` and ``end-of-epoch``. A ``name`` gives the folder ``CKPT+<name>``, which
+        replaces an earlier checkpoint of that name. ``verbosity`` is the log level.
+        """
+        return self._save(meta, end_of_epoch, name, verbosity, prune=None)
+
+    def save_and_keep_only(
+        self,
+        meta: Mapping | None = None,
+        end_of_epoch: bool = True,
+        name: str | None = None,
+        num_to_keep: int = 1,
+        keep_recent: bool = True,
+        importance_keys: Sequence[Callable[[Checkpoint], Any]] | None = None,
+        max_keys: Sequence[str] | None = None,
+        min_keys: Sequence[str] | None = None,
+        ckpt_predicate: Callable[[Checkpoint], bool] | None = None,
+        verbosity: int = logging.INFO,
+    ) -> Checkpoint | None:
+        """Save, then delete the checkpoints no ranking keeps (see :meth:`delete_checkpoints`).
+
+        The rankings are ``importance_keys``, ``max_keys``, ``min_keys`` and, with
+        ``keep_recent``, recency: each keeps its best ``num_to_keep``. Returns the new
+        checkpoint if it was kept (None otherwise and on ranks > 0).
+        """
+        _check_num_to_keep(num_to_keep)
+        rankings = _rankings(importance_keys, max_keys, min_keys)
+        if keep_recent:
+            rankings.append({"importance_key": ckpt_recency})
+
+        def prune(checkpoint: Checkpoint) -> bool:
+            self._delete_unkept(num_to_keep, rankings, ckpt_predicate, verbosity)
+            return checkpoint.path.is_dir()
+
+        return self._save(meta, end_of_epoch, name, verbosity, prune)
+
+    def _save(self, meta, end_of_epoch, name, verbosity, prune) -> Checkpoint | None:
+        states = {
+            key: _state_of(key, obj)
+            for key, obj in self.recoverables.items()
+            if key not in self.custom_save_hooks
+        }
         checkpoint = None
         if if_main_process():
             with _folder_lock(self.checkpoints_dir, exclusive=True):
                 self._remove_leftovers()
-                checkpoint = self._write_checkpoint(states, dict(meta or {}), end_of_epoch, name)
-                if after_write is not None:
-                    after_write(checkpoint)
+                meta = {"unixtime": time.time(), "end-of-epoch": end_of_epoch, **(meta or {})}
+                checkpoint = self._write_checkpoint(states, meta, name, verbosity)
+                if prune is not None and not prune(checkpoint):
+                    checkpoint = None
         barrier()
         return checkpoint
 
-    def _write_checkpoint(
-        self, states: dict, meta: dict, end_of_epoch: bool, name: str | None
-    ) -> Checkpoint:
+    def _write_checkpoint(self, states: dict, meta: dict, name: str | None, verbosity: int):
         final = self._new_folder(name)
         staging = self.checkpoints_dir / f"{TMP_PREFIX}{_owner_tag()}-{final.name}"
         staging.mkdir()
         try:
             for obj_name, obj in self.recoverables.items():
-                _write_object(obj, states[obj_name], staging / obj_name)
-            meta.update(unixtime=time.time(), end_of_epoch=end_of_epoch)
-            (staging / META_FILE).write_text(json.dumps(meta, indent=2))
+                self._write_object(obj_name, obj, states.get(obj_name), staging)
+            _write_meta(staging, meta)
             _fsync_tree(staging)
-            os.rename(staging, final)
+            self._publish(staging, final)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        _fsync_dir(self.checkpoints_dir)
-        logger.info("saved checkpoint %s", final)
-        return self._read_checkpoint(final)
+        kind = "an end-of-epoch" if meta["end-of-epoch"] else "an intra-epoch"
+        logger.log(verbosity, "saved %s checkpoint in %s", kind, final)
+        return read_checkpoint(final)
+
+    def _write_object(self, name: str, obj: Any, state: Any, staging: Path) -> None:
+        paramfile = staging / f"{name}{PARAMFILE_EXT}"
+        if name in self.custom_save_hooks:
+            self.custom_save_hooks[name](obj, paramfile)
+        elif state is None:
+            checkpoint_hook(obj, "saver")(paramfile)
+        else:
+            save_state(state, staging / name)
 
     def _new_folder(self, name: str | None) -> Path:
-        base = name or datetime.now().strftime("%Y-%m-%d+%H-%M-%S+%f")
-        if not base.startswith(CKPT_PREFIX):
-            base = f"{CKPT_PREFIX}{base}"
+        """``CKPT+<name>`` (replacing a checkpoint of that name), or a new timestamped one."""
+        if name is not None:
+            folder = self.checkpoints_dir / (
+                name if name.startswith(CKPT_PREFIX) else CKPT_PREFIX + name
+            )
+            if folder.exists() and not (folder / META_FILE).is_file():
+                raise FileExistsError(
+                    f"{folder} exists and is not a checkpoint: it is left alone; give the "
+                    "checkpoint another name"
+                )
+            return folder
+        base = CKPT_PREFIX + datetime.now().strftime("%Y-%m-%d+%H-%M-%S+%f")
         candidate, index = self.checkpoints_dir / base, 0
         while candidate.exists():
             index += 1
             candidate = self.checkpoints_dir / f"{base}+{index:02d}"
         return candidate
 
-    def save_and_keep_only(
-        self,
-        meta: dict | None = None,
-        end_of_epoch: bool = True,
-        name: str | None = None,
-        num_to_keep: int = 1,
-        keep_recent: bool = True,
-        importance_keys: list[Callable[[Checkpoint], float]] | None = None,
-        max_keys: list[str] | None = None,
-        min_keys: list[str] | None = None,
-        ckpt_predicate: Callable[[Checkpoint], bool] | None = None,
-    ) -> Checkpoint | None:
-        """Save, then delete older checkpoints except the best ``num_to_keep`` for each key.
+    def _publish(self, staging: Path, final: Path) -> None:
+        """Rename the staging folder to ``final``; an earlier checkpoint there steps aside
+        first and is deleted once the new one is in place."""
+        replaced = None
+        if final.exists():
+            replaced = self.checkpoints_dir / f"{REPLACED_PREFIX}{_owner_tag()}-{final.name}"
+            os.rename(final, replaced)
+        os.rename(staging, final)
+        _fsync_dir(self.checkpoints_dir)
+        if replaced is not None:
+            self._discard(replaced)
 
-        Without keys, the ``num_to_keep`` most recent are kept. With ``keep_recent`` the new
-        checkpoint is always kept. ``ckpt_predicate`` limits which checkpoints may be deleted.
-        """
-        keys = _importance_functions(importance_keys, max_keys, min_keys) or [_recency]
-
-        def prune(checkpoint: Checkpoint) -> None:
-            protected = {checkpoint.path} if keep_recent else set()
-            self._delete_all_but(protected, num_to_keep, keys, ckpt_predicate)
-
-        return self._save(meta, end_of_epoch, name, after_write=prune)
+    def _discard(self, folder: Path) -> None:
+        """Delete a folder of ours: renamed to a trash name first, so that a reader never sees
+        a half-deleted checkpoint (call under the exclusive lock)."""
+        name = LEFTOVER_NAME.match(folder.name)
+        trash = self.checkpoints_dir / (
+            f"{TRASH_PREFIX}{_owner_tag()}-{name['ckpt'] if name else folder.name}"
+        )
+        os.rename(folder, trash)
+        shutil.rmtree(trash)
 
     def delete_checkpoints(
         self,
+        *,
         num_to_keep: int = 1,
-        importance_keys: list[Callable[[Checkpoint], float]] | None = None,
-        max_keys: list[str] | None = None,
-        min_keys: list[str] | None = None,
+        min_keys: Sequence[str] | None = None,
+        max_keys: Sequence[str] | None = None,
+        importance_keys: Sequence[Callable[[Checkpoint], Any]] = (ckpt_recency,),
         ckpt_predicate: Callable[[Checkpoint], bool] | None = None,
+        verbosity: int = logging.INFO,
     ) -> None:
-        """Delete all checkpoints but the best ``num_to_keep`` by each key (rank 0 only)."""
+        """Delete the checkpoints no ranking keeps (rank 0 deletes; call it on every rank).
+
+        Each ranking (each of ``importance_keys``, each meta key of ``max_keys``/``min_keys``)
+        considers the checkpoints passing ``ckpt_predicate`` (and holding its meta key) and
+        keeps its best ``num_to_keep``; a considered checkpoint that no ranking keeps is
+        deleted. Checkpoints no ranking considers stay.
+        """
+        _check_num_to_keep(num_to_keep)
+        rankings = _rankings(importance_keys, max_keys, min_keys)
         if if_main_process():
-            keys = _importance_functions(importance_keys, max_keys, min_keys) or [_recency]
             with _folder_lock(self.checkpoints_dir, exclusive=True):
-                self._delete_all_but(set(), num_to_keep, keys, ckpt_predicate)
+                self._delete_unkept(num_to_keep, rankings, ckpt_predicate, verbosity)
         barrier()
 
-    def _delete_all_but(self, protected, num_to_keep, keys, ckpt_predicate) -> None:
-        protected = set(protected)
-        for key in keys:
-            ranked = self.find_checkpoints(importance_key=key, ckpt_predicate=ckpt_predicate)
-            best = [ckpt for ckpt in ranked if key(ckpt) != float("-inf")][:num_to_keep]
-            protected.update(ckpt.path for ckpt in best)
-        for ckpt in self.list_checkpoints():
-            if ckpt.path in protected or (ckpt_predicate and not ckpt_predicate(ckpt)):
-                continue
-            trash = self.checkpoints_dir / f"{TRASH_PREFIX}{_owner_tag()}-{ckpt.path.name}"
-            os.rename(ckpt.path, trash)
-            shutil.rmtree(trash)
-            logger.debug("deleted checkpoint %s", ckpt.path)
+    def _delete_unkept(self, num_to_keep, rankings, ckpt_predicate, verbosity) -> None:
+        checkpoints = self.list_checkpoints()
+        considered, kept = set(), set()
+        for ranking in rankings:
+            ranked = _rank(checkpoints, ckpt_predicate=ckpt_predicate, **ranking)
+            considered.update(ranked)
+            kept.update(ranked[:num_to_keep])
+        for checkpoint in sorted(considered - kept, key=ckpt_recency):
+            self._discard(checkpoint.path)
+            logger.log(verbosity, "deleted checkpoint %s", checkpoint.path)
 
     def _remove_leftovers(self) -> None:
-        """Remove staging/trash folders of ours whose owner process is gone (under the lock)."""
-        if not self.checkpoints_dir.is_dir():
-            return
+        """Clean what interrupted saves of ours left (owner gone; under the exclusive lock):
+        staging and trash folders are removed, a replaced checkpoint whose successor never
+        arrived is put back."""
         for folder in self.checkpoints_dir.iterdir():
-            if folder.is_dir() and _owner_is_gone(folder.name):
+            if not folder.is_dir() or not _owner_is_gone(folder.name):
+                continue
+            leftover = LEFTOVER_NAME.match(folder.name)
+            original = self.checkpoints_dir / leftover["ckpt"]
+            if leftover["kind"] == "replaced" and not original.exists():
+                logger.warning("putting back %s, replaced by a save that was cut", original)
+                os.rename(folder, original)
+            else:
                 logger.warning("removing the leftover of an interrupted save %s", folder)
                 shutil.rmtree(folder, ignore_errors=True)
 
@@ -591,59 +794,42 @@ class Checkpointer:
         for folder in self.checkpoints_dir.iterdir():
             if folder.name.startswith(CKPT_PREFIX) and (folder / META_FILE).is_file():
                 try:
-                    found.append(self._read_checkpoint(folder))
+                    found.append(read_checkpoint(folder))
                 except CheckpointError as error:
                     logger.warning("skipping checkpoint %s: %s", folder, error)
                 except FileNotFoundError:
                     continue  # deleted meanwhile by a process sharing the folder
-        return sorted(found, key=lambda ckpt: (ckpt.meta["unixtime"], ckpt.path.name))
-
-    def _read_checkpoint(self, folder: Path) -> Checkpoint:
-        meta_file = folder / META_FILE
-        try:
-            meta = json.loads(meta_file.read_text())
-        except (ValueError, UnicodeDecodeError) as error:
-            raise CheckpointError(f"{meta_file}: unreadable metadata ({error})") from error
-        if not isinstance(meta, dict) or not isinstance(meta.get("unixtime"), int | float):
-            raise CheckpointError(f"{meta_file}: metadata without a 'unixtime' number")
-        return Checkpoint(folder, meta, {name: folder / name for name in self.recoverables})
+        return sorted(found, key=lambda ckpt: (ckpt_recency(ckpt), ckpt.path.name))
 
     def find_checkpoints(
         self,
-        importance_key: Callable[[Checkpoint], float] | None = None,
+        importance_key: Callable[[Checkpoint], Any] | None = None,
         max_key: str | None = None,
         min_key: str | None = None,
         ckpt_predicate: Callable[[Checkpoint], bool] | None = None,
         max_num_checkpoints: int | None = None,
     ) -> list[Checkpoint]:
-        """Checkpoints sorted best first (most recent first without a key).
-
-        ``max_key``/``min_key`` name a meta entry; checkpoints lacking it are left out.
-        """
-        keys = _importance_functions(
-            [importance_key] if importance_key else None,
-            [max_key] if max_key else None,
-            [min_key] if min_key else None,
-        )
-        if len(keys) > 1:
-            raise ValueError("give at most one of importance_key, max_key, min_key")
-        key = keys[0] if keys else _recency
-        candidates = [c for c in self.list_checkpoints() if not ckpt_predicate or ckpt_predicate(c)]
-        wanted = max_key or min_key
-        if wanted:
-            candidates = [c for c in candidates if wanted in c.meta]
-        ranked = sorted(candidates, key=key, reverse=True)
+        """Checkpoints sorted best first by one of ``importance_key`` (highest first),
+        ``max_key``/``min_key`` (a meta entry; checkpoints lacking it are left out) or, without
+        any, recency; among equals the most recent comes first."""
+        ranked = _rank(self.list_checkpoints(), importance_key, max_key, min_key, ckpt_predicate)
         return ranked[:max_num_checkpoints] if max_num_checkpoints is not None else ranked
 
-    def find_checkpoint(self, *args, **kwargs) -> Checkpoint | None:
+    def find_checkpoint(
+        self,
+        importance_key: Callable[[Checkpoint], Any] | None = None,
+        max_key: str | None = None,
+        min_key: str | None = None,
+        ckpt_predicate: Callable[[Checkpoint], bool] | None = None,
+    ) -> Checkpoint | None:
         """The best checkpoint for :meth:`find_checkpoints`' arguments, or None."""
-        found = self.find_checkpoints(*args, **kwargs, max_num_checkpoints=1)
+        found = self.find_checkpoints(importance_key, max_key, min_key, ckpt_predicate, 1)
         return found[0] if found else None
 
     # ---------------------------------------------------------------- recovering
     def recover_if_possible(
         self,
-        importance_key: Callable[[Checkpoint], float] | None = None,
+        importance_key: Callable[[Checkpoint], Any] | None = None,
         max_key: str | None = None,
         min_key: str | None = None,
         ckpt_predicate: Callable[[Checkpoint], bool] | None = None,
@@ -671,61 +857,145 @@ class Checkpointer:
                 + "; ".join(failures)
                 + ". Move them away to start from scratch."
             )
+        logger.info("no checkpoint to recover in %s yet", self.checkpoints_dir)
         return None
 
     def load_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Load every registered object from ``checkpoint``.
 
-        Every file is read before any object changes, so an unreadable file
-        (:class:`CheckpointError`, naming it) leaves the objects as they were, except for
-        objects with their own loader hooks that come after the failing one.
+        An object the checkpoint lacks is a RuntimeError naming it, unless
+        ``allow_partial_load`` is set, it was registered with ``optional_load=True`` or its
+        name contains "dataloader" (then it is skipped with a warning). Every file is read
+        before any object changes, so an unreadable file (:class:`CheckpointError`, naming it)
+        leaves the objects as they were, except for objects with their own loader hooks that
+        come after the failing one.
         """
-        end_of_epoch = bool(checkpoint.meta.get("end_of_epoch", True))
-        states = {}
+        end_of_epoch = checkpoint.end_of_epoch
+        loads = []
         for name, obj in self.recoverables.items():
-            path = checkpoint.path / name
-            if not _object_files_exist(obj, path):
-                if self.allow_partial_load:
-                    logger.warning("checkpoint %s has no %r: left as is", checkpoint.path, name)
-                    continue
-                raise FileNotFoundError(
-                    f"{checkpoint.path}: no saved state for recoverable {name!r}; it holds "
-                    f"{sorted(p.name for p in checkpoint.path.iterdir())}. Register the same "
-                    "objects as when saving, or pass allow_partial_load=True"
-                )
-            states[name] = _read_saved_state(obj, path)
-        for name, state in states.items():
-            path = checkpoint.path / name
-            _apply_saved_state(self.recoverables[name], state, path, end_of_epoch)
-        logger.info("recovered checkpoint %s", checkpoint.path)
+            paramfile = checkpoint.paramfiles.get(name)
+            if paramfile is None:
+                self._skip_missing(checkpoint, name)
+            elif name in self.custom_load_hooks:
+                loads.append((name, None, paramfile))
+            else:
+                self._check_format(name, obj, paramfile)
+                loads.append((name, _read_saved_state(obj, paramfile), paramfile))
+        for name, state, paramfile in loads:
+            obj = self.recoverables[name]
+            if name in self.custom_load_hooks:
+                _call_loader(self.custom_load_hooks[name], (obj, paramfile, end_of_epoch))
+            else:
+                _apply_saved_state(obj, state, paramfile, end_of_epoch)
+        logger.info("loaded checkpoint %s", checkpoint.path)
+
+    def _skip_missing(self, checkpoint: Checkpoint, name: str) -> None:
+        message = f"Loading checkpoint from {checkpoint.path}, but missing a load path for {name}"
+        if self.allow_partial_load or "dataloader" in name or self.optional_recoverables.get(name):
+            warnings.warn(f"{message}: left as it is", UserWarning, stacklevel=3)
+            return
+        raise RuntimeError(
+            f"{message}; it holds {sorted(checkpoint.paramfiles)}. Register the same objects as "
+            "when saving, register this one with add_recoverable(..., optional_load=True), or "
+            "pass allow_partial_load=True"
+        )
+
+    def _check_format(self, name: str, obj: Any, paramfile: Path) -> None:
+        """A file saved by hooks for an object loaded from a state, or the other way round, is
+        a RuntimeError rather than a "corrupt file" to skip."""
+        expected = PARAMFILE_EXT if checkpoint_hook(obj, "loader") is not None else STATE_EXT
+        if paramfile.suffix != expected:
+            raise RuntimeError(
+                f"{paramfile}: {name!r} ({type(obj).__name__}) loads from a {expected} file; "
+                f"register it as it was when saving (or give a custom_load_hook)"
+            )
 
 
-def _recency(checkpoint: Checkpoint) -> float:
-    return checkpoint.meta["unixtime"]
+def _check_num_to_keep(num_to_keep: int) -> None:
+    if num_to_keep < 0:
+        raise ValueError(f"num_to_keep must be 0 or more, got {num_to_keep}")
 
 
-def _importance_functions(importance_keys, max_keys, min_keys) -> list[Callable]:
-    keys = list(importance_keys or [])
-    keys += [_meta_key(name, sign=1.0) for name in max_keys or []]
-    keys += [_meta_key(name, sign=-1.0) for name in min_keys or []]
-    return keys
+def _rankings(importance_keys, max_keys, min_keys) -> list[dict]:
+    """The rankings of a deletion, as :func:`_rank` arguments."""
+    return [
+        *({"min_key": key} for key in min_keys or ()),
+        *({"max_key": key} for key in max_keys or ()),
+        *({"importance_key": key} for key in importance_keys or ()),
+    ]
 
 
-def _meta_key(name: str, sign: float) -> Callable[[Checkpoint], float]:
+def _rank(
+    checkpoints: Iterable[Checkpoint],
+    importance_key: Callable[[Checkpoint], Any] | None = None,
+    max_key: str | None = None,
+    min_key: str | None = None,
+    ckpt_predicate: Callable[[Checkpoint], bool] | None = None,
+) -> list[Checkpoint]:
+    """``checkpoints`` best first, most recent first among equals (see find_checkpoints)."""
+    if sum(key is not None for key in (importance_key, max_key, min_key)) > 1:
+        raise ValueError("give at most one of importance_key, max_key and min_key")
+    meta_key = max_key if max_key is not None else min_key
+    if meta_key is not None:
+        importance_key = _meta_importance(meta_key, sign=1.0 if max_key is not None else -1.0)
+    candidates = [
+        checkpoint
+        for checkpoint in checkpoints
+        if (meta_key is None or meta_key in checkpoint.meta)
+        and (ckpt_predicate is None or ckpt_predicate(checkpoint))
+    ]
+    newest_first = sorted(candidates, key=ckpt_recency, reverse=True)
+    return sorted(newest_first, key=importance_key or ckpt_recency, reverse=True)
+
+
+def _meta_importance(name: str, sign: float) -> Callable[[Checkpoint], float]:
     def importance(checkpoint: Checkpoint) -> float:
-        value = checkpoint.meta.get(name)
+        value = checkpoint.meta[name]
         return float("-inf") if value is None else sign * float(value)
 
     return importance
 
 
-def average_checkpoints(
-    checkpoints: Iterable[Checkpoint], recoverable_name: str
-) -> dict[str, torch.Tensor]:
-    """Average a module's parameters over checkpoints (e.g. the best N for evaluation).
+# ---------------------------------------------------------------------------------------------
+# Averaging
+# ---------------------------------------------------------------------------------------------
+def average_state_dicts(state_dicts: Iterable[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The average of state dicts (an iterable, read one at a time).
 
     Floating-point tensors are averaged (in float64, cast back); integer tensors such as
-    BatchNorm's ``num_batches_tracked`` are taken from the last checkpoint.
+    BatchNorm's ``num_batches_tracked`` are taken from the last state dict.
+    """
+    total: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, torch.dtype] = {}
+    count = 0
+    for count, state in enumerate(state_dicts, 1):
+        if count > 1 and state.keys() != total.keys():
+            raise ValueError(f"average_state_dicts: state dict {count} has different keys")
+        for key, tensor in state.items():
+            dtypes[key] = tensor.dtype
+            if tensor.is_floating_point():
+                total[key] = total.get(key, 0) + tensor.double()
+            else:
+                total[key] = tensor
+    if count == 0:
+        raise ValueError("average_state_dicts: no state dicts to average")
+    return {
+        key: (value / count).to(dtypes[key]) if dtypes[key].is_floating_point else value
+        for key, value in total.items()
+    }
+
+
+def average_checkpoints(
+    checkpoint_list: Iterable[Checkpoint],
+    recoverable_name: str,
+    parameter_loader: Callable[..., Any] = read_safetensors,
+    averager: Callable[[Iterator[Any]], Any] = average_state_dicts,
+) -> Any:
+    """Average a module's parameters over checkpoints (e.g. the best N for evaluation).
+
+    Each checkpoint's file for ``recoverable_name`` is read with
+    ``parameter_loader(path, map_location="cpu")`` and the iterator of what it returns goes
+    to ``averager`` (see :func:`average_state_dicts`).
 
     Example:
         >>> import tempfile
@@ -736,22 +1006,14 @@ def average_checkpoints(
         >>> average_checkpoints(ckpt.find_checkpoints(), "model")["weight"].item()
         2.0
     """
-    checkpoints = list(checkpoints)
-    if not checkpoints:
-        raise ValueError("average_checkpoints: no checkpoints given")
-    total: dict[str, torch.Tensor] = {}
-    for checkpoint in checkpoints:
-        state = read_safetensors(f"{checkpoint.path / recoverable_name}.safetensors")
-        if total and state.keys() != total.keys():
-            raise ValueError(f"{checkpoint.path}: {recoverable_name!r} has different keys")
-        for key, tensor in state.items():
-            if tensor.is_floating_point():
-                total[key] = total.get(key, 0) + tensor.double()
-            else:
-                total[key] = tensor
-    return {
-        key: (value / len(checkpoints)).to(state[key].dtype)
-        if state[key].is_floating_point()
-        else value
-        for key, value in total.items()
-    }
+
+    def states() -> Iterator[Any]:
+        for checkpoint in checkpoint_list:
+            if recoverable_name not in checkpoint.paramfiles:
+                raise ValueError(
+                    f"{checkpoint.path}: no {recoverable_name!r}; it holds "
+                    f"{sorted(checkpoint.paramfiles)}"
+                )
+            yield parameter_loader(checkpoint.paramfiles[recoverable_name], map_location="cpu")
+
+    return averager(states())

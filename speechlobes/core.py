@@ -62,7 +62,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import FrozenInstanceError
 from datetime import date
 from enum import Enum
 from pathlib import Path
@@ -93,6 +94,7 @@ from speechlobes.utils.threads import spinning_threads_warning
 __all__ = [
     "RUN_OPTION_DEFAULTS",
     "Brain",
+    "RunOptions",
     "Stage",
     "check_run_option",
     "create_experiment_directory",
@@ -150,6 +152,10 @@ RUN_OPTION_DEFAULTS: dict[str, Any] = {
 }
 # Keys a RunOptions-style object carries besides the options themselves.
 RUN_OPTION_EXTRAS = ("param_file", "overridden_args")
+# The run options a command line sets: all but seed, which (as in SpeechBrain) is a
+# hyperparameter override there. These two take several values: --compile_module_keys enc dec
+COMMAND_LINE_RUN_OPTIONS = tuple(name for name in RUN_OPTION_DEFAULTS if name != "seed")
+LIST_RUN_OPTIONS = ("jit_module_keys", "compile_module_keys")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # The type of each run option's value (None is allowed where the default is None).
 RUN_OPTION_TYPES: dict[str, type] = {
@@ -191,55 +197,171 @@ set_seed = seed_everything  # the name our recipes' YAML uses
 # ---------------------------------------------------------------------------------------------
 # Command line and experiment folder
 # ---------------------------------------------------------------------------------------------
-def parse_arguments(argv: list[str]) -> tuple[str, dict, str]:
-    """Split ``train.py hparams.yaml --key=value ...`` into (hparams_file, run_opts, overrides).
+class RunOptions(Mapping):
+    """The run options of one experiment, read-only: SpeechBrain's ``RunOptions``.
 
-    Options may be written ``--key=value`` or ``--key value``. Names of
-    :data:`RUN_OPTION_DEFAULTS` become run options; names of keys in the file (nested as
-    ``--a.b=value``) become HyperPyYAML overrides (a YAML string). A name that is neither is an
-    error listing the closest keys. Everything is checked here, before anything is built or
-    written: a value must parse to the type of the key's value in the file (or of the run
-    option's default), a bare ``--key`` is only for booleans, and obviously invalid values
-    (fewer than one epoch, a negative learning rate...) are refused, see
-    :func:`speechlobes.utils.hparams.typed_override`. Tagged values (``!ref <seed>``) pass.
+    What :func:`parse_arguments` returns and the :class:`Brain` takes. It holds every option of
+    :data:`RUN_OPTION_DEFAULTS` (the default unless given; given values are checked by
+    :func:`check_run_option`), ``param_file`` (the hyperparameter file) and ``overridden_args``
+    (the options actually given: only these win over the hparams). It reads as a dict
+    (``run_opts["device"]``, ``get``, ``in``, ``keys``, ``items``, :meth:`as_dict`) and as an
+    object (``run_opts.device``).
+
+    Example:
+        >>> run_opts = RunOptions.from_dictionary({"device": "cpu"})
+        >>> run_opts["device"], run_opts.debug, run_opts.overridden_args
+        ('cpu', False, {'device'})
+    """
+
+    def __init__(
+        self, param_file: str = "", overridden_args: Iterable[str] = (), **options: Any
+    ) -> None:
+        _refuse_unknown_run_options(options)
+        values = copy.deepcopy(RUN_OPTION_DEFAULTS)
+        values.update({name: check_run_option(name, value) for name, value in options.items()})
+        values.update(param_file=str(param_file), overridden_args=set(overridden_args))
+        object.__setattr__(self, "_values", values)
+
+    @classmethod
+    def from_dictionary(cls, args_dict: Mapping) -> RunOptions:
+        """Run options from a dict; every option in it counts as given."""
+        options = {key: value for key, value in args_dict.items() if key not in RUN_OPTION_EXTRAS}
+        return cls(args_dict.get("param_file", ""), set(options), **options)
+
+    @classmethod
+    def from_command_line_args(
+        cls, arg_list: list[str] | None = None
+    ) -> tuple[str, RunOptions, str]:
+        """:func:`parse_arguments` (SpeechBrain's name for it)."""
+        return parse_arguments(arg_list)
+
+    def as_dict(self) -> dict:
+        """A copy of every option, ``param_file`` and ``overridden_args`` as a plain dict."""
+        return copy.deepcopy(self._values)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__.get("_values", {})
+        if name not in values:
+            raise AttributeError(f"RunOptions has no option {name!r}")
+        return values[name]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"RunOptions are read-only: cannot assign to {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"RunOptions are read-only: cannot delete {name!r}")
+
+    def __repr__(self) -> str:
+        given = "".join(f", {name}={self[name]!r}" for name in sorted(self.overridden_args))
+        return f"RunOptions(param_file={self.param_file!r}{given})"
+
+
+def parse_arguments(argv: list[str] | None = None) -> tuple[str, RunOptions, str]:
+    """``train.py hparams.yaml --key=value ...`` -> ``(hparams_file, run_opts, overrides)``.
+
+    SpeechBrain's ``parse_arguments``. ``argv`` defaults to ``sys.argv[1:]``; options are
+    written ``--key=value`` or ``--key value``. Names of :data:`RUN_OPTION_DEFAULTS` are run
+    options, parsed as SpeechBrain parses them: booleans are flags (``--debug``; also
+    ``--debug=false``), ``jit_module_keys`` and ``compile_module_keys`` take several values
+    (``--compile_module_keys enc dec``), precisions are fp32, fp16 or bf16. ``run_opts`` is a
+    :class:`RunOptions` whose ``overridden_args`` are the options given. Names of keys in the
+    file (``--a.b=value`` for nested keys) become HyperPyYAML overrides, a YAML string;
+    ``--seed`` is one of these, not a run option. A run option that is also a key of the file
+    overrides the key too, so the file's references to it follow.
+
+    Everything is checked here, before anything is built or written: a name that is neither
+    a run option nor a key is an error listing the closest names; a value must parse to the
+    type of the key's value in the file (or of the option's default), a bare ``--key`` is only
+    for booleans, and obviously invalid values (fewer than one epoch, a negative learning
+    rate...) are refused, see :func:`speechlobes.utils.hparams.typed_override`. Tagged values
+    (``!ref <seed>``) pass.
 
     Example:
         >>> import tempfile
         >>> path = Path(tempfile.mkdtemp()) / "h.yaml"
-        >>> _ = path.write_text("lr: 0.1\\n")
-        >>> parse_arguments([str(path), "--lr=0.5", "--debug"])[1:]
-        ({'debug': True}, 'lr: 0.5\\n')
+        >>> _ = path.write_text("seed: 1\\nlr: 0.1\\n")
+        >>> argv = [str(path), "--device", "cpu", "--debug", "--seed", "10"]
+        >>> hparams_file, run_opts, overrides = parse_arguments(argv)
+        >>> run_opts["device"], run_opts.debug, sorted(run_opts.overridden_args), overrides
+        ('cpu', True, ['debug', 'device'], 'seed: 10')
     """
-    if not argv or argv[0].startswith("-"):
-        raise HparamsError("usage: python train.py hparams.yaml [--key=value ...]")
+    argv = sys.argv[1:] if argv is None else list(argv)
     if warning := spinning_threads_warning():
         logger.warning("%s", warning)
-    hparams_file, options = argv[0], _split_options(argv[1:])
+    hparams_file, options = _split_command_line(argv)
     if not Path(hparams_file).is_file():
         raise HparamsError(f"{hparams_file}: no such hyperparameter file")
     keys = yaml_key_lines(hparams_file)
     run_opts, overrides = {}, []
     for name, raw in options:
-        if name not in RUN_OPTION_DEFAULTS and name not in keys:
-            close = closest_keys(name, [*keys, *RUN_OPTION_DEFAULTS])
+        if name not in COMMAND_LINE_RUN_OPTIONS and name not in keys:
+            close = closest_keys(name, [*keys, *COMMAND_LINE_RUN_OPTIONS])
             raise HparamsError(
                 f"--{name}: no such key in {hparams_file} and not a run option; "
                 f"closest: {', '.join(close) if close else '(none)'}"
             )
-        if name in RUN_OPTION_DEFAULTS:
+        if name in COMMAND_LINE_RUN_OPTIONS:
             run_opts[name] = _run_option_value(name, raw)
         if name in keys:
-            overrides.append((name, typed_override(hparams_file, name, raw)))
-    return hparams_file, run_opts, overrides_to_yaml(overrides)
+            text = json.dumps(raw) if isinstance(raw, list) else raw
+            overrides.append((name, typed_override(hparams_file, name, text)))
+    run_options = RunOptions(hparams_file, set(run_opts), **run_opts)
+    return hparams_file, run_options, overrides_to_yaml(overrides)
 
 
-def _run_option_value(name: str, raw: str | None) -> Any:
-    """A command-line run option parsed and checked (``--debug`` alone means true)."""
+def _split_command_line(argv: list[str]) -> tuple[str, list[tuple[str, Any]]]:
+    """The hyperparameter file (the argument that is neither an option nor an option's value)
+    and ``[(name, raw value)]``: None for a bare ``--name``, a list for the module-key lists."""
+    hparams_file, options, index = None, [], 0
+    while index < len(argv):
+        argument, index = argv[index], index + 1
+        if not argument.startswith("--") or argument == "--":
+            if hparams_file is not None:
+                raise HparamsError(
+                    f"unexpected argument {argument!r}: options look like --key=value or "
+                    "--key value, and a flag takes no separate value (--debug=false)"
+                )
+            hparams_file = argument
+            continue
+        name, equals, value = argument[2:].partition("=")
+        following = []
+        while index < len(argv) and not argv[index].startswith("--"):
+            if equals or _is_flag(name) or (following and name not in LIST_RUN_OPTIONS):
+                break
+            following.append(argv[index])
+            index += 1
+        if name in LIST_RUN_OPTIONS:
+            options.append((name, [value] if equals else following))
+        else:
+            options.append((name, value if equals else next(iter(following), None)))
+    if hparams_file is None:
+        raise HparamsError("usage: python train.py hparams.yaml [--key=value ...]")
+    return hparams_file, options
+
+
+def _is_flag(name: str) -> bool:
+    return name in COMMAND_LINE_RUN_OPTIONS and RUN_OPTION_TYPES[name] is bool
+
+
+def _run_option_value(name: str, raw: str | list[str] | None) -> Any:
+    """A command-line run option parsed and checked (a bare flag means true; text options
+    such as ``device`` keep the text as written)."""
     kind = RUN_OPTION_TYPES[name]
     if raw is None:
         if kind is not bool:
             raise HparamsError(f"--{name}: give a value ({kind.__name__}); bare --key is a flag")
         value = True
+    elif isinstance(raw, list) or kind is str:
+        value = raw
     else:
         try:
             value = yaml.safe_load(raw)
@@ -249,20 +371,6 @@ def _run_option_value(name: str, raw: str | None) -> Any:
         return check_run_option(name, value)
     except ValueError as error:
         raise HparamsError(f"--{name}={raw}: {error}") from error
-
-
-def _split_options(arguments: list[str]) -> list[tuple[str, str | None]]:
-    options, index = [], 0
-    while index < len(arguments):
-        argument = arguments[index]
-        if not argument.startswith("--") or argument == "--":
-            raise HparamsError(f"unexpected argument {argument!r}: options look like --key=value")
-        name, equals, value = argument[2:].partition("=")
-        if not equals and index + 1 < len(arguments) and not arguments[index + 1].startswith("--"):
-            value, index = arguments[index + 1], index + 1
-        options.append((name, value if equals or value else None))
-        index += 1
-    return options
 
 
 def create_experiment_directory(
@@ -385,8 +493,8 @@ class Brain:
         opt_class: a callable ``params -> optimizer`` (e.g. ``!name:torch.optim.Adam`` in YAML).
         hparams: a dict, available as the namespace ``self.hparams``; run options may be set
             here too.
-        run_opts: run options (a dict, usually from :func:`parse_arguments`); they win over
-            the hparams (only those in its ``overridden_args`` when it has one).
+        run_opts: run options: a :class:`RunOptions` (from :func:`parse_arguments`), whose
+            ``overridden_args`` win over the hparams, or a dict, all of whose keys do.
         checkpointer: a ``Checkpointer``; the Brain registers its optimizer, GradScaler,
             train-loader position, RNG states and own counters with it.
 
@@ -444,9 +552,10 @@ class Brain:
         if self.debug and not self.debug_persistently and checkpointer is not None:
             self._checkpoint_to_temporary_folder()
         if checkpointer is not None:
-            checkpointer.add_recoverables({"brain": self, "rng": RNGState()})
-            if self.scaler.is_enabled():
-                checkpointer.add_recoverable("scaler", self.scaler)
+            checkpointer.add_recoverable("brain", self)
+            checkpointer.add_recoverable("rng", RNGState(), optional_load=True)
+            if self.scaler.is_enabled():  # optional: a checkpoint saved in fp32 resumes in fp16
+                checkpointer.add_recoverable("scaler", self.scaler, optional_load=True)
         self.print_trainable_parameters()
 
     def _check_run_options(self) -> None:
@@ -902,6 +1011,7 @@ class Brain:
             end_of_epoch=False,
             num_to_keep=1,
             ckpt_predicate=lambda checkpoint: INTRA_EPOCH_CKPT_FLAG in checkpoint.meta,
+            verbosity=logging.DEBUG,
         )
 
     def _progress(self, loader, enable: bool, description: str, stage: str, initial: int = 0):
@@ -1096,13 +1206,9 @@ def _run_options(hparams: dict, run_opts: Any) -> dict:
     those win over the hparams; otherwise every key of run_opts does.
     """
     run_opts = _as_dict(run_opts)
-    overridden = set(run_opts.pop("overridden_args", None) or run_opts)
+    overridden = set(run_opts.pop("overridden_args", run_opts))
     run_opts.pop("param_file", None)
-    unknown = set(run_opts) - set(RUN_OPTION_DEFAULTS)
-    if unknown:
-        name = sorted(unknown)[0]
-        close = closest_keys(name, list(RUN_OPTION_DEFAULTS))
-        raise ValueError(f"unknown run option {name!r}; closest: {', '.join(close) or '(none)'}")
+    _refuse_unknown_run_options(run_opts)
     options = {}
     for name, default in RUN_OPTION_DEFAULTS.items():
         if name in run_opts and name in overridden:
@@ -1119,6 +1225,15 @@ def _run_options(hparams: dict, run_opts: Any) -> dict:
         else:
             options[name] = copy.deepcopy(default)
     return {name: check_run_option(name, value) for name, value in options.items()}
+
+
+def _refuse_unknown_run_options(names: Iterable[str]) -> None:
+    unknown = sorted(set(names) - set(RUN_OPTION_DEFAULTS))
+    if unknown:
+        close = closest_keys(unknown[0], list(RUN_OPTION_DEFAULTS))
+        raise ValueError(
+            f"unknown run option {unknown[0]!r}; closest: {', '.join(close) or '(none)'}"
+        )
 
 
 def check_run_option(name: str, value: Any) -> Any:

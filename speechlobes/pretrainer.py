@@ -24,7 +24,7 @@ or ``module`` is unwrapped, as in original BEATs checkpoints); a Hugging Face fo
 Loading is strict by default: missing or unexpected keys are an error that lists them. A
 SpeechBrain ``normalizer.ckpt`` (a dict with an integer ``count``) loads as a state dict; an
 object with checkpoint hooks (an encoder, an EpochCounter) loads from its file through its
-loader hook.
+transfer hook (:func:`~speechlobes.checkpoints.mark_as_transfer`) or else its loader hook.
 
 Example:
     >>> import tempfile
@@ -49,7 +49,15 @@ from typing import Any
 
 import torch
 
-from speechlobes.checkpoints import META_FILE, Checkpointer, load_recoverable, read_safetensors
+from speechlobes.checkpoints import (
+    META_FILE,
+    PARAMFILE_EXT,
+    Checkpointer,
+    checkpoint_hook,
+    load_recoverable,
+    read_checkpoint,
+    read_safetensors,
+)
 from speechlobes.distributed import run_on_main
 
 __all__ = ["Pretrainer", "apply_key_map", "read_state_dict"]
@@ -59,7 +67,6 @@ logger = logging.getLogger(__name__)
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 WRAPPER_KEYS = ("model", "state_dict", "module")
 HF_FILES = ("model.safetensors", "pytorch_model.bin")
-PARAMFILE_EXT = ".ckpt"
 
 
 def read_state_dict(path: str | Path, name: str = "model") -> dict[str, torch.Tensor]:
@@ -269,18 +276,23 @@ class Pretrainer:
             )
 
     def _load_other(self, name: str, obj: Any) -> None:
+        """As SpeechBrain: the object's transfer hook if it has one, else its loader (told
+        ``end_of_epoch=False``, or in one of our checkpoint folders, that folder's flag)."""
         path = self.paths[name]
-        if (path / META_FILE).is_file():  # one of our checkpoint folders
-            load_recoverable(obj, path / name, end_of_epoch=True)
-            return
-        hooks = getattr(type(obj), "_ckpt_hooks", None)
-        if hooks is None:
+        transfer, loader = checkpoint_hook(obj, "transfer"), checkpoint_hook(obj, "loader")
+        in_checkpoint = (path / META_FILE).is_file()  # one of our checkpoint folders
+        if transfer is not None:
+            transfer(path / f"{name}{PARAMFILE_EXT}" if in_checkpoint else path)
+        elif in_checkpoint:
+            load_recoverable(obj, path / name, read_checkpoint(path).end_of_epoch)
+        elif loader is not None:
+            loader(path, False)
+        else:
             raise ValueError(
                 f"Pretrainer: {name!r} ({type(obj).__name__}) is not a module and has no "
                 "checkpoint hooks; give a custom_hooks entry, or one of our checkpoint folders "
                 f"(CKPT+..., with {META_FILE}), got {path}"
             )
-        getattr(obj, hooks["loader"])(path, False)
 
 
 def _head(keys: list[str], count: int = 8) -> list[str]:

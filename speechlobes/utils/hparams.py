@@ -137,7 +137,7 @@ def overrides_to_yaml(pairs: list[tuple[str, str]]) -> str:
             if not isinstance(node, dict):
                 raise HparamsError(f"override --{dotted}: {parent!r} was already given a value")
         node[leaf] = raw
-    return "".join(_emit(tree, 0))
+    return "\n".join(_emit(tree, 0))
 
 
 # What YAML reads as null; a string key given one of these is unset, not the word "null".
@@ -261,10 +261,10 @@ def _shown(node: Any) -> str:
 def _emit(tree: dict, depth: int):
     for key, value in tree.items():
         if isinstance(value, dict):
-            yield f"{'  ' * depth}{key}:\n"
+            yield f"{'  ' * depth}{key}:"
             yield from _emit(value, depth + 1)
         else:
-            yield f"{'  ' * depth}{key}: {value}\n"
+            yield f"{'  ' * depth}{key}: {value}"
 
 
 def load_hparams(hparams_file: str | Path, overrides: str | dict | None = None) -> dict:

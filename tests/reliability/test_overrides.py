@@ -21,6 +21,12 @@ TOY = Path(__file__).resolve().parents[1] / "integration" / "toy_recipe"
 HPARAMS = str(TOY / "hparams.yaml")
 
 
+@pytest.fixture(autouse=True)
+def in_a_temporary_folder(tmp_path, monkeypatch):
+    """Loading the toy's hparams builds its Checkpointer, which creates its (relative) folder."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("option", "message"),
     [
@@ -34,7 +40,7 @@ HPARAMS = str(TOY / "hparams.yaml")
         ("--dropout=1.5", "dropout must be in \\[0, 1\\)"),
         ("--shuffle=maybe", "--shuffle=maybe: expected a boolean"),
         ("--model=3", "override its arguments \\(--model.<argument>=...\\)"),
-        ("--seed=abc", "--seed=abc: seed must be int"),
+        ("--seed=abc", "--seed=abc: expected an integer"),  # an override, as in SpeechBrain
         ("--device", "--device: give a value"),
         ("--precision=fp8", "precision must be one of"),
         ("--grad_accumulation_factor=0", "grad_accumulation_factor must be >= 1"),

@@ -174,8 +174,12 @@ def test_keep_only_without_keys_keeps_the_n_most_recent(tmp_path):
     checkpointer = Checkpointer(tmp_path, {"model": torch.nn.Linear(1, 1)})
     for index in range(4):
         time.sleep(0.002)
-        checkpointer.save_and_keep_only(meta={"i": index}, num_to_keep=2, keep_recent=False)
+        checkpointer.save_and_keep_only(meta={"i": index}, num_to_keep=2)
     assert [c.meta["i"] for c in checkpointer.list_checkpoints()] == [2, 3]
+    for index in range(4, 6):  # no ranking at all (as in SpeechBrain): nothing is deleted
+        time.sleep(0.002)
+        checkpointer.save_and_keep_only(meta={"i": index}, num_to_keep=1, keep_recent=False)
+    assert [c.meta["i"] for c in checkpointer.list_checkpoints()] == [2, 3, 4, 5]
 
 
 def test_predicate_limits_what_is_found_and_deleted(tmp_path):
@@ -208,7 +212,7 @@ def test_foreign_and_incomplete_folders_are_ignored_and_never_deleted(tmp_path):
 def test_missing_recoverable_is_an_error_naming_it_unless_partial_load(tmp_path):
     Checkpointer(tmp_path, {"model": torch.nn.Linear(1, 1)}).save_checkpoint()
     extra = {"model": torch.nn.Linear(1, 1), "other": torch.nn.Linear(1, 1)}
-    with pytest.raises(FileNotFoundError, match="'other'"):
+    with pytest.raises(RuntimeError, match="missing a load path for other"):
         Checkpointer(tmp_path, extra).recover_if_possible()
     assert Checkpointer(tmp_path, extra, allow_partial_load=True).recover_if_possible() is not None
 
@@ -233,5 +237,5 @@ def test_save_returns_checkpoint_with_meta_and_paramfiles(tmp_path):
         meta={"epoch": 3}, name="best"
     )
     assert checkpoint.path.name == "CKPT+best"
-    assert checkpoint.meta["epoch"] == 3 and checkpoint.meta["end_of_epoch"] is True
-    assert checkpoint.paramfiles["model"] == checkpoint.path / "model"
+    assert checkpoint.meta["epoch"] == 3 and checkpoint.meta["end-of-epoch"] is True
+    assert checkpoint.paramfiles == {"model": checkpoint.path / "model.safetensors"}

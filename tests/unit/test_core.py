@@ -180,6 +180,17 @@ def test_fp16_uses_a_grad_scaler_registered_with_the_checkpointer(tmp_path):
     assert brain.optimizer_step == 2
 
 
+def test_a_checkpoint_saved_in_fp32_resumes_in_fp16_the_scaler_being_optional(tmp_path):
+    make_brain(checkpointer=Checkpointer(tmp_path)).checkpointer.save_checkpoint()
+    checkpointer = Checkpointer(tmp_path)
+    brain = make_brain({"precision": "fp16"}, checkpointer=checkpointer)
+    scale = brain.scaler.get_scale()
+    with pytest.warns(UserWarning, match="missing a load path for scaler"):
+        assert checkpointer.recover_if_possible() is not None
+    assert brain.scaler.get_scale() == scale
+    assert checkpointer.optional_recoverables == {"brain": False, "rng": True, "scaler": True}
+
+
 def test_debug_mode_runs_debug_batches_for_debug_epochs():
     brain = make_brain({"debug": True, "debug_batches": 2, "debug_epochs": 2})
     brain.fit(
@@ -249,7 +260,7 @@ def test_mid_epoch_checkpoints_every_n_steps_keep_only_the_latest(tmp_path):
     brain.fit(range(1, 2), regression_data(24), train_loader_kwargs={"batch_size": 4})
     found = checkpointer.list_checkpoints()
     assert len(found) == 1 and found[0].meta[INTRA_EPOCH_CKPT_FLAG]
-    assert not found[0].meta["end_of_epoch"]
+    assert found[0].meta["end-of-epoch"] is False
     position = json.loads((found[0].path / "dataloader-TRAIN.ckpt").read_text())
     assert position == {"epoch": 1, "batches_consumed": 6}
     brain_state = json.loads((found[0].path / "brain.json").read_text())
