@@ -26,7 +26,10 @@ What can be registered:
   ``GradScaler``, :class:`RNGState`; nested dicts/lists/tuples of tensors, numbers and strings.
 - any class decorated with :func:`register_checkpoint_hooks` whose methods are marked with
   :func:`mark_as_saver` (``save(self, path)``) and :func:`mark_as_loader`
-  (``load(self, path, end_of_epoch)``); ``path`` is ``<ckpt folder>/<name>.ckpt``.
+  (``load(self, path, end_of_epoch)``); ``path`` is ``<ckpt folder>/<name>.ckpt``. When
+  the class sets ``saves_on_every_rank = True`` (a sharded state, e.g.
+  :class:`speechlobes.distributed_checkpoint.ShardedState`), every rank calls its saver with
+  the path in rank 0's staging folder, so the parts of all ranks are renamed in at once.
 
 Example:
     >>> import tempfile
@@ -61,6 +64,7 @@ from safetensors.torch import load_file, save_file
 
 from speechlobes.distributed import (
     barrier,
+    ddp_broadcast,
     gather_object,
     get_rank,
     get_world_size,
@@ -486,8 +490,21 @@ class Checkpointer:
                 checkpoint = self._write_checkpoint(states, dict(meta or {}), end_of_epoch, name)
                 if after_write is not None:
                     after_write(checkpoint)
+        elif self._saved_by_every_rank():
+            staging = ddp_broadcast(None)  # rank 0's staging folder (see _write_checkpoint)
+            for obj_name in self._saved_by_every_rank():
+                _write_object(self.recoverables[obj_name], None, staging / obj_name)
         barrier()
         return checkpoint
+
+    def _saved_by_every_rank(self) -> list[str]:
+        """Recoverables whose saver runs on every rank (``saves_on_every_rank``: sharded
+        states), each rank writing its part into rank 0's staging folder."""
+        return [
+            name
+            for name, obj in self.recoverables.items()
+            if has_checkpoint_hooks(obj) and getattr(obj, "saves_on_every_rank", False)
+        ]
 
     def _write_checkpoint(
         self, states: dict, meta: dict, end_of_epoch: bool, name: str | None
@@ -496,6 +513,8 @@ class Checkpointer:
         staging = self.checkpoints_dir / f"{TMP_PREFIX}{_owner_tag()}-{final.name}"
         staging.mkdir()
         try:
+            if self._saved_by_every_rank():
+                ddp_broadcast(staging)
             for obj_name, obj in self.recoverables.items():
                 _write_object(obj, states[obj_name], staging / obj_name)
             meta.update(unixtime=time.time(), end_of_epoch=end_of_epoch)
