@@ -468,9 +468,9 @@ class Brain:
         return torch.amp.GradScaler(self.device_type, enabled=enabled)
 
     def _sharding(self) -> bool:
-        """Whether modules are sharded with FSDP (``distributed_strategy: fsdp`` over several
-        processes; in one process there is nothing to shard)."""
-        return self.distributed_strategy == "fsdp" and distributed.is_distributed()
+        """Whether modules are sharded with FSDP: ``distributed_strategy: fsdp`` in a process
+        that torchrun or srun started (a world of one included, :func:`shard_modules`)."""
+        return self.distributed_strategy == "fsdp" and distributed.launched()
 
     def _check_run_options(self) -> None:
         if self.auto_mix_prec:
@@ -1022,7 +1022,7 @@ class Brain:
             if self._sharding():
                 shard_modules(self.modules, self.device, self.precision, self.fsdp_block_classes)
             else:
-                logger.info("distributed_strategy=fsdp in one process: nothing to shard")
+                logger.info("distributed_strategy=fsdp without torchrun: nothing to shard")
             return
         for name, module in self.modules.items():
             if self.data_parallel_backend:

@@ -58,6 +58,7 @@ __all__ = [
     "is_distributed",
     "is_distributed_initialized",
     "is_local_rank_zero",
+    "launched",
     "main_process_only",
     "once_per_node",
     "rank_device",
@@ -133,6 +134,11 @@ def _env_int(name: str, default: int) -> int:
     if value is None:
         value = slurm_environment().get(name, default)
     return int(value)
+
+
+def launched() -> bool:
+    """True in a process that torchrun or srun started (even a world of one)."""
+    return "RANK" in os.environ or "RANK" in slurm_environment()
 
 
 def is_distributed() -> bool:

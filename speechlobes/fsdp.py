@@ -1,9 +1,9 @@
 """Fully sharded data parallel (FSDP2, PyTorch's ``fully_shard``) for the modules of a Brain.
 
-With the run option ``distributed_strategy: fsdp`` under torchrun, the Brain calls
-:func:`shard_modules`: each rank then holds 1/N of every parameter, gradient and optimizer
-state, and a block's full weights exist only while it runs. Every module of ``modules`` is
-sharded in units, innermost first:
+With the run option ``distributed_strategy: fsdp`` under torchrun (or srun; one process
+included, e.g. one GPU), the Brain calls :func:`shard_modules`: each of N ranks then holds 1/N
+of every parameter, gradient and optimizer state, and a block's full weights exist only while
+it runs. Every module of ``modules`` is sharded in units, innermost first:
 
 1. each **block** (a transformer or conformer layer) is a unit of its own: its weights are
    gathered just before it runs and freed after (frozen or not: a unit's frozen parameters
@@ -207,6 +207,10 @@ def shard_modules(
 
     if block_classes is not None:
         _check_block_classes(modules, block_classes)
+    if not distributed.is_distributed_initialized():
+        # a world of one (torchrun --nproc_per_node=1): the same units and precision policy
+        # run, and the checkpoints are the same kind as with more processes
+        torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     mesh = init_device_mesh(torch.device(device).type, (distributed.get_world_size(),))
     for name, module in modules.items():
         count = shard_module(module, mesh, precision, block_classes)

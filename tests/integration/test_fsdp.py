@@ -37,9 +37,9 @@ def run(command: list[str]) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def train(output_folder: Path, epochs: int, processes: int) -> None:
+def train(output_folder: Path, epochs: int, processes: int, torchrun: bool = True) -> None:
     launcher = [sys.executable]
-    if processes > 1:
+    if torchrun:
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     run(
         launcher
@@ -69,10 +69,10 @@ def assert_same_weights(expected_folder: Path, got_folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
-    """One process, two epochs (FSDP asked for, nothing to shard: the checkpoint is still
-    the sharded kind, holding whole tensors)."""
+    """One process without torchrun, two epochs (FSDP asked for, nothing to shard: the
+    checkpoint is still the sharded kind, holding whole tensors)."""
     folder = tmp_path_factory.mktemp("fsdp") / "single"
-    train(folder, epochs=2, processes=1)
+    train(folder, epochs=2, processes=1, torchrun=False)
     return folder
 
 
@@ -94,7 +94,7 @@ def test_two_sharded_processes_match_one_and_their_checkpoint_recovers_into_one(
     shards = sorted(p.name for p in (checkpoint / "sharded.ckpt").glob("*.safetensors"))
     assert len(shards) == 2, shards  # one file per rank
 
-    train(sharded, epochs=2, processes=1)  # recovers epoch 1 of 2 ranks into 1 process
+    train(sharded, epochs=2, processes=1, torchrun=False)  # 2 ranks' epoch 1 into 1 process
     assert "recovered checkpoint" in (sharded / "log.txt").read_text()
     assert len(step_losses(sharded)) == 2 * STEPS_PER_EPOCH
     assert (step_losses(sharded) - step_losses(reference)).abs().max() <= TOLERANCE
@@ -102,8 +102,10 @@ def test_two_sharded_processes_match_one_and_their_checkpoint_recovers_into_one(
 
 
 def test_a_checkpoint_of_one_process_recovers_into_two_sharded_processes(reference, tmp_path):
+    """The one process is a torchrun world of one: sharded (one shard, as on one GPU)."""
     single = tmp_path / "single"
     train(single, epochs=1, processes=1)
+    assert "model sharded in 2 blocks" in (single / "log.txt").read_text()
     train(single, epochs=2, processes=2)
     assert "recovered checkpoint" in (single / "log.txt").read_text()
     assert (step_losses(single) - step_losses(reference)).abs().max() <= TOLERANCE
