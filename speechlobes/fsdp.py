@@ -27,7 +27,9 @@ Blocks are taken outermost first (a block's own sub-lists are not split again).
 Precision (:func:`precision_policies`): with ``precision`` bf16 or fp16 the blocks' weights are
 gathered and used in that type, their inputs cast to it and their outputs cast back to
 float32; everything outside the blocks keeps float32 weights (the Brain's autocast still
-applies); gradients are reduced in float32. With fp32 nothing is cast.
+applies), and so do the normalisations with running statistics inside blocks (BatchNorm: a
+float32 unit each, :func:`running_statistics_norms`); gradients are reduced in float32. With
+fp32 nothing is cast.
 
 Example:
     >>> model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ModuleList(
@@ -55,6 +57,7 @@ __all__ = [
     "full_state_dict",
     "is_sharded",
     "precision_policies",
+    "running_statistics_norms",
     "shard_module",
     "shard_modules",
 ]
@@ -143,6 +146,25 @@ def frozen_units(module: nn.Module, blocks: Iterable[nn.Module]) -> list[nn.Modu
     return units
 
 
+def running_statistics_norms(module: nn.Module) -> list[nn.Module]:
+    """The normalisations in ``module`` that keep running statistics (BatchNorm, tracked
+    InstanceNorm): inside a block cast to bf16/fp16 each is a float32 unit of its own, since
+    their float32 statistics and low-precision weights cannot meet in one kernel.
+
+    Example:
+        >>> block = torch.nn.Sequential(torch.nn.Conv1d(2, 2, 3), torch.nn.BatchNorm1d(2))
+        >>> [type(norm).__name__ for norm in running_statistics_norms(block)]
+        ['BatchNorm1d']
+    """
+    return [
+        sub
+        for sub in module.modules()
+        if isinstance(sub, nn.modules.batchnorm._NormBase)
+        and sub.track_running_stats
+        and any(True for _ in sub.parameters(recurse=False))
+    ]
+
+
 def precision_policies(precision: str) -> tuple[Any, Any]:
     """``(blocks' policy, the rest's policy)`` for a ``precision`` run option (see the module
     docstring).
@@ -185,6 +207,9 @@ def shard_module(
     block_policy, rest_policy = precision_policies(precision)
     blocks = find_blocks(module, block_classes)
     for block in blocks:
+        if block_policy.param_dtype is not None:
+            for norm in running_statistics_norms(block):
+                fully_shard(norm, mesh=mesh, mp_policy=rest_policy)
         fully_shard(block, mesh=mesh, mp_policy=block_policy)
     for unit in frozen_units(module, blocks):
         fully_shard(unit, mesh=mesh, mp_policy=rest_policy)
