@@ -136,3 +136,56 @@ def test_librispeech_recipe_trains_and_tests_from_shards(tiny_corpora, tmp_path)
         next(Path(output, "save").glob("CKPT+*/dataloader-TRAIN.ckpt")).read_text()
     )
     assert position["num_workers"] == 2 and position["shards"]
+
+
+def test_audioset_recipe_trains_from_shards(tiny_corpora, tmp_path):
+    output = tmp_path / "tagging"
+    run_recipe(
+        RECIPES / "AudioSet/tagging/BEATs",
+        "hparams/beats_small_scratch.yaml",
+        f"--data_folder={tiny_corpora / 'AudioSet'}",
+        f"--output_folder={output}",
+        "--data_format=shards",
+    )
+    train, valid = (json.loads((output / f"{s}.json").read_text()) for s in ("train", "valid"))
+    counts = {s: ShardIndex.load(output / "shards" / s).num_utterances for s in ("train", "valid")}
+    assert counts == {"train": len(train), "valid": len(valid)}  # the test set reads its manifest
+    assert 0 <= last_test_stats(output)["mAP"] <= 1
+    position = json.loads(
+        next(Path(output, "save").glob("CKPT+*/dataloader-TRAIN.ckpt")).read_text()
+    )
+    assert position["shards"] and position["batches_consumed"] >= 1
+
+
+def test_covost_recipe_trains_from_shards(tiny_corpora, tmp_path):
+    output = tmp_path / "st"
+    run_recipe(
+        RECIPES / "CoVoST/ST/seq2seq",
+        "hparams/conformer_transformer_small.yaml",
+        f"--covost_folder={tiny_corpora / 'CoVoST'}",
+        f"--output_folder={output}",
+        "--vocab_size=56",
+        "--data_format=shards",
+    )
+    train, dev = (json.loads((output / f"{s}.json").read_text()) for s in ("train", "dev"))
+    counts = {s: ShardIndex.load(output / "shards" / s).num_utterances for s in ("train", "dev")}
+    assert counts == {"train": len(train), "dev": len(dev)}
+    assert 0 <= last_test_stats(output)["BLEU"] <= 100
+    position = json.loads(
+        next(Path(output, "save").glob("CKPT+*/dataloader-TRAIN.ckpt")).read_text()
+    )
+    assert position["shards"] and position["batches_consumed"] >= 1
+
+
+def test_a_wrong_data_format_or_balanced_sampling_from_shards_is_refused(tmp_path):
+    folder = RECIPES / "AudioSet/tagging/BEATs"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    for options, message in (
+        (["--data_format=tar"], "data_format must be 'json' or 'shards', got 'tar'"),
+        (["--data_format=shards", "--balanced_sampling=True"], "balanced_sampling draws clips"),
+    ):
+        command = [sys.executable, "train.py", "hparams/beats_small_scratch.yaml", *options]
+        command.append(f"--output_folder={tmp_path / 'out'}")
+        done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
+        assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
+        assert not (tmp_path / "out").exists()  # refused before anything is written
