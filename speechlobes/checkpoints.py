@@ -163,11 +163,14 @@ def _join(prefix: str, key: Any) -> str:
     return str(key) if not prefix else f"{prefix}.{key}"
 
 
-def _encode(node: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
+def _encode(node: Any, path: str, tensors: dict[str, torch.Tensor], copy: bool = True) -> Any:
+    """``node`` as JSON, each tensor replaced by ``{"__tensor__": its dotted path}`` and put
+    into ``tensors`` (a CPU copy; with ``copy=False`` the tensor itself, e.g. a shard that
+    torch.distributed.checkpoint saves or loads in place)."""
     if isinstance(node, torch.Tensor):
         if path in tensors:
             raise ValueError(f"two tensors map to the same name {path!r}")
-        tensors[path] = node.detach().cpu().contiguous().clone()
+        tensors[path] = node.detach().cpu().contiguous().clone() if copy else node
         return {"__tensor__": path}
     if isinstance(node, np.ndarray):
         return {"__ndarray__": node.tolist(), "dtype": str(node.dtype)}
@@ -175,14 +178,20 @@ def _encode(node: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
         return node.item()
     if isinstance(node, dict):
         if all(isinstance(key, str) for key in node):
-            return {key: _encode(value, _join(path, key), tensors) for key, value in node.items()}
+            return {
+                key: _encode(value, _join(path, key), tensors, copy) for key, value in node.items()
+            }
         return {
-            "__items__": [[key, _encode(v, _join(path, key), tensors)] for key, v in node.items()]
+            "__items__": [
+                [key, _encode(v, _join(path, key), tensors, copy)] for key, v in node.items()
+            ]
         }
     if isinstance(node, tuple):
-        return {"__tuple__": [_encode(v, _join(path, i), tensors) for i, v in enumerate(node)]}
+        return {
+            "__tuple__": [_encode(v, _join(path, i), tensors, copy) for i, v in enumerate(node)]
+        }
     if isinstance(node, list):
-        return [_encode(v, _join(path, i), tensors) for i, v in enumerate(node)]
+        return [_encode(v, _join(path, i), tensors, copy) for i, v in enumerate(node)]
     if node is None or isinstance(node, str | int | float | bool):
         return node
     raise TypeError(f"cannot checkpoint a {type(node).__name__} at {path!r}")

@@ -56,7 +56,13 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from speechlobes import distributed
-from speechlobes.checkpoints import mark_as_loader, mark_as_saver, register_checkpoint_hooks
+from speechlobes.checkpoints import (
+    _decode,
+    _encode,
+    mark_as_loader,
+    mark_as_saver,
+    register_checkpoint_hooks,
+)
 
 __all__ = ["ShardedState", "consolidate"]
 
@@ -99,7 +105,7 @@ class ShardedState:
     @mark_as_saver
     def save(self, path: Path) -> None:
         tensors: dict[str, torch.Tensor] = {}
-        structure = _split(self.state_dict(), "", tensors)
+        structure = _encode(self.state_dict(), "", tensors, copy=False)
         writer = dcp.HuggingFaceStorageWriter(str(path), save_distributed=True)
         _run_dcp(dcp.save, tensors, storage_writer=writer)
         if distributed.if_main_process():
@@ -117,11 +123,11 @@ class ShardedState:
                 f"{path}: no saved state for {missing}; it holds {sorted(saved['kinds'])}. "
                 "Register the same modules and optimizers as when saving"
             )
-        tensors: dict[str, torch.Tensor] = {}
-        _split(self.state_dict(), "", tensors)  # this rank's tensors, filled in by dcp.load
+        tensors: dict[str, torch.Tensor] = {}  # this rank's tensors, filled in by dcp.load
+        _encode(self.state_dict(), "", tensors, copy=False)
         _run_dcp(dcp.load, tensors, storage_reader=dcp.HuggingFaceStorageReader(str(path)))
         for name, obj in self.objects.items():
-            state = _join(saved["state"][name], tensors)
+            state = _decode(saved["state"][name], tensors)
             if isinstance(obj, torch.nn.Module):
                 set_model_state_dict(obj, state)
             else:
@@ -141,36 +147,6 @@ def _run_dcp(
 
 def _kind(obj: Stateful) -> str:
     return "module" if isinstance(obj, torch.nn.Module) else "optimizer"
-
-
-def _split(node: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
-    """``node`` as JSON, each tensor (kept as it is: a shard under FSDP) replaced by
-    ``{"__tensor__": its dotted path}`` and put into ``tensors``."""
-    if isinstance(node, torch.Tensor):
-        tensors[path] = node
-        return {"__tensor__": path}
-    if isinstance(node, dict):
-        return {
-            str(k): _split(v, f"{path}.{k}" if path else str(k), tensors) for k, v in node.items()
-        }
-    if isinstance(node, tuple):
-        return {"__tuple__": [_split(v, f"{path}.{i}", tensors) for i, v in enumerate(node)]}
-    if isinstance(node, list):
-        return [_split(v, f"{path}.{i}", tensors) for i, v in enumerate(node)]
-    return node
-
-
-def _join(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    """The inverse of :func:`_split`."""
-    if isinstance(node, list):
-        return [_join(v, tensors) for v in node]
-    if not isinstance(node, dict):
-        return node
-    if "__tensor__" in node:
-        return tensors[node["__tensor__"]]
-    if "__tuple__" in node:
-        return tuple(_join(v, tensors) for v in node["__tuple__"])
-    return {key: _join(value, tensors) for key, value in node.items()}
 
 
 def _read_structure(path: Path) -> dict[str, Any]:
