@@ -32,7 +32,10 @@ What can be registered:
   ``GradScaler``, :class:`RNGState`; nested dicts/lists/tuples of tensors, numbers and strings.
 - any class decorated with :func:`register_checkpoint_hooks` whose methods are marked with
   :func:`mark_as_saver` (``save(self, path)``) and :func:`mark_as_loader`
-  (``load(self, path, end_of_epoch)``); ``path`` is ``<ckpt folder>/<name>.ckpt``.
+  (``load(self, path, end_of_epoch)``); ``path`` is ``<ckpt folder>/<name>.ckpt``. When
+  the class sets ``saves_on_every_rank = True`` (a sharded state, e.g.
+  :class:`speechlobes.distributed_checkpoint.ShardedState`), every rank calls its saver with
+  the path in rank 0's staging folder, so the parts of all ranks are renamed in at once.
 - any object with per-object hooks: ``add_recoverable(name, obj, custom_save_hook=save,
   custom_load_hook=load)``, called as ``save(obj, path)`` and ``load(obj, path, end_of_epoch)``.
 
@@ -70,6 +73,7 @@ from safetensors.torch import load_file, save_file
 
 from speechlobes.distributed import (
     barrier,
+    ddp_broadcast,
     gather_object,
     get_rank,
     get_world_size,
@@ -208,11 +212,14 @@ def _join(prefix: str, key: Any) -> str:
     return str(key) if not prefix else f"{prefix}.{key}"
 
 
-def _encode(node: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
+def _encode(node: Any, path: str, tensors: dict[str, torch.Tensor], copy: bool = True) -> Any:
+    """``node`` as JSON, each tensor replaced by ``{"__tensor__": its dotted path}`` and put
+    into ``tensors`` (a CPU copy; with ``copy=False`` the tensor itself, e.g. a shard that
+    torch.distributed.checkpoint saves or loads in place)."""
     if isinstance(node, torch.Tensor):
         if path in tensors:
             raise ValueError(f"two tensors map to the same name {path!r}")
-        tensors[path] = node.detach().cpu().contiguous().clone()
+        tensors[path] = node.detach().cpu().contiguous().clone() if copy else node
         return {"__tensor__": path}
     if isinstance(node, np.ndarray):
         return {"__ndarray__": node.tolist(), "dtype": str(node.dtype)}
@@ -220,14 +227,20 @@ def _encode(node: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
         return node.item()
     if isinstance(node, dict):
         if all(isinstance(key, str) for key in node):
-            return {key: _encode(value, _join(path, key), tensors) for key, value in node.items()}
+            return {
+                key: _encode(value, _join(path, key), tensors, copy) for key, value in node.items()
+            }
         return {
-            "__items__": [[key, _encode(v, _join(path, key), tensors)] for key, v in node.items()]
+            "__items__": [
+                [key, _encode(v, _join(path, key), tensors, copy)] for key, v in node.items()
+            ]
         }
     if isinstance(node, tuple):
-        return {"__tuple__": [_encode(v, _join(path, i), tensors) for i, v in enumerate(node)]}
+        return {
+            "__tuple__": [_encode(v, _join(path, i), tensors, copy) for i, v in enumerate(node)]
+        }
     if isinstance(node, list):
-        return [_encode(v, _join(path, i), tensors) for i, v in enumerate(node)]
+        return [_encode(v, _join(path, i), tensors, copy) for i, v in enumerate(node)]
     if node is None or isinstance(node, str | int | float | bool):
         return node
     raise TypeError(f"cannot checkpoint a {type(node).__name__} at {path!r}")
@@ -664,14 +677,29 @@ class Checkpointer:
                 checkpoint = self._write_checkpoint(states, meta, name, verbosity)
                 if prune is not None and not prune(checkpoint):
                     checkpoint = None
+        elif self._saved_by_every_rank():
+            staging = ddp_broadcast(None)  # rank 0's staging folder (see _write_checkpoint)
+            for obj_name in self._saved_by_every_rank():
+                self._write_object(obj_name, self.recoverables[obj_name], None, staging)
         barrier()
         return checkpoint
+
+    def _saved_by_every_rank(self) -> list[str]:
+        """Recoverables whose saver runs on every rank (``saves_on_every_rank``: sharded
+        states), each rank writing its part into rank 0's staging folder."""
+        return [
+            name
+            for name, obj in self.recoverables.items()
+            if has_checkpoint_hooks(obj) and getattr(obj, "saves_on_every_rank", False)
+        ]
 
     def _write_checkpoint(self, states: dict, meta: dict, name: str | None, verbosity: int):
         final = self._new_folder(name)
         staging = self.checkpoints_dir / f"{TMP_PREFIX}{_owner_tag()}-{final.name}"
         staging.mkdir()
         try:
+            if self._saved_by_every_rank():
+                ddp_broadcast(staging)
             for obj_name, obj in self.recoverables.items():
                 self._write_object(obj_name, obj, states.get(obj_name), staging)
             _write_meta(staging, meta)

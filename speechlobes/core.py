@@ -38,7 +38,10 @@ What the Brain carries so a recipe does not:
   exactness: random draws made inside DataLoader worker processes restart with the epoch.
 - torchrun: ``torchrun --nproc_per_node=N train.py hparams.yaml`` trains with DDP (no call to
   ``ddp_init_group`` needed); every stage's data is split over the ranks, losses are averaged
-  over ranks, rank 0 alone writes.
+  over ranks, rank 0 alone writes. With ``--distributed_strategy=fsdp`` the modules are
+  sharded instead (:mod:`speechlobes.fsdp`: per block, precision policy from ``precision``)
+  and checkpoints hold their modules and optimizers as one sharded folder
+  (:mod:`speechlobes.distributed_checkpoint`) that recovers into any number of processes.
 
 Seams to override (SpeechBrain's): ``compute_forward``, ``compute_objectives``,
 ``on_fit_start``, ``on_stage_start``, ``on_stage_end``, ``on_evaluate_start``,
@@ -79,6 +82,7 @@ from speechlobes import distributed
 from speechlobes.checkpoints import RNGState, has_checkpoint_hooks
 from speechlobes.dataio.loader import LoopedLoader, make_dataloader
 from speechlobes.dataio.sampler import DistributedSamplerWrapper, ReproducibleRandomSampler
+from speechlobes.fsdp import is_sharded, shard_modules
 from speechlobes.logger import setup_logging
 from speechlobes.progress import progress
 from speechlobes.utils.hparams import (
@@ -147,6 +151,8 @@ RUN_OPTION_DEFAULTS: dict[str, Any] = {
     "profile_steps": 5,
     "log_config": None,  # a logging YAML for create_experiment_directory
     # speechlobes' own
+    "distributed_strategy": "ddp",  # under torchrun: ddp | fsdp (sharded, speechlobes.fsdp)
+    "fsdp_block_classes": None,  # fsdp: the classes sharded one by one (None: found, see fsdp)
     "seed": None,  # seed of the loaders' shuffling (default: the seed_everything seed)
     "scan_worst_batches": 0,  # before training, run the N largest batches (OOM pre-scan)
 }
@@ -157,6 +163,7 @@ RUN_OPTION_EXTRAS = ("param_file", "overridden_args")
 COMMAND_LINE_RUN_OPTIONS = tuple(name for name in RUN_OPTION_DEFAULTS if name != "seed")
 LIST_RUN_OPTIONS = ("jit_module_keys", "compile_module_keys")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+DISTRIBUTED_STRATEGIES = ("ddp", "fsdp")
 # The type of each run option's value (None is allowed where the default is None).
 RUN_OPTION_TYPES: dict[str, type] = {
     **{name: type(default) for name, default in RUN_OPTION_DEFAULTS.items()},
@@ -164,6 +171,7 @@ RUN_OPTION_TYPES: dict[str, type] = {
     "distributed_backend": str,
     "jit_module_keys": list,
     "compile_module_keys": list,
+    "fsdp_block_classes": list,
     "log_config": str,
     "seed": int,
     "optimizer_step_limit": int,
@@ -536,7 +544,7 @@ class Brain:
             torch.cuda.set_device(torch.device(self.device))
         self.modules = torch.nn.ModuleDict(modules or {}).to(self.device)
         self.raw_modules = self.modules
-        self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.precision == "fp16")
+        self.scaler = self._grad_scaler()
         self.training_ctx = _Autocast(self.device_type, PRECISIONS[self.precision])
         self.evaluation_ctx = _Autocast(self.device_type, PRECISIONS[self.eval_precision])
         self.optimizer = None
@@ -557,6 +565,21 @@ class Brain:
             if self.scaler.is_enabled():  # optional: a checkpoint saved in fp32 resumes in fp16
                 checkpointer.add_recoverable("scaler", self.scaler, optional_load=True)
         self.print_trainable_parameters()
+
+    def _grad_scaler(self) -> torch.amp.GradScaler:
+        """fp16's loss scaler (disabled otherwise); under FSDP the sharded one, which agrees
+        across ranks on whether a step had non-finite gradients."""
+        enabled = self.precision == "fp16"
+        if self._sharding():
+            from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+            return ShardedGradScaler(self.device_type, enabled=enabled)
+        return torch.amp.GradScaler(self.device_type, enabled=enabled)
+
+    def _sharding(self) -> bool:
+        """Whether modules are sharded with FSDP: ``distributed_strategy: fsdp`` in a process
+        that torchrun or srun started (a world of one included, :func:`shard_modules`)."""
+        return self.distributed_strategy == "fsdp" and distributed.launched()
 
     def _check_run_options(self) -> None:
         if self.auto_mix_prec:
@@ -582,6 +605,11 @@ class Brain:
             raise ValueError(
                 "data_parallel_backend is for one process: run `python train.py hparams.yaml "
                 "--data_parallel_backend`, or torchrun without it for DDP"
+            )
+        if self.data_parallel_backend and self.distributed_strategy == "fsdp":
+            raise ValueError(
+                "distributed_strategy=fsdp shards over torchrun processes and "
+                "data_parallel_backend replicates in one process: choose one"
             )
         if self.data_parallel_backend and torch.cuda.device_count() == 0:
             raise ValueError("data_parallel_backend needs at least one GPU")
@@ -631,6 +659,7 @@ class Brain:
         self._wrap_distributed()
         self.init_optimizers()
         if self.checkpointer is not None:
+            self._checkpoint_sharded_state()
             self.checkpointer.recover_if_possible()
 
     def init_optimizers(self) -> None:
@@ -687,6 +716,7 @@ class Brain:
     def on_evaluate_start(self, max_key: str | None = None, min_key: str | None = None) -> None:
         """Recover the best checkpoint by ``max_key``/``min_key`` (most recent without)."""
         if self.checkpointer is not None:
+            self._checkpoint_sharded_state()
             self.checkpointer.recover_if_possible(max_key=max_key, min_key=min_key)
 
     def on_fit_batch_start(self, batch: Any, should_step: bool) -> None:
@@ -921,9 +951,15 @@ class Brain:
         return False
 
     def check_gradients(self) -> None:
-        """Set gradients that hold inf or nan to None (their parameters skip this step)."""
-        for name, parameter in self.modules.named_parameters():
-            if parameter.grad is not None and not torch.isfinite(parameter.grad).all():
+        """Set gradients that hold inf or nan to None (their parameters skip this step).
+
+        Under torchrun the ranks agree: a gradient is dropped everywhere when any rank finds
+        a non-finite value in its part (FSDP shards gradients, so each rank sees a piece)."""
+        named = [(n, p) for n, p in self.modules.named_parameters() if p.grad is not None]
+        bad = torch.tensor([float(not torch.isfinite(_local(p.grad)).all()) for _, p in named])
+        bad = distributed.all_reduce_sum(bad)
+        for (name, parameter), flag in zip(named, bad.tolist(), strict=True):
+            if flag:
                 parameter.grad = None
                 logger.warning("non-finite gradient of %s: set to None", name)
 
@@ -969,13 +1005,17 @@ class Brain:
 
     @contextlib.contextmanager
     def no_sync(self, use: bool = True):
-        """Under DDP (with ``use``), skip the gradient all-reduce: for batches that only
-        accumulate gradients."""
+        """Under DDP or FSDP (with ``use``), skip the gradient reduction: for batches that only
+        accumulate gradients (FSDP then holds them unsharded until the step's batch)."""
         with contextlib.ExitStack() as stack:
             if use:
                 for module in self.modules.values():
                     if isinstance(module, torch.nn.parallel.DistributedDataParallel):
                         stack.enter_context(module.no_sync())
+                    elif is_sharded(module):
+                        module = getattr(module, "_orig_mod", module)
+                        module.set_requires_gradient_sync(False)
+                        stack.callback(module.set_requires_gradient_sync, True)
             yield
 
     # ------------------------------------------------------------------ one helper per feature
@@ -1085,8 +1125,15 @@ class Brain:
         return set(keys)
 
     def _wrap_distributed(self) -> None:
-        """DDP under torchrun (BatchNorm synchronised on CUDA), DataParallel with
-        ``data_parallel_backend``; modules without trainable parameters stay as they are."""
+        """Under torchrun, DDP (modules without trainable parameters stay as they are) or,
+        with ``distributed_strategy: fsdp``, FSDP2 (:func:`speechlobes.fsdp.shard_modules`);
+        DataParallel with ``data_parallel_backend``."""
+        if self.distributed_strategy == "fsdp":
+            if self._sharding():
+                shard_modules(self.modules, self.device, self.precision, self.fsdp_block_classes)
+            else:
+                logger.info("distributed_strategy=fsdp without torchrun: nothing to shard")
+            return
         for name, module in self.modules.items():
             if self.data_parallel_backend:
                 if any(p.requires_grad for p in module.parameters()) and not isinstance(
@@ -1097,6 +1144,24 @@ class Brain:
                 self.modules[name] = distributed.wrap_ddp(
                     module, self.device, self.find_unused_parameters
                 )
+
+    def _checkpoint_sharded_state(self) -> None:
+        """Under ``distributed_strategy: fsdp``, the modules and optimizers registered with the
+        checkpointer move into one :class:`~speechlobes.distributed_checkpoint.ShardedState`
+        (``sharded``, saved by every rank through torch.distributed.checkpoint, recoverable
+        into any number of processes); the other recoverables are saved as usual."""
+        if self.distributed_strategy != "fsdp":
+            return
+        from speechlobes.distributed_checkpoint import SHARDED_NAME, ShardedState
+
+        recoverables = self.checkpointer.recoverables
+        state = recoverables.get(SHARDED_NAME)
+        if not isinstance(state, ShardedState):
+            state = ShardedState(self.modules)
+        for name, obj in list(recoverables.items()):
+            if isinstance(obj, torch.nn.Module | torch.optim.Optimizer):
+                state.add(name, recoverables.pop(name))
+        self.checkpointer.add_recoverable(SHARDED_NAME, state)
 
     def _scan_worst_batches(self, loader: Any) -> None:
         """Run forward and backward on the ``scan_worst_batches`` largest batches (most tensor
@@ -1174,6 +1239,11 @@ def _splits_across_ranks(loader: Any) -> bool:
         or getattr(candidate, "world_size", 1) == world_size
         for candidate in (sampler, batch_sampler, inner, getattr(inner, "sampler", None))
     )
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """The part of ``tensor`` this rank holds (a DTensor's shard; a tensor itself)."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
 
 
 def _batch_elements(batch: Any) -> int:
@@ -1254,6 +1324,8 @@ def check_run_option(name: str, value: Any) -> Any:
         raise ValueError(f"{name} must be {kind.__name__}, got {value!r}")
     if name in ("precision", "eval_precision") and value not in PRECISIONS:
         raise ValueError(f"{name} must be one of {list(PRECISIONS)}, got {value!r}")
+    if name == "distributed_strategy" and value not in DISTRIBUTED_STRATEGIES:
+        raise ValueError(f"{name} must be one of {list(DISTRIBUTED_STRATEGIES)}, got {value!r}")
     minimum = RUN_OPTION_MINIMA.get(name)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")

@@ -5,7 +5,11 @@ Launch with the standard launcher, no home-made one::
     torchrun --nproc_per_node=2 train.py hparams.yaml
 
 torchrun sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; :func:`init_distributed` reads them
-and joins the process group (gloo on CPU, nccl on CUDA). It is idempotent and is called by
+and joins the process group (gloo on CPU, nccl on CUDA). Tasks started by SLURM's ``srun``
+(one per GPU, no torchrun) are found too: where torchrun's variables are absent,
+:func:`slurm_environment` derives them from ``SLURM_PROCID``, ``SLURM_STEP_NUM_TASKS`` (or
+``SLURM_NTASKS``), ``SLURM_LOCALID`` and the first host of ``SLURM_STEP_NODELIST`` (or
+``SLURM_JOB_NODELIST``, ``SLURM_NODELIST``) as ``MASTER_ADDR``. It is idempotent and is called by
 :func:`run_on_main`, ``create_experiment_directory`` and the ``Brain``, so a recipe never calls
 it by hand. Outside torchrun every helper behaves as a world of one process.
 
@@ -28,7 +32,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from collections.abc import Callable
+import re
+import socket
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -52,12 +58,15 @@ __all__ = [
     "is_distributed",
     "is_distributed_initialized",
     "is_local_rank_zero",
+    "launched",
     "main_process_only",
     "once_per_node",
     "rank_device",
     "rank_prefixed_message",
+    "first_host",
     "run_on_main",
     "run_once_per_node",
+    "slurm_environment",
     "wrap_ddp",
 ]
 
@@ -66,8 +75,70 @@ __all__ = [
 _one_rank_sections = 0
 
 
+# torchrun's variable -> SLURM's (per srun task), in order of preference
+SLURM_VARIABLES = {
+    "RANK": ("SLURM_PROCID",),
+    "WORLD_SIZE": ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"),
+    "LOCAL_RANK": ("SLURM_LOCALID",),
+}
+SLURM_NODELISTS = ("SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST", "SLURM_NODELIST")
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list (``gpu[03-04,07],cpu1`` -> ``gpu03``).
+
+    Example:
+        >>> first_host("gpu[03-04,07],cpu1"), first_host("node7,node8"), first_host("a-[9]")
+        ('gpu03', 'node7', 'a-9')
+    """
+    name, bracket, ranges = nodelist.partition("[")
+    if "," in name or not bracket:
+        return name.split(",", 1)[0].strip()
+    return name.strip() + re.split(r"[,\]-]", ranges, maxsplit=1)[0]
+
+
+def slurm_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """torchrun's variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
+    ``MASTER_PORT``) derived from SLURM's, for a task that ``srun`` started; only those that
+    ``environ`` (default: ``os.environ``) lacks. Empty outside SLURM or under torchrun (whose
+    own variables win: torchrun started once per node by srun is the other way to run).
+
+    ``MASTER_PORT`` defaults to ``15000 + SLURM_JOB_ID % 20000`` (one port per job).
+
+    Example:
+        >>> env = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1",
+        ...        "SLURM_JOB_NODELIST": "gpu[12-13]", "SLURM_JOB_ID": "4242"}
+        >>> slurm_environment(env)
+        {'RANK': '5', 'WORLD_SIZE': '8', 'LOCAL_RANK': '1', 'MASTER_ADDR': 'gpu12', \
+'MASTER_PORT': '19242'}
+    """
+    environ = os.environ if environ is None else environ
+    if "RANK" in environ or "SLURM_PROCID" not in environ:
+        return {}
+    derived = {}
+    for name, sources in SLURM_VARIABLES.items():
+        value = next((environ[source] for source in sources if source in environ), None)
+        if value is not None and name not in environ:
+            derived[name] = value
+    nodelist = next((environ[name] for name in SLURM_NODELISTS if environ.get(name)), None)
+    if nodelist and "MASTER_ADDR" not in environ:
+        derived["MASTER_ADDR"] = first_host(nodelist)
+    if "MASTER_PORT" not in environ:
+        derived["MASTER_PORT"] = str(15000 + int(environ.get("SLURM_JOB_ID", "0")) % 20000)
+    return derived
+
+
 def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+    """torchrun's variable ``name``, else the one SLURM gives, else ``default``."""
+    value = os.environ.get(name)
+    if value is None:
+        value = slurm_environment().get(name, default)
+    return int(value)
+
+
+def launched() -> bool:
+    """True in a process that torchrun or srun started (even a world of one)."""
+    return "RANK" in os.environ or "RANK" in slurm_environment()
 
 
 def is_distributed() -> bool:
@@ -138,24 +209,27 @@ def infer_device() -> str:
     """``cuda:<LOCAL_RANK>`` (``cuda`` outside a launcher) when CUDA is available, else ``cpu``."""
     if not torch.cuda.is_available():
         return "cpu"
-    return f"cuda:{os.environ['LOCAL_RANK']}" if "LOCAL_RANK" in os.environ else "cuda"
+    launched = "LOCAL_RANK" in os.environ or "LOCAL_RANK" in slurm_environment()
+    return f"cuda:{get_local_rank()}" if launched else "cuda"
 
 
 def init_distributed(backend: str | None = None) -> bool:
-    """Join the process group torchrun describes in the environment; return True if distributed.
+    """Join the process group torchrun (or srun, see :func:`slurm_environment`) describes in
+    the environment; return True if distributed.
 
-    Does nothing (and returns False) outside torchrun or with ``WORLD_SIZE=1``. ``backend``
+    Does nothing (and returns False) outside a launcher or with ``WORLD_SIZE=1``. ``backend``
     defaults to gloo, plus nccl for CUDA tensors when CUDA is available
     (``"cpu:gloo,cuda:nccl"``), so CPU and GPU runs both work on a GPU machine.
     """
     if dist.is_available() and dist.is_initialized():
         return is_distributed()
+    os.environ.update(slurm_environment())
     if _env_int("WORLD_SIZE", 1) <= 1:
         return False
     if "MASTER_ADDR" not in os.environ:
         raise RuntimeError(
             "WORLD_SIZE > 1 but MASTER_ADDR is unset: launch with "
-            "`torchrun --nproc_per_node=N train.py hparams.yaml`"
+            "`torchrun --nproc_per_node=N train.py hparams.yaml` (or srun under SLURM)"
         )
     if backend is None:
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
@@ -241,6 +315,7 @@ def run_on_main(
     post_args: list | None = None,
     post_kwargs: dict | None = None,
     run_post_on_main: bool = False,
+    per_node: bool = False,
 ) -> Any:
     """Run ``func`` on rank 0 only, then a barrier, then ``post_func`` on the other ranks.
 
@@ -248,12 +323,33 @@ def run_on_main(
     ``post_func`` (e.g. loading a tokenizer rank 0 trained) runs where it is needed; with
     ``run_post_on_main`` it runs on every rank, without a further barrier. Returns
     ``func``'s result (rank 0's, broadcast) on every rank.
+
+    With ``per_node``, "main" is the first process of each machine (local rank 0), for work
+    that each machine needs on its own disk (copying shards to a local SSD, unpacking a
+    model): ``func`` runs once per machine, ``post_func`` on the machine's other processes,
+    and every process gets its own machine's result.
     """
+    if per_node:
+        result, _ = _run_then_post(
+            once_per_node(func), is_local_rank_zero, (args, kwargs),
+            (post_func, post_args, post_kwargs), run_post_on_main,
+        )  # fmt: skip
+        return _result_of_this_node(result)
     result, _ = _run_then_post(
         main_process_only(func), if_main_process, (args, kwargs),
         (post_func, post_args, post_kwargs), run_post_on_main,
     )  # fmt: skip
     return result
+
+
+def _result_of_this_node(result: Any) -> Any:
+    """The result of this machine's local rank 0 (machines told apart by host name), on every
+    process of the machine."""
+    host = socket.gethostname()
+    gathered = gather_object((host, is_local_rank_zero(), result))
+    if is_local_rank_zero():
+        return result
+    return next(value for name, first, value in gathered if first and name == host)
 
 
 def run_once_per_node(

@@ -101,6 +101,21 @@ def _stage(path: Path, text: str) -> Path:
     return tmp
 
 
+def write_split_shards(
+    manifests: Iterable[str | os.PathLike], shards_folder: str | os.PathLike | None
+) -> None:
+    """With a ``shards_folder`` (the prep scripts' option), write each manifest's WebDataset
+    tar shards into ``<shards_folder>/<manifest name without suffix>``
+    (:func:`speechlobes.dataio.shards.write_manifest_shards`: kept when up to date with the
+    manifest); nothing without one."""
+    if shards_folder is None:
+        return
+    from speechlobes.dataio.shards import write_manifest_shards
+
+    for name, index in write_manifest_shards(manifests, shards_folder).items():
+        logger.info("%s: %d shards in %s", name, len(index.shards), Path(shards_folder) / name)
+
+
 def csv_text(rows: Sequence[dict[str, Any]], fieldnames: list[str]) -> str:
     """A CSV manifest (header, then one line per row) as text."""
     buffer = io.StringIO()

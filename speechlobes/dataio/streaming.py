@@ -73,7 +73,13 @@ from speechlobes.dataio.shards import (
     write_manifest_shards,
 )
 
-__all__ = ["StreamingDataset", "StreamingLoader", "make_streaming_loader", "shard_loaders"]
+__all__ = [
+    "StreamingDataset",
+    "StreamingLoader",
+    "check_data_format",
+    "make_streaming_loader",
+    "shard_loaders",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -409,11 +415,31 @@ def make_streaming_loader(
     return StreamingLoader(dataset, **kwargs)
 
 
+def check_data_format(hparams: dict[str, Any], hparams_file: str, manifest_format: str) -> bool:
+    """Check a recipe's ``data_format`` (its manifests' ``manifest_format`` or ``shards``);
+    returns True for shards.
+
+    Example:
+        >>> check_data_format({"data_format": "shards"}, "h.yaml", "json")
+        True
+        >>> check_data_format({"data_format": "tar"}, "h.yaml", "json")
+        Traceback (most recent call last):
+        ValueError: h.yaml: data_format must be 'json' or 'shards', got 'tar'
+    """
+    value = hparams.get("data_format", manifest_format)
+    if value not in (manifest_format, "shards"):
+        raise ValueError(
+            f"{hparams_file}: data_format must be {manifest_format!r} or 'shards', got {value!r}"
+        )
+    return value == "shards"
+
+
 def shard_loaders(
     hparams: dict[str, Any],
     dynamic_items: Iterable[Callable | dict[str, Any]],
     output_keys: OutputKeys,
     splits: Sequence[str] = ("train", "valid", "test"),
+    **dataset_kwargs: Any,
 ) -> dict[str, StreamingLoader]:
     """What a recipe's ``data_format: shards`` reads: a :class:`StreamingLoader` per split.
 
@@ -425,7 +451,8 @@ def shard_loaders(
     ``sample_rate``; ``seed``; ``max_duration`` (training only); the loader kwargs
     ``train_loader_kwargs`` (training) or ``valid_loader_kwargs`` (the other splits), see
     :func:`make_streaming_loader`, updated with ``shards_loader_kwargs`` (``num_workers``,
-    ``buffer_size``, ``max_batch_length``...).
+    ``buffer_size``, ``max_batch_length``...). ``dataset_kwargs`` go to every
+    :class:`StreamingDataset` (e.g. ``signal_key``, for a pipeline that reworks the audio).
     """
     manifests = {
         split: hparams.get(f"{split}_csv") or hparams.get(f"{split}_json") for split in splits
@@ -451,5 +478,6 @@ def shard_loaders(
             sample_rate=hparams.get("sample_rate"),
             seed=hparams.get("seed", 0),
             max_duration=hparams.get("max_duration") if split == "train" else None,
+            **dataset_kwargs,
         )
     return loaders

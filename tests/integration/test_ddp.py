@@ -67,3 +67,41 @@ def test_two_gloo_processes_match_one_process_and_recover_on_every_rank(tmp_path
     expected, got = load_file(single / "final.safetensors"), load_file(ddp / "final.safetensors")
     for key in expected:
         assert torch.allclose(expected[key], got[key], rtol=0, atol=1e-5), key
+
+
+def test_srun_tasks_train_a_partly_used_and_partly_frozen_lobe_like_one_process(tmp_path):
+    """Two tasks as srun starts them (SLURM's variables only, no torchrun); the lobe has a
+    frozen input projection and a head outside the loss, which DDP is told about with
+    find_unused_parameters."""
+    import socket
+
+    options = ["--freeze_input=True", "--unused_head=True", "--find_unused_parameters=True"]
+    single, srun = tmp_path / "single", tmp_path / "srun"
+    run([sys.executable, *recipe_args(single, epochs=1, batch_size=GLOBAL_BATCH), *options])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    launcher = {k: v for k, v in ENV.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    launcher.update(SLURM_NTASKS="2", SLURM_JOB_NODELIST="localhost", MASTER_PORT=port)
+    command = [sys.executable, *recipe_args(srun, epochs=1, batch_size=GLOBAL_BATCH // 2), *options]
+    tasks = [
+        subprocess.Popen(
+            command,
+            env={**launcher, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    for task in tasks:
+        _, stderr = task.communicate(timeout=300)
+        assert task.returncode == 0, stderr[-3000:]
+    assert len(step_losses(srun)) == 64 // GLOBAL_BATCH
+    assert torch.allclose(
+        torch.tensor(step_losses(srun)), torch.tensor(step_losses(single)), rtol=0, atol=1e-5
+    )
+    expected, got = load_file(single / "final.safetensors"), load_file(srun / "final.safetensors")
+    for key in expected:
+        assert torch.allclose(expected[key], got[key], rtol=0, atol=1e-5), key
+    assert torch.equal(got["unused_head.weight"], expected["unused_head.weight"])

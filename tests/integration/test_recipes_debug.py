@@ -34,6 +34,22 @@ def last_test_stats(output: Path) -> dict:
     return next(record["test"] for record in reversed(records) if "test" in record)
 
 
+def manifest_size(output: Path, split: str) -> int:
+    return len(json.loads((output / f"{split}.json").read_text()))
+
+
+def assert_streamed(output: Path, sizes: dict[str, int]) -> None:
+    """The training and validation splits went whole into shards (the test sets read their
+    manifests), and checkpoints hold the streaming loader's position."""
+    counts = {split: ShardIndex.load(output / "shards" / split).num_utterances for split in sizes}
+    assert counts == sizes
+    assert sorted(path.name for path in (output / "shards").iterdir()) == sorted(sizes)
+    position = json.loads(
+        next(Path(output, "save").glob("CKPT+*/dataloader-TRAIN.ckpt")).read_text()
+    )
+    assert position["num_workers"] == 2 and position["shards"]
+
+
 @pytest.fixture(scope="module")
 def tiny_corpora(tmp_path_factory):
     root = tmp_path_factory.mktemp("mini")
@@ -87,21 +103,26 @@ def test_librispeech_ctc_recipe_debug_run_and_transcriber(tiny_corpora, tmp_path
     assert isinstance(asr.transcribe_file(flac), str)
 
 
-def test_audioset_beats_recipe_debug_run(tiny_corpora, tmp_path):
+@pytest.mark.parametrize("data_format", ["json", "shards"])
+def test_audioset_beats_recipe_debug_run(tiny_corpora, tmp_path, data_format):
     output = tmp_path / "tagging"
     run_recipe(
         RECIPES / "AudioSet/tagging/BEATs",
         "hparams/beats_small_scratch.yaml",
         f"--data_folder={tiny_corpora / 'AudioSet'}",
         f"--output_folder={output}",
+        f"--data_format={data_format}",
     )
+    if data_format == "shards":
+        assert_streamed(output, {s: manifest_size(output, s) for s in ("train", "valid")})
     stats = last_test_stats(output)
     assert 0 <= stats["mAP"] <= 1
     header = (output / "per_class_test.csv").read_text().splitlines()[0]
     assert header == "index,name,num_positives,average_precision,roc_auc"
 
 
-def test_covost_st_recipe_debug_run(tiny_corpora, tmp_path):
+@pytest.mark.parametrize("data_format", ["json", "shards"])
+def test_covost_st_recipe_debug_run(tiny_corpora, tmp_path, data_format):
     output = tmp_path / "st"
     run_recipe(
         RECIPES / "CoVoST/ST/seq2seq",
@@ -109,7 +130,10 @@ def test_covost_st_recipe_debug_run(tiny_corpora, tmp_path):
         f"--covost_folder={tiny_corpora / 'CoVoST'}",
         f"--output_folder={output}",
         "--vocab_size=56",
+        f"--data_format={data_format}",
     )
+    if data_format == "shards":
+        assert_streamed(output, {s: manifest_size(output, s) for s in ("train", "dev")})
     stats = last_test_stats(output)
     assert 0 <= stats["BLEU"] <= 100
     assert (output / "bleu_test.txt").is_file()
@@ -125,14 +149,20 @@ def test_librispeech_recipe_trains_and_tests_from_shards(tiny_corpora, tmp_path)
         "--data_format=shards",
         "--heldout_sentences=null",
     )
-    counts = {
-        split: ShardIndex.load(output / "shards" / split).num_utterances
-        for split in ("train-clean-100", "dev-clean")
-    }
-    assert counts == {"train-clean-100": 8, "dev-clean": 3}  # the test sets read manifests
+    assert_streamed(output, {"train-clean-100": 8, "dev-clean": 3})
     stats = last_test_stats(output)
     assert stats["CER"] >= 0 and stats["WER"] >= 0
-    position = json.loads(
-        next(Path(output, "save").glob("CKPT+*/dataloader-TRAIN.ckpt")).read_text()
-    )
-    assert position["num_workers"] == 2 and position["shards"]
+
+
+def test_a_wrong_data_format_or_balanced_sampling_from_shards_is_refused(tmp_path):
+    folder = RECIPES / "AudioSet/tagging/BEATs"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    for options, message in (
+        (["--data_format=tar"], "data_format must be 'json' or 'shards', got 'tar'"),
+        (["--data_format=shards", "--balanced_sampling=True"], "balanced_sampling draws clips"),
+    ):
+        command = [sys.executable, "train.py", "hparams/beats_small_scratch.yaml", *options]
+        command.append(f"--output_folder={tmp_path / 'out'}")
+        done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True)
+        assert done.returncode != 0 and message in done.stderr, done.stderr[-2000:]
+        assert not (tmp_path / "out").exists()  # refused before anything is written

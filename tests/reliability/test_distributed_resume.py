@@ -1,6 +1,6 @@
 """Exact resume under torchrun: 2 gloo processes, one killed with SIGKILL mid-epoch (torchrun
 then ends the other), the same command again: the final weights are bit-identical to an
-uninterrupted 2-process run."""
+uninterrupted 2-process run, with DDP and with FSDP (sharded checkpoints)."""
 
 import json
 import os
@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -46,14 +47,20 @@ def mid_epoch_checkpoint_of(save_folder: Path, epoch: int) -> bool:
     return False
 
 
-def test_sigkill_of_one_rank_then_restart_gives_bit_identical_weights(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_sigkill_of_one_rank_then_restart_gives_bit_identical_weights(tmp_path, strategy):
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    strategy_option = f"--distributed_strategy={strategy}"
     done = subprocess.run(
-        torchrun_command(reference), env=ENV, capture_output=True, text=True, timeout=300
+        torchrun_command(reference, strategy_option),
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
-    command = torchrun_command(resumed, "--sleep_per_batch=0.1")
+    command = torchrun_command(resumed, strategy_option, "--sleep_per_batch=0.1")
     launcher = subprocess.Popen(
         command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -77,6 +84,8 @@ def test_sigkill_of_one_rank_then_restart_gives_bit_identical_weights(tmp_path):
     again = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming epoch 2 after batch" in (resumed / "log.txt").read_text()
+    sharded = list((resumed / "save").glob("CKPT+*/sharded.ckpt"))
+    assert bool(sharded) == (strategy == "fsdp")
     expected = load_file(reference / "final.safetensors")
     got = load_file(resumed / "final.safetensors")
     assert expected.keys() == got.keys()

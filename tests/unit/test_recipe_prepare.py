@@ -168,3 +168,50 @@ def test_covost_without_tables_names_what_it_looked_for(tmp_path):
     (tmp_path / "cv").mkdir()
     with pytest.raises(FileNotFoundError, match="covost_v2.en_de.tsv"):
         covost.prepare_covost(tmp_path / "cv", tmp_path, tmp_path / "prep")
+
+
+def shard_contents(folder):
+    """``{id: (audio bytes, metadata)}`` of every shard listed in ``folder``'s index."""
+    from speechlobes.dataio.shards import ShardIndex, read_shard
+
+    index = ShardIndex.load(folder)
+    samples = [sample for shard in index.shards for sample in read_shard(index.path(shard))]
+    return {sample.id: (sample.audio, sample.fields) for sample in samples}
+
+
+def test_each_prep_script_also_writes_the_manifests_as_shards(tmp_path):
+    make_librispeech_tree(tmp_path / "ls")
+    shards = tmp_path / "shards"
+    out = librispeech.prepare_librispeech(
+        tmp_path / "ls", tmp_path / "ls_prep", [], ["dev-clean"], [], shards_folder=shards / "ls"
+    )
+    got = shard_contents(shards / "ls" / "dev-clean")
+    rows = {row["ID"]: row for row in read_csv(out["dev-clean"])}
+    assert sorted(got) == sorted(rows)
+    for key, (audio, meta) in got.items():
+        with open(rows[key]["wav"], "rb") as original:
+            assert audio == original.read()  # the file's bytes as they were
+        assert meta["wrd"] == rows[key]["wrd"]
+
+    make_audioset_tree(tmp_path / "as")
+    out = audioset.prepare_audioset(
+        tmp_path / "as", tmp_path / "as_prep", valid_ratio=0.34, seed=0, shards_folder=shards / "as"
+    )
+    for split in ("train", "valid", "test"):
+        manifest = json.loads(out[split].read_text())
+        got = shard_contents(shards / "as" / split)
+        assert sorted(got) == sorted(manifest)
+        assert all(meta["labels"] == manifest[key]["labels"] for key, (_, meta) in got.items())
+
+    make_covost_tree(tmp_path / "cv_root", combined=True)
+    root = tmp_path / "cv_root"
+    out = covost.prepare_covost(
+        root / "cv", root, tmp_path / "cv_prep", shards_folder=shards / "cv"
+    )
+    for split in ("train", "dev", "test"):
+        got = shard_contents(shards / "cv" / split)
+        assert sorted(got) == sorted(json.loads(out[split].read_text()))
+    index = shards / "cv" / "train" / "index.json"
+    written = index.stat().st_mtime_ns
+    covost.prepare_covost(root / "cv", root, tmp_path / "cv_prep", shards_folder=shards / "cv")
+    assert index.stat().st_mtime_ns == written  # up to date: not rewritten

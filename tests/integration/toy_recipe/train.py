@@ -1,4 +1,4 @@
-"""Toy regression recipe for the resume and DDP integration tests.
+"""Toy regression recipe for the resume, DDP and FSDP integration tests.
 
 Writes ``<output_folder>/final.safetensors`` (the final weights), on rank 0
 ``<output_folder>/step_losses.jsonl`` (each training step's loss averaged over ranks), and
@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from speechlobes import distributed
 from speechlobes.core import Brain, Stage, create_experiment_directory, parse_arguments
 from speechlobes.dataio.dataset import DynamicItemDataset
+from speechlobes.fsdp import full_state_dict
 from speechlobes.utils.hparams import load_hparams
 
 
@@ -73,6 +74,7 @@ if __name__ == "__main__":
         train_loader_kwargs={"batch_size": hparams["batch_size"], "shuffle": hparams["shuffle"]},
         valid_loader_kwargs={"batch_size": hparams["batch_size"]},
     )
+    state = full_state_dict(hparams["model"])  # on every rank: gathers the shards under FSDP
     if distributed.if_main_process():
-        state = {k: v.contiguous() for k, v in hparams["model"].state_dict().items()}
+        state = {k: v.contiguous() for k, v in state.items()}
         save_file(state, str(Path(hparams["output_folder"]) / "final.safetensors"))

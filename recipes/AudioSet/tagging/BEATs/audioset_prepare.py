@@ -40,6 +40,7 @@ from speechlobes.dataio.preparation import (
     open_table,
     preparation_done,
     report_overlap,
+    write_split_shards,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def prepare_audioset(
     valid_ratio: float = 0.1,
     seed: int = 1234,
     skip_prep: bool = False,
+    shards_folder: str | None = None,
 ) -> dict[str, Path]:
     """Write the train/valid/test manifests and return their paths (and the label table's).
 
@@ -71,6 +73,8 @@ def prepare_audioset(
         valid_csv: a segment list for validation; None splits ``valid_ratio`` off training.
         seed: the seed of that split.
         skip_prep: do nothing but return the expected paths.
+        shards_folder: also write train, valid and test as WebDataset tar shards in
+            ``<shards_folder>/<split>`` (for ``data_format: shards``; kept when up to date).
     """
     data, save = Path(data_folder), Path(save_folder)
     outputs = {name: save / f"{name}.json" for name in ("train", "valid", "test")}
@@ -84,8 +88,12 @@ def prepare_audioset(
         "valid_ratio": valid_ratio,
         "seed": seed,
     }
-    if skip_prep or preparation_done(save, options, [p.name for p in outputs.values()]):
+    splits = [outputs[name] for name in ("train", "valid", "test")]
+    if skip_prep:
+        return outputs
+    if preparation_done(save, options, [p.name for p in outputs.values()]):
         logger.info("AudioSet manifests in %s are up to date", save)
+        write_split_shards(splits, shards_folder)
         return outputs
     begin_preparation(save)
     known_mids = set(read_class_labels(data / LABELS_FILE))
@@ -113,6 +121,7 @@ def prepare_audioset(
     commit_manifests(save, texts, options)
     for name, manifest in manifests.items():
         logger.info("AudioSet %s: %d clips -> %s", name, len(manifest), outputs[name])
+    write_split_shards(splits, shards_folder)
     return outputs
 
 
@@ -209,9 +218,12 @@ def main() -> None:
     parser.add_argument("--data_folder", required=True)
     parser.add_argument("--save_folder", required=True)
     parser.add_argument("--clips_folder", default=None)
+    parser.add_argument("--shards_folder", help="also write WebDataset tar shards here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    prepare_audioset(args.data_folder, args.save_folder, args.clips_folder)
+    prepare_audioset(
+        args.data_folder, args.save_folder, args.clips_folder, shards_folder=args.shards_folder
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from speechlobes.dataio.balanced import EpochWeightedSampler, label_balanced_wei
 from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.dataio.encoders import MultiLabelEncoder
 from speechlobes.dataio.pipeline import provides, takes
+from speechlobes.dataio.streaming import check_data_format, shard_loaders
 from speechlobes.distributed import run_on_main
 from speechlobes.utils.hparams import load_hparams
 
@@ -113,11 +114,9 @@ def layerwise_parameter_groups(tagger, layer_decay: float) -> list[dict]:
 
 
 def dataio_prepare(hparams: dict, label_encoder: MultiLabelEncoder) -> dict:
-    """Manifests -> datasets yielding the (cropped/padded) clip and its multi-hot targets."""
-    datasets = {
-        name: DynamicItemDataset.from_json(hparams[f"{name}_json"])
-        for name in ("train", "valid", "test")
-    }
+    """Manifests -> datasets yielding the (cropped/padded) clip and its multi-hot targets;
+    with ``data_format: shards``, train and valid are loaders streaming tar shards of the
+    same manifests."""
     clip_samples = int(hparams["clip_seconds"] * hparams["sample_rate"])
 
     @takes("wav")
@@ -125,20 +124,34 @@ def dataio_prepare(hparams: dict, label_encoder: MultiLabelEncoder) -> dict:
     def audio_pipeline(wav):
         return read_audio(wav, resample_to=hparams["sample_rate"])[0][:clip_samples]
 
+    @takes("audio")
+    @provides("sig")
+    def shard_audio_pipeline(audio):  # the shards' audio, decoded and resampled
+        return audio[:clip_samples]
+
     @takes("labels")
     @provides("targets")
     def label_pipeline(labels):
         return label_encoder.encode_labels(labels)
 
+    keys = ["id", "sig", "targets"]
+    names = ("test",) if hparams["data_format"] == "shards" else ("train", "valid", "test")
+    datasets = {name: DynamicItemDataset.from_json(hparams[f"{name}_json"]) for name in names}
     for dataset in datasets.values():
         dataset.add_dynamic_item(audio_pipeline)
         dataset.add_dynamic_item(label_pipeline)
-        dataset.set_output_keys(["id", "sig", "targets"])
+        dataset.set_output_keys(keys)
+    if hparams["data_format"] == "shards":
+        pipelines = [shard_audio_pipeline, label_pipeline]
+        shards = shard_loaders(hparams, pipelines, keys, ("train", "valid"), signal_key="audio")
+        datasets.update(shards)
     return datasets
 
 
-def train_loader_kwargs(hparams: dict, train_set: DynamicItemDataset) -> dict:
+def train_loader_kwargs(hparams: dict, train_set: DynamicItemDataset) -> dict | None:
     """The YAML's loader kwargs, with a label-balanced sampler when ``balanced_sampling``."""
+    if hparams["data_format"] == "shards":
+        return None  # the streaming loader was built with its kwargs
     kwargs = dict(hparams["train_loader_kwargs"])
     if hparams["balanced_sampling"]:
         labels = [train_set.data[example_id]["labels"] for example_id in train_set.data_ids]
@@ -162,6 +175,12 @@ def ensure_data(hparams: dict) -> None:
 def main(argv: list[str]) -> None:
     hparams_file, run_opts, overrides = parse_arguments(argv)
     hparams = load_hparams(hparams_file, overrides)
+    streaming = check_data_format(hparams, hparams_file, "json")
+    if streaming and hparams["balanced_sampling"]:
+        raise ValueError(
+            f"{hparams_file}: balanced_sampling draws clips at random, which tar shards read in "
+            "sequence cannot do: set --balanced_sampling=False or --data_format=json"
+        )
     create_experiment_directory(hparams["output_folder"], hparams_file, overrides, argv=argv)
     run_on_main(ensure_data, kwargs={"hparams": hparams})
     run_on_main(
@@ -191,7 +210,7 @@ def main(argv: list[str]) -> None:
         datasets["train"],
         datasets["valid"],
         train_loader_kwargs=train_loader_kwargs(hparams, datasets["train"]),
-        valid_loader_kwargs=hparams["valid_loader_kwargs"],
+        valid_loader_kwargs=None if streaming else hparams["valid_loader_kwargs"],
     )
     brain.evaluate(
         datasets["test"], max_key="mAP", test_loader_kwargs=hparams["valid_loader_kwargs"]

@@ -37,6 +37,7 @@ from speechlobes.dataio.preparation import (
     open_table,
     preparation_done,
     report_overlap,
+    write_split_shards,
 )
 
 logger = logging.getLogger(__name__)
@@ -52,13 +53,20 @@ def prepare_covost(
     src: str = "en",
     tgt: str = "de",
     skip_prep: bool = False,
+    shards_folder: str | None = None,
 ) -> dict[str, Path]:
-    """Write one manifest per split and return ``{split: json_path}``."""
+    """Write one manifest per split and return ``{split: json_path}``; with ``shards_folder``
+    each split also as WebDataset tar shards in ``<shards_folder>/<split>`` (for
+    ``data_format: shards``; kept when up to date). ``skip_prep`` does nothing but return
+    the expected paths."""
     cv, tables, save = Path(cv_folder), Path(covost_folder), Path(save_folder)
     outputs = {split: save / f"{split}.json" for split in SPLITS}
     options = {"cv_folder": str(cv), "covost_folder": str(tables), "pair": f"{src}_{tgt}"}
-    if skip_prep or preparation_done(save, options, [p.name for p in outputs.values()]):
+    if skip_prep:
+        return outputs
+    if preparation_done(save, options, [p.name for p in outputs.values()]):
         logger.info("CoVoST manifests in %s are up to date", save)
+        write_split_shards(outputs.values(), shards_folder)
         return outputs
     begin_preparation(save)
     clients = read_validated_clients(cv / "validated.tsv")
@@ -70,6 +78,7 @@ def prepare_covost(
     commit_manifests(save, texts, options)
     for split, manifest in manifests.items():
         logger.info("CoVoST %s: %d utterances -> %s", split, len(manifest), outputs[split])
+    write_split_shards(outputs.values(), shards_folder)
     return outputs
 
 
@@ -173,9 +182,17 @@ def main() -> None:
     parser.add_argument("--save_folder", required=True)
     parser.add_argument("--src", default="en")
     parser.add_argument("--tgt", default="de")
+    parser.add_argument("--shards_folder", help="also write WebDataset tar shards here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    prepare_covost(args.cv_folder, args.covost_folder, args.save_folder, args.src, args.tgt)
+    prepare_covost(
+        args.cv_folder,
+        args.covost_folder,
+        args.save_folder,
+        args.src,
+        args.tgt,
+        shards_folder=args.shards_folder,
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from speechlobes.core import Brain, Stage, create_experiment_directory, parse_ar
 from speechlobes.dataio.audio import read_audio
 from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.dataio.pipeline import provides, takes
+from speechlobes.dataio.streaming import check_data_format, shard_loaders
 from speechlobes.distributed import run_on_main
 from speechlobes.nnet.lengths import lengths_to_padding_mask
 from speechlobes.processing.waveform import normalize_waveforms
@@ -133,25 +134,25 @@ def target_ids(tokenizer, text: str, eos_index: int) -> list[int]:
     return [*tokenizer.encode_as_ids(text), eos_index]
 
 
-def dataio_prepare(
-    hparams: dict, tokenizer, source_tokenizer=None
-) -> dict[str, DynamicItemDataset]:
-    """Manifests -> datasets with audio and target-token pipelines (train sorted by duration)."""
-    datasets = {
-        name: DynamicItemDataset.from_json(hparams[f"{name}_json"])
-        for name in ("train", "dev", "test")
-    }
-    datasets["train"] = datasets["train"].filtered_sorted(
-        sort_key="duration", key_max_value={"duration": hparams["max_duration"]}
-    )
+def dataio_prepare(hparams: dict, tokenizer, source_tokenizer=None) -> dict:
+    """Manifests -> datasets with audio and target-token pipelines (train sorted by duration);
+    with ``data_format: shards``, train and dev are loaders streaming tar shards of the same
+    manifests."""
+
+    def prepared(signal):
+        if hparams["normalize_waveform"]:  # zero mean, unit variance, as Wav2Vec2 models expect
+            signal = normalize_waveforms(signal.unsqueeze(0))[0]
+        return signal
 
     @takes("wav")
     @provides("sig")
     def audio_pipeline(wav):
-        signal = read_audio(wav, resample_to=hparams["sample_rate"])[0]
-        if hparams["normalize_waveform"]:  # zero mean, unit variance, as Wav2Vec2 models expect
-            signal = normalize_waveforms(signal.unsqueeze(0))[0]
-        return signal
+        return prepared(read_audio(wav, resample_to=hparams["sample_rate"])[0])
+
+    @takes("audio")
+    @provides("sig")
+    def shard_audio_pipeline(audio):  # the shards' audio, decoded and resampled
+        return prepared(audio)
 
     @takes("translation")
     @provides("tokens_eos")
@@ -163,13 +164,25 @@ def dataio_prepare(
     def source_pipeline(sentence):
         return torch.LongTensor(source_tokenizer.encode_as_ids(sentence))
 
+    text_pipelines = [text_pipeline] + [source_pipeline] * (source_tokenizer is not None)
     output_keys = ["id", "sig", "tokens_eos", "translation"]
+    output_keys += ["source_tokens"] * (source_tokenizer is not None)
+    streaming = hparams["data_format"] == "shards"
+    names = ("test",) if streaming else ("train", "dev", "test")
+    datasets = {name: DynamicItemDataset.from_json(hparams[f"{name}_json"]) for name in names}
     for dataset in datasets.values():
-        dataset.add_dynamic_item(audio_pipeline)
-        dataset.add_dynamic_item(text_pipeline)
-        if source_tokenizer is not None:
-            dataset.add_dynamic_item(source_pipeline)
-        dataset.set_output_keys(output_keys + ["source_tokens"] * (source_tokenizer is not None))
+        for pipeline in [audio_pipeline, *text_pipelines]:
+            dataset.add_dynamic_item(pipeline)
+        dataset.set_output_keys(output_keys)
+    if streaming:
+        pipelines = [shard_audio_pipeline, *text_pipelines]
+        datasets.update(
+            shard_loaders(hparams, pipelines, output_keys, ("train", "dev"), signal_key="audio")
+        )
+    else:
+        datasets["train"] = datasets["train"].filtered_sorted(
+            sort_key="duration", key_max_value={"duration": hparams["max_duration"]}
+        )
     return datasets
 
 
@@ -186,6 +199,7 @@ def ensure_data(hparams: dict) -> None:
 def main(argv: list[str]) -> None:
     hparams_file, run_opts, overrides = parse_arguments(argv)
     hparams = load_hparams(hparams_file, overrides)
+    streaming = check_data_format(hparams, hparams_file, "json")
     create_experiment_directory(hparams["output_folder"], hparams_file, overrides, argv=argv)
     run_on_main(ensure_data, kwargs={"hparams": hparams})
     run_on_main(
@@ -213,8 +227,8 @@ def main(argv: list[str]) -> None:
         hparams["epoch_counter"],
         datasets["train"],
         datasets["dev"],
-        train_loader_kwargs=hparams["train_loader_kwargs"],
-        valid_loader_kwargs=hparams["valid_loader_kwargs"],
+        train_loader_kwargs=None if streaming else hparams["train_loader_kwargs"],
+        valid_loader_kwargs=None if streaming else hparams["valid_loader_kwargs"],
     )
     brain.evaluate(
         datasets["test"], min_key="loss", test_loader_kwargs=hparams["valid_loader_kwargs"]

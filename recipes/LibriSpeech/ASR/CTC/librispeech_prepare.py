@@ -32,6 +32,7 @@ from speechlobes.dataio.preparation import (
     preparation_done,
     read_lines,
     report_overlap,
+    write_split_shards,
 )
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ def prepare_librispeech(
     te_splits: list[str] = ("test-clean",),
     select_n_sentences: int | None = None,
     skip_prep: bool = False,
+    shards_folder: str | None = None,
 ) -> dict[str, Path]:
     """Write one CSV manifest per split and return ``{split: csv_path}``.
 
@@ -66,6 +68,8 @@ def prepare_librispeech(
         tr_splits, dev_splits, te_splits: split names (any of ``SPLITS``).
         select_n_sentences: keep only the first N utterances (sorted by ID) of each split.
         skip_prep: do nothing but return the expected paths.
+        shards_folder: also write each split as WebDataset tar shards in
+            ``<shards_folder>/<split>`` (for ``data_format: shards``; kept when up to date).
     """
     splits = [*tr_splits, *dev_splits, *te_splits]
     unknown = [split for split in splits if split not in SPLITS]
@@ -74,8 +78,11 @@ def prepare_librispeech(
     save = Path(save_folder)
     outputs = {split: save / f"{split}.csv" for split in splits}
     options = {"data_folder": str(data_folder), "splits": splits, "select_n": select_n_sentences}
-    if skip_prep or preparation_done(save, options, [p.name for p in outputs.values()]):
+    if skip_prep:
+        return outputs
+    if preparation_done(save, options, [p.name for p in outputs.values()]):
         logger.info("LibriSpeech manifests in %s are up to date", save)
+        write_split_shards(outputs.values(), shards_folder)
         return outputs
     begin_preparation(save)
     root = _librispeech_root(Path(data_folder), splits)
@@ -86,6 +93,7 @@ def prepare_librispeech(
     )
     for split, rows in manifests.items():
         logger.info("LibriSpeech %s: %d utterances -> %s", split, len(rows), outputs[split])
+    write_split_shards(outputs.values(), shards_folder)
     return outputs
 
 
@@ -155,9 +163,12 @@ def main() -> None:
     parser.add_argument(
         "--splits", nargs="+", default=["train-clean-100", "dev-clean", "test-clean"]
     )
+    parser.add_argument("--shards_folder", help="also write WebDataset tar shards here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    prepare_librispeech(args.data_folder, args.save_folder, args.splits, [], [])
+    prepare_librispeech(
+        args.data_folder, args.save_folder, args.splits, [], [], shards_folder=args.shards_folder
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from speechlobes.core import Brain, Stage, create_experiment_directory, parse_ar
 from speechlobes.dataio.audio import read_audio
 from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.dataio.pipeline import provides, takes
-from speechlobes.dataio.streaming import shard_loaders
+from speechlobes.dataio.streaming import check_data_format, shard_loaders
 from speechlobes.decoders.ngram import kneser_ney
 from speechlobes.distributed import run_on_main
 from speechlobes.utils.hparams import load_hparams
@@ -199,6 +199,7 @@ def train_language_model(hparams: dict, tokenizer) -> None:
 def main(argv: list[str]) -> None:
     hparams_file, run_opts, overrides = parse_arguments(argv)
     hparams = load_hparams(hparams_file, overrides)
+    streaming = check_data_format(hparams, hparams_file, "csv")
     create_experiment_directory(hparams["output_folder"], hparams_file, overrides, argv=argv)
     run_on_main(ensure_data, kwargs={"hparams": hparams})
     run_on_main(
@@ -226,13 +227,12 @@ def main(argv: list[str]) -> None:
         hparams["modules"], hparams["opt_class"], hparams, run_opts, hparams["checkpointer"]
     )
     brain.tokenizer = tokenizer
-    ready = hparams["data_format"] == "shards"  # shard loaders were built with their kwargs
-    brain.fit(
+    brain.fit(  # shard loaders were built with their kwargs
         hparams["epoch_counter"],
         datasets["train"],
         datasets["valid"],
-        train_loader_kwargs=None if ready else hparams["train_loader_kwargs"],
-        valid_loader_kwargs=None if ready else hparams["valid_loader_kwargs"],
+        train_loader_kwargs=None if streaming else hparams["train_loader_kwargs"],
+        valid_loader_kwargs=None if streaming else hparams["valid_loader_kwargs"],
     )
     results = {}
     for name, dataset in datasets["test"].items():
