@@ -137,13 +137,20 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--train-utterances", type=int, default=1024)
     parser.add_argument("--workdir", type=Path, default=Path("results/gpu_check"))
+    parser.add_argument(
+        "--data-folder",
+        type=Path,
+        help="an existing LibriSpeech-layout folder (train-clean-100, dev-clean) instead of "
+        "generating one (generation needs the data extras: espeakng-loader, soxr, symspellpy)",
+    )
     args = parser.parse_args()
     import torch
 
     if not torch.cuda.is_available():
         sys.exit("gpu_check_distributed: CUDA is not available here; run it on a GPU machine")
     started = time.time()
-    data = make_data(args.workdir, args.train_utterances)
+    data = args.data_folder.resolve() if args.data_folder else None
+    data = data or make_data(args.workdir, args.train_utterances)
     print(f"data ready in {time.time() - started:.0f} s: {data}", file=sys.stderr)
     print("| GPU | strategy | precision | optimizer steps | utterances/s | peak memory (GiB) |")
     print("|---|---|---|---|---|---|")
