@@ -13,7 +13,8 @@ import torch
 
 from speechlobes.decoders.ctc import ctc_prefix_beam_search
 from speechlobes.inference.__main__ import main
-from speechlobes.inference.hf_folders import CTCFolderTranscriber, is_hf_ctc_folder
+from speechlobes.inference.hf_folders import is_hf_ctc_folder
+from speechlobes.inference.transcriber import Transcriber
 from speechlobes.lobes.speech_encoder_decoder import SpeechEncoderDecoderModel
 from speechlobes.lobes.wav2vec2 import Wav2Vec2ConformerForCTC, Wav2Vec2ForCTC
 from speechlobes.processors import AutoProcessor
@@ -105,7 +106,7 @@ def test_a_padded_batch_transcribes_like_single_files(tmp_path, audio):
     for name in PROCESSOR_FILES:
         shutil.copy(FIXTURES / "hf_processors" / "ctc_v5" / name, folder)
     for beam_size in (1, 4):
-        asr = CTCFolderTranscriber.from_pretrained(folder, beam_size=beam_size)
+        asr = Transcriber.from_pretrained(folder, beam_size=beam_size)
         waves = [torch.from_numpy(read(path)) for path in audio]
         batch = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
         lengths = torch.tensor([len(w) / batch.shape[1] for w in waves])
