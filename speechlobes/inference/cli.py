@@ -215,7 +215,7 @@ def build_parser(prog: str = "speechlobes") -> argparse.ArgumentParser:
         help="build anything an experiment's YAML asks for (only for folders you trust)",
     )
     common.add_argument(
-        "--output", help="write one row per input to this file (.csv or .jsonl; see --format)"
+        "-o", "--output", help="write one row per input to this file (.csv or .jsonl; see --format)"
     )
     common.add_argument(
         "--format", choices=["csv", "jsonl"], help="of --output (default: its suffix)"

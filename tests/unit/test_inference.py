@@ -328,3 +328,38 @@ def test_label_dict_with_string_keys_is_read_and_a_wrong_size_refused(beats_chec
     torch.save({**plain, "label_dict": dict(enumerate(MIDS[:-1]))}, tmp_path / "short.pt")
     with pytest.raises(ValueError, match="label_dict has indices"):
         Tagger.from_beats_checkpoint(tmp_path / "short.pt")
+
+
+def files_of_many_lengths(folder: Path, seconds: list[float]) -> list[Path]:
+    return [write_audio(folder / f"{i}.wav", s, seed=i) for i, s in enumerate(seconds)]
+
+
+def test_tagging_in_batches_of_three_gives_every_file_its_one_by_one_scores(
+    beats_checkpoint, tmp_path
+):
+    """Files of different lengths, two of them longer than a window (scored by the mean of
+    their windows), one by one and in length-sorted batches of three."""
+    folder, _ = beats_checkpoint
+    tagger = Tagger.from_beats_checkpoint(folder / "with_labels.pt", clip_seconds=0.5)
+    files = files_of_many_lengths(tmp_path, [0.3, 1.2, 0.45, 0.2, 0.5, 0.77, 0.36])
+    alone = [tagger.file_scores(path) for path in files]
+    results = tagger.tag_files(files, batch_size=3)
+    assert [r.error for r in results] == [None] * len(files)
+    for single, result in zip(alone, results, strict=True):
+        torch.testing.assert_close(result.value, single, atol=1e-4, rtol=0)
+        assert [m for m, _, _ in tagger.top(result.value, 3)] == [
+            m for m, _, _ in tagger.top(single, 3)
+        ]
+    assert (alone[0] - alone[1]).abs().max() > 1e-3, "equal scores would make the check weak"
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_translating_in_batches_of_three_gives_every_file_its_one_by_one_text(
+    hf_folder, tmp_path, num_beams
+):
+    translator = Translator.from_pretrained(hf_folder, max_new_tokens=8, num_beams=num_beams)
+    files = files_of_many_lengths(tmp_path, [0.3, 0.9, 0.45, 0.2, 0.62, 0.33, 0.5])
+    alone = [translator.translate_file(path) for path in files]
+    batched = translator.translate_files(files, batch_size=3)
+    assert [r.value for r in batched] == alone
+    assert len(set(alone)) > 1, "identical translations would make the comparison weak"

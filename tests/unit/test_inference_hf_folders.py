@@ -189,3 +189,51 @@ def test_translate_prints_the_decoded_generation_of_the_seed_example(
     assert any(expected), "random weights gave only empty translations: the check would be void"
     lines = cli_lines(["translate", str(folder), *map(str, audio)], capsys)
     assert lines == [[str(path), text] for path, text in zip(audio, expected, strict=True)]
+
+
+def capture_decoded(asr: Transcriber) -> list[torch.Tensor]:
+    """Record the log-probabilities each file is decoded from (files finish in input order)."""
+    seen, decode = [], asr.decode
+
+    def recording(log_probs, lengths=None):
+        seen.append(log_probs[0].clone())
+        return decode(log_probs, lengths)
+
+    asr.decode = recording
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("fixture", "beam_size"), [("wav2vec2_group", 4), ("w2v2_conformer_relpos", 1)]
+)
+def test_batches_of_three_give_every_file_its_one_by_one_text_and_log_probs(
+    tmp_path, fixture, beam_size
+):
+    """Seven files of different lengths (one at 8 kHz), one by one and in length-sorted
+    batches of three: the same texts, and log-probabilities within 1e-4. The group-norm
+    checkpoint's extractor has no attention mask: transformers would normalise and encode
+    each padded row with its zeros."""
+    folder = tmp_path / "model"
+    shutil.copytree(FIXTURES / "hf" / fixture, folder, ignore=lambda *_: ["cases.pt", "legacy_bin"])
+    for name in PROCESSOR_FILES:
+        shutil.copy(FIXTURES / "hf_processors" / "ctc_v5" / name, folder)
+    config = json.loads((folder / "processor_config.json").read_text())
+    config["feature_extractor"]["return_attention_mask"] = fixture != "wav2vec2_group"
+    (folder / "processor_config.json").write_text(json.dumps(config))
+    files = [
+        write_flac(tmp_path / f"{i}.flac", s, i)
+        for i, s in enumerate([0.3, 0.9, 0.45, 0.2, 0.71, 0.33])
+    ]
+    slow = tmp_path / "8k.wav"
+    soundfile.write(slow, read(files[1])[::2], 8000)
+    files.append(slow)
+    asr = Transcriber.from_pretrained(folder, beam_size=beam_size)
+    decoded = capture_decoded(asr)
+    alone = [asr.transcribe_file(path) for path in files]
+    results = asr.transcribe_files(files, batch_size=3)
+    assert [r.value for r in results] == alone and all(alone)
+    assert [r.error for r in results] == [None] * len(files)
+    alone_log_probs, batched_log_probs = decoded[: len(files)], decoded[len(files) :]
+    for single, batched in zip(alone_log_probs, batched_log_probs, strict=True):
+        assert single.shape == batched.shape
+        torch.testing.assert_close(batched, single, atol=1e-4, rtol=0)
