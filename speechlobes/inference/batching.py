@@ -14,7 +14,9 @@ them, sorts the pieces by length (longest first) and runs them ``batch_size`` at
 reading each piece only when its batch comes; it yields one :class:`FileResult` per file in
 input order. A file that cannot be read, is refused or fails in ``finish`` gets its error and
 the others go on; a batch the model fails on is retried one piece at a time, so only the
-pieces that fail alone carry the error. Every model of speechlobes gives each row of a padded
+pieces that fail alone carry the error. With ``jobs`` (forked worker processes; Linux and
+macOS), files are finished there while the model runs the next batches: a CTC beam search
+with a language model, in Python, costs about as much as a small model's forward. Every model of speechlobes gives each row of a padded
 batch the output of its own run (the speech-encoder contract), and ``finish`` sees one file
 at a time, so batching changes no result beyond float rounding.
 
@@ -42,9 +44,11 @@ Example (a stand-in model: the mean of each row):
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import logging
+import multiprocessing
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,20 +169,25 @@ class FileBatcher:
             raise result.exception
         return result.value
 
-    def process(self, paths: Iterable[str], batch_size: int = 1) -> Iterator[FileResult]:
-        """One :class:`FileResult` per path, in order (see the module docstring)."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        window: list[str] = []
-        for path in paths:
-            window.append(str(path))
-            if len(window) == FILES_PER_WINDOW * batch_size:
-                yield from self._process_window(window, batch_size)
-                window = []
-        if window:
-            yield from self._process_window(window, batch_size)
+    def process(
+        self, paths: Iterable[str], batch_size: int = 1, jobs: int = 0
+    ) -> Iterator[FileResult]:
+        """One :class:`FileResult` per path, in order (see the module docstring). ``jobs``:
+        processes that finish files (decode them) while the model runs the next batches; 0
+        finishes them here."""
+        if batch_size < 1 or jobs < 0:
+            raise ValueError(f"need batch_size >= 1 and jobs >= 0, got {batch_size}, {jobs}")
+        with _finishing_pool(self, jobs) as pool:
+            window: list[str] = []
+            for path in paths:
+                window.append(str(path))
+                if len(window) == FILES_PER_WINDOW * batch_size:
+                    yield from self._process_window(window, batch_size, pool)
+                    window = []
+            if window:
+                yield from self._process_window(window, batch_size, pool)
 
-    def _process_window(self, paths: list[str], batch_size: int) -> list[FileResult]:
+    def _process_window(self, paths: list[str], batch_size: int, pool) -> list[FileResult]:
         results = [FileResult(path) for path in paths]
         plans: dict[int, list[Chunk]] = {}
         for index, result in enumerate(results):
@@ -193,6 +202,7 @@ class FileBatcher:
         pieces = [(i, j) for i, plan in plans.items() for j in range(len(plan))]
         pieces.sort(key=lambda p: plans[p[0]][p[1]].stop - plans[p[0]][p[1]].start, reverse=True)
         outputs: dict[int, dict[int, Any]] = {index: {} for index in plans}
+        finishing: dict[int, Any] = {}
         for first in range(0, len(pieces), batch_size):
             batch = [p for p in pieces[first : first + batch_size] if results[p[0]].error is None]
             rows = []
@@ -208,15 +218,17 @@ class FileBatcher:
             for (index, piece), output in zip(
                 batch, self._run_rows(batch, rows, results), strict=True
             ):
-                if output is not _FAILED:
-                    outputs[index][piece] = output
-        for index, plan in plans.items():
-            if results[index].error is None:
-                try:
-                    pieces_out = [outputs[index][piece] for piece in range(len(plan))]
-                    results[index].value = self.finish(paths[index], plan, pieces_out)
-                except Exception as error:
-                    _fail(results[index], error)
+                if output is _FAILED:
+                    continue
+                outputs[index][piece] = output
+                if len(outputs[index]) == len(plans[index]) and results[index].error is None:
+                    done = [outputs[index][j] for j in range(len(plans[index]))]
+                    finishing[index] = _start_finish(self, pool, paths[index], plans[index], done)
+        for index, finished in finishing.items():
+            try:
+                results[index].value = finished()
+            except Exception as error:
+                _fail(results[index], error)
         return results
 
     def _run_rows(self, batch, rows, results) -> list[Any]:
@@ -239,6 +251,47 @@ class FileBatcher:
 
 
 _FAILED = object()
+_WORKER: FileBatcher | None = None  # the interface a finishing process serves (forked copy)
+
+
+def _start_finish(batcher: FileBatcher, pool, path: str, chunks: list[Chunk], outputs: list):
+    """Finish a file here (errors kept for later) or in the pool; returns a getter."""
+    if pool is None:
+        try:
+            value = batcher.finish(path, chunks, outputs)
+        except Exception as error:
+            return functools.partial(_raise, error)
+        return lambda: value
+    return pool.submit(_finish_in_worker, path, chunks, outputs).result
+
+
+def _raise(error: BaseException):
+    raise error
+
+
+def _serve(batcher: FileBatcher) -> None:
+    global _WORKER
+    _WORKER = batcher
+
+
+def _finish_in_worker(path: str, chunks: list[Chunk], outputs: list) -> Any:
+    torch.set_num_threads(1)
+    return _WORKER.finish(path, chunks, outputs)
+
+
+@contextlib.contextmanager
+def _finishing_pool(batcher: FileBatcher, jobs: int) -> Iterator[Any]:
+    """``jobs`` forked processes holding ``batcher`` (None for 0, or where fork is missing)."""
+    if jobs == 0 or "fork" not in multiprocessing.get_all_start_methods():
+        if jobs:
+            logger.warning("jobs=%d needs fork (not available here): finishing in process", jobs)
+        yield None
+        return
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_serve, initargs=(batcher,)
+    ) as pool:
+        yield pool
 
 
 def _fail(result: FileResult, error: BaseException) -> None:

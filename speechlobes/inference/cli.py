@@ -1,15 +1,28 @@
 """The ``speechlobes`` command (also ``python -m speechlobes.inference``).
 
-    speechlobes transcribe EXPERIMENT_OR_HF_CTC_FOLDER audio.flac [more.flac ...] [--beam-size 8]
-    speechlobes tag EXPERIMENT_FOLDER_OR_BEATS_CKPT audio.wav [...] [--top-k 5]
+    speechlobes transcribe EXPERIMENT_OR_HF_CTC_FOLDER INPUT [INPUT ...] [--beam-size 8]
+    speechlobes tag EXPERIMENT_FOLDER_OR_BEATS_CKPT INPUT [...] [--top-k 5]
         [--labels class_labels_indices.csv]
-    speechlobes translate EXPERIMENT_FOLDER_OR_HF_FOLDER audio.wav [...]
+    speechlobes translate EXPERIMENT_FOLDER_OR_HF_FOLDER INPUT [...]
     speechlobes --version
 
-Transcriptions and translations print one ``path<TAB>text`` line per file; tags print one
-``path<TAB>score<TAB>mid<TAB>display_name`` line per tag, best first. A file that cannot be
-processed (unreadable, too short, too long) gets one ``path: reason`` line on stderr and the
-other files go on; the exit status is then 1. A model that cannot be loaded is one line on
+An INPUT is an audio file, a folder (every audio file under it), a manifest (SpeechBrain's CSV
+with ``ID`` and ``wav`` columns, ``$data_root`` replaced by ``--data-root``; or JSON) or a
+text list of paths (``.txt``, ``.lst``); see :mod:`speechlobes.inference.listing`.
+
+Files go through the model in length-sorted batches of ``--batch-size`` (default 8; results
+come back in input order and equal one-by-one results), under ``--precision`` fp32 (default),
+bf16 or fp16 (autocast; fp16 on GPUs only; bf16 on a CPU without bf16 units may be slower).
+
+Without ``--output``, transcriptions and translations print one ``path<TAB>text`` line per
+file; tags print one ``path<TAB>score<TAB>mid<TAB>display_name`` line per tag, best first.
+With ``--output rows.csv`` (or ``.jsonl``, or ``--format``) one row per input is written:
+``id, path, duration, text`` (``labels`` for tags) and ``error``, in input order
+(:mod:`speechlobes.inference.report`). A file that cannot be processed (unreadable, too short,
+too long) gets one ``path: reason`` line on stderr (and its error column) and the other files
+go on; the exit status is then 1. A progress bar runs on stderr (``--no-progress``), and the
+last line on stderr counts the files and gives the real-time factor (processing time over audio
+duration) and files per second. A model, manifest or output that cannot be used is one line on
 stderr and exit status 2. An experiment folder's YAML builds only speechlobes, torch.nn/optim
 and harmless standard-library objects unless ``--trust-code`` is given.
 
@@ -178,6 +191,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -225,6 +245,12 @@ def build_parser(prog: str = "speechlobes") -> argparse.ArgumentParser:
         type=_positive_int,
         default=8,
         help="files (or chunks) per forward, sorted by length (default 8; 1: one by one)",
+    )
+    common.add_argument(
+        "--jobs",
+        type=_non_negative_int,
+        default=0,
+        help="processes decoding finished files while the model runs (default 0: none)",
     )
     common.add_argument(
         "--precision",
@@ -322,7 +348,7 @@ def run_files(model, items, command: Command, args: argparse.Namespace, writer) 
 
     summary = Summary(files=len(items))
     start = time.perf_counter()
-    results = model.process([item.path for item in items], args.batch_size)
+    results = model.process([item.path for item in items], args.batch_size, args.jobs)
     bar = progress(results, args.command, total=len(items), enabled=not args.no_progress)
     for item, result in zip(items, bar, strict=True):
         fields = {}

@@ -219,10 +219,12 @@ class Tagger(FileBatcher):
         """The ``top_k`` best ``(mid, display_name, score)`` of one audio file (any rate)."""
         return self.top(self.file_scores(path), top_k)
 
-    def tag_files(self, paths: Iterable[str | Path], batch_size: int = 8) -> list[FileResult]:
+    def tag_files(
+        self, paths: Iterable[str | Path], batch_size: int = 8, jobs: int = 0
+    ) -> list[FileResult]:
         """One :class:`FileResult` (``value``: the (classes,) scores) per file, in order, the
         windows of all files run in length-sorted batches of ``batch_size``."""
-        return list(self.process(map(str, paths), batch_size))
+        return list(self.process(map(str, paths), batch_size, jobs))
 
 
 def _with_display_names(mids: list[str], labels_csv: Path) -> list[tuple[str, str]]:

@@ -237,8 +237,8 @@ class Transcriber(FileBatcher):
         return self.process_file(str(path))
 
     def transcribe_files(
-        self, paths: Iterable[str | Path], batch_size: int = 8
+        self, paths: Iterable[str | Path], batch_size: int = 8, jobs: int = 0
     ) -> list[FileResult]:
         """One :class:`FileResult` (``value``: the text) per file, in order, the files run in
         length-sorted batches of ``batch_size``."""
-        return list(self.process(map(str, paths), batch_size))
+        return list(self.process(map(str, paths), batch_size, jobs))

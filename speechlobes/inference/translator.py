@@ -222,10 +222,12 @@ class Translator(FileBatcher):
         variant.search_options = {**self.search_options, **generate_overrides}
         return variant.process_file(str(path))
 
-    def translate_files(self, paths: Iterable[str | Path], batch_size: int = 8) -> list[FileResult]:
+    def translate_files(
+        self, paths: Iterable[str | Path], batch_size: int = 8, jobs: int = 0
+    ) -> list[FileResult]:
         """One :class:`FileResult` (``value``: the translation) per file, in order, the files
         run in length-sorted batches of ``batch_size``."""
-        return list(self.process(map(str, paths), batch_size))
+        return list(self.process(map(str, paths), batch_size, jobs))
 
 
 def generation_options(folder: Path) -> dict[str, Any]:

@@ -91,11 +91,13 @@ def test_batched_output_equals_one_by_one_output(ctc_folder, corpus, tmp_path, c
     paths = [str(p) for p in sorted((corpus / "audio").rglob("*.flac"), reverse=True)]
     listing.write_text("# every file\n" + "\n".join(paths) + "\n")
     outputs = {}
-    for size in ("1", "3", "8"):
-        out = tmp_path / f"out{size}.csv"
-        main(["transcribe", str(ctc_folder), str(listing), "--batch-size", size, "-o", str(out)])
-        outputs[size] = [(row["path"], row["text"]) for row in read_csv(out)]
-    assert outputs["1"] == outputs["3"] == outputs["8"]
+    for size, jobs in (("1", "0"), ("3", "0"), ("8", "0"), ("3", "2")):
+        out = tmp_path / f"out{size}{jobs}.csv"
+        argv = [str(listing), "--batch-size", size, "--jobs", jobs, "-o", str(out)]
+        main(["transcribe", str(ctc_folder), *argv])
+        outputs[size, jobs] = [(row["path"], row["text"]) for row in read_csv(out)]
+    assert len({tuple(rows) for rows in outputs.values()}) == 1
+    outputs["1"] = outputs["1", "0"]
     assert [path for path, _ in outputs["1"]] == paths
     main(["transcribe", str(ctc_folder), *paths, "--batch-size", "3"])
     printed = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
