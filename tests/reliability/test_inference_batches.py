@@ -7,6 +7,7 @@ import functools
 
 import torch
 from helpers import write_tone
+from inference_checks import record_decoded
 
 from speechlobes.decoders.ctc import ctc_greedy_decode
 from speechlobes.inference.transcriber import Transcriber
@@ -20,35 +21,25 @@ def files_of_many_lengths(folder):
     return files
 
 
-def decoded_log_probs(asr: Transcriber) -> list[torch.Tensor]:
-    """Record the log-probabilities each file is decoded from (files finish in input order)."""
-    seen, decode = [], asr.decode
-
-    def recording(log_probs, lengths=None):
-        seen.append(log_probs[0].clone())
-        return decode(log_probs, lengths)
-
-    asr.decode = recording
-    return seen
-
-
 def test_batches_of_three_give_every_file_its_one_by_one_text_and_log_probs(
     ctc_experiment, tmp_path
 ):
     files = files_of_many_lengths(tmp_path)
     asr = Transcriber.from_experiment(ctc_experiment)
     greedy = functools.partial(ctc_greedy_decode, blank_id=0)
+    runs = record_decoded(asr)
     for search in (asr.search, greedy):
         asr.search = search
-        seen = decoded_log_probs(asr)
+        runs.append({})
         alone = [asr.transcribe_file(path) for path in files]
+        runs.append({})
         batched = asr.transcribe_files(files, batch_size=3)
         assert [r.value for r in batched] == alone and any(alone)
         assert [r.duration for r in batched] == [*SECONDS, 1.7]
-        for single, in_batch in zip(seen[: len(files)], seen[len(files) :], strict=True):
-            assert single.shape == in_batch.shape
-            torch.testing.assert_close(in_batch, single, atol=1e-4, rtol=0)
-        asr.decode = Transcriber.decode.__get__(asr)
+        assert sorted(runs[-1]) == sorted(map(str, files))
+        for path, single in runs[-2].items():
+            assert single.shape == runs[-1][path].shape
+            torch.testing.assert_close(runs[-1][path], single, atol=1e-4, rtol=0)
 
 
 def test_a_bad_file_in_a_batch_is_its_own_error_and_its_neighbours_are_unchanged(

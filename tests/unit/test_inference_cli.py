@@ -4,37 +4,20 @@ summary with the real-time factor; precision choices checked before the model lo
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile
+from inference_checks import hf_ctc_folder, write_flac
 
 from speechlobes.inference.cli import main
 from speechlobes.inference.listing import ListingError, collect_inputs
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-PROCESSOR_FILES = ("vocab.json", "tokenizer_config.json", "processor_config.json")
 SECONDS = {"spk1/a": 0.35, "spk1/b": 0.2, "spk2/c": 0.5, "spk2/d": 0.27, "e": 0.41}
-
-
-def write_flac(path: Path, seconds: float, seed: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(seconds * 16000)) / 16000
-    wav = 0.3 * np.sin(2 * np.pi * (150 + 300 * seed) * t) + 0.05 * rng.normal(size=t.size)
-    soundfile.write(path, wav, 16000, subtype="PCM_16")
-    return path
 
 
 @pytest.fixture(scope="module")
 def ctc_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hf_ctc") / "model"
-    shutil.copytree(FIXTURES / "hf" / "wav2vec2_layer", folder, ignore=lambda *_: ["cases.pt"])
-    for name in PROCESSOR_FILES:
-        shutil.copy(FIXTURES / "hf_processors" / "ctc_v5" / name, folder)
-    return folder
+    return hf_ctc_folder(tmp_path_factory.mktemp("hf_ctc") / "model", "wav2vec2_layer")
 
 
 @pytest.fixture(scope="module")
