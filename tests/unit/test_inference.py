@@ -1,6 +1,7 @@
 """Tagger (fine-tuned BEATs checkpoints), Translator (HF SpeechEncoderDecoder folders), the
 window split of long files and the command line, on tiny models written in the test."""
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -363,3 +364,26 @@ def test_translating_in_batches_of_three_gives_every_file_its_one_by_one_text(
     batched = translator.translate_files(files, batch_size=3)
     assert [r.value for r in batched] == alone
     assert len(set(alone)) > 1, "identical translations would make the comparison weak"
+
+
+def test_cli_tag_and_translate_write_one_row_per_input(
+    beats_checkpoint, hf_folder, tmp_path, capsys
+):
+    folder, _ = beats_checkpoint
+    files = files_of_many_lengths(tmp_path, [0.5, 0.3])
+    missing = tmp_path / "missing.wav"
+    tags_csv = tmp_path / "tags.csv"
+    argv = [*map(str, files), str(missing), "--top-k", "2", "--batch-size", "2"]
+    assert main(["tag", str(folder / "with_labels.pt"), *argv, "--output", str(tags_csv)]) == 1
+    with open(tags_csv, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    tagger = Tagger.from_beats_checkpoint(folder / "with_labels.pt")
+    expected = [tagger.tag_file(path, 2) for path in files]
+    labels = [[(t["mid"], t["score"]) for t in json.loads(row["labels"])] for row in rows[:2]]
+    assert labels == [[(mid, round(score, 4)) for mid, _, score in tags] for tags in expected]
+    assert rows[2]["labels"] == "" and "file not found" in rows[2]["error"]
+    out = tmp_path / "de.jsonl"
+    assert main(["translate", str(hf_folder), *map(str, files), "--output", str(out)]) == 0
+    texts = [json.loads(line)["text"] for line in out.read_text().splitlines()]
+    assert texts == [Translator.from_pretrained(hf_folder).translate_file(p) for p in files]
+    assert "translated 2 of 2 files" in capsys.readouterr().err
