@@ -1,28 +1,34 @@
 """Hugging Face model folders for the inference interfaces.
 
-- :class:`CTCFolderTranscriber`: an HF CTC folder (``config.json`` of a Wav2Vec2 / HuBERT /
+- :func:`load_ctc_folder`: what an HF CTC folder (``config.json`` of a Wav2Vec2 / HuBERT /
   Wav2Vec2-Conformer ``*ForCTC`` model, its weights, ``preprocessor_config.json`` and a CTC
-  tokenizer) transcribes audio: the folder's processor prepares the waveforms, the model gives
-  per-frame logits, and greedy CTC (or, with ``beam_size > 1``, the prefix beam search of
-  :mod:`speechlobes.decoders.ctc`) gives the characters, decoded as the tokenizer does.
+  tokenizer) gives :class:`~speechlobes.inference.transcriber.Transcriber`: the model behind
+  the feature extractor's normalisation (:class:`CTCFolderModel`), greedy CTC (or, with
+  ``beam_size > 1``, the prefix beam search of :mod:`speechlobes.decoders.ctc`) and the
+  characters decoded as the tokenizer does.
 - :func:`folder_detokenizer` / :func:`folder_normalizer`: what a SpeechEncoderDecoder folder
   says about its text and its waveforms, for :class:`~.translator.Translator`.
 
 Example:
-    >>> asr = CTCFolderTranscriber.from_pretrained("wav2vec2-base-960h")  # doctest: +SKIP
+    >>> from speechlobes.inference.transcriber import Transcriber
+    >>> asr = Transcriber.from_pretrained("wav2vec2-base-960h")  # doctest: +SKIP
     >>> asr.transcribe_file("speech.flac")  # doctest: +SKIP
     'HELLO WORLD'
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from speechlobes.decoders.ctc import CTCPrefixBeamSearcher, ctc_greedy_decode
 from speechlobes.nnet.lengths import relative_to_absolute_lengths
-from speechlobes.processors import AutoProcessor, AutoTokenizer, Processor, Tokenizer
+from speechlobes.processing.waveform import normalize_waveforms
+from speechlobes.processors import AutoProcessor, AutoTokenizer, Tokenizer
 from speechlobes.processors.feature_extraction import Wav2Vec2FeatureExtractor
 
 CONFIG_FILE = "config.json"
@@ -51,79 +57,86 @@ def is_hf_ctc_folder(path: str | Path) -> bool:
     return any(name.endswith("ForCTC") for name in config.get("architectures") or [])
 
 
-class CTCFolderTranscriber:
-    """Speech recognition with an HF CTC folder; see the module docstring.
+def normalized_rows(
+    extractor: Wav2Vec2FeatureExtractor | None, wavs: torch.Tensor, wav_lens: torch.Tensor
+) -> torch.Tensor:
+    """A padded batch (batch, samples) with each row normalised over its own samples, as
+    the extractor normalises one unpadded waveform (unchanged without normalisation)."""
+    if extractor is None or not extractor.do_normalize:
+        return wavs
+    lengths = relative_to_absolute_lengths(wav_lens, wavs.shape[1])
+    return normalize_waveforms(wavs, lengths, extractor.padding_value)
+
+
+class CTCFolderModel(torch.nn.Module):
+    """An HF ``*ForCTC`` model as the transcriber calls it: (waveforms, relative lengths) ->
+    logits and relative frame lengths, each row normalised over its own samples (when the
+    feature extractor normalises) and encoded as its own run (the speech-encoder contract;
+    without an attention mask in the folder's config transformers would normalise and encode
+    a padded row with its padding, so batches would change the text).
 
     Args:
-        model: a ``*ForCTC`` model (in eval mode, on ``device``).
-        processor: the folder's feature extractor and CTC tokenizer.
-        beam_size: 1 for greedy CTC, more for the prefix beam search.
-        device: where the inputs go.
+        ctc: a ``*ForCTC`` model.
+        extractor: the folder's feature extractor (normalisation and padding value).
     """
 
-    def __init__(
-        self, model: torch.nn.Module, processor: Processor, beam_size: int = 1, device: str = "cpu"
-    ) -> None:
-        if beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-        self.model = model
-        self.processor = processor
-        self.beam_size = beam_size
-        self.device = device
+    def __init__(self, ctc: torch.nn.Module, extractor: Wav2Vec2FeatureExtractor) -> None:
+        super().__init__()
+        self.ctc = ctc
+        self.extractor = extractor
 
-    @classmethod
-    def from_pretrained(
-        cls, folder: str | Path, beam_size: int = 1, device: str = "cpu"
-    ) -> CTCFolderTranscriber:
-        """Load the model and the processor of an HF CTC folder."""
-        from speechlobes.lobes.hf_io import read_config
-
-        model_type = read_config(folder).get("model_type")
-        if model_type not in CTC_MODEL_TYPES:
-            raise ValueError(
-                f"{Path(folder) / CONFIG_FILE}: model_type {model_type!r}; a CTC folder must be "
-                f"one of {list(CTC_MODEL_TYPES)}"
-            )
-        model = ctc_model_class(model_type).from_pretrained(folder).to(device).eval()
-        return cls(model, AutoProcessor.from_pretrained(folder), beam_size, device)
-
-    @property
-    def sample_rate(self) -> int:
-        return self.processor.sampling_rate
-
-    @torch.no_grad()
-    def transcribe_batch(
+    def encode(
         self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None
-    ) -> list[str]:
-        """(batch, time) waveforms at the model's rate and relative lengths -> texts."""
-        lengths = relative_to_absolute_lengths(
-            wav_lens if wav_lens is not None else torch.ones(wavs.shape[0]), wavs.shape[1]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if wav_lens is None:
+            wav_lens = torch.ones(wavs.shape[0], device=wavs.device)
+        wavs = normalized_rows(self.extractor, wavs, wav_lens)
+        frames, frame_lens = self.ctc.base_model.encode(wavs, wav_lens)
+        return self.ctc.lm_head(frames), frame_lens
+
+    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None) -> torch.Tensor:
+        return self.encode(wavs, wav_lens)[0]
+
+
+class CTCTokenizerText:
+    """A folder's CTC tokenizer decoding ids the CTC search already collapsed (no grouping).
+
+    Args:
+        tokenizer: the folder's :mod:`speechlobes.processors` CTC tokenizer.
+    """
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, group_tokens=False)
+
+
+def load_ctc_folder(
+    folder: str | Path, beam_size: int = 1, device: str = "cpu"
+) -> tuple[CTCFolderModel, CTCTokenizerText, Callable, int]:
+    """(model, tokenizer, CTC search, sample rate) of an HF CTC folder, for
+    :class:`~speechlobes.inference.transcriber.Transcriber`: greedy CTC for ``beam_size``
+    1, else the prefix beam search of that width, the blank being the tokenizer's pad."""
+    from speechlobes.lobes.hf_io import read_config
+
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    model_type = read_config(folder).get("model_type")
+    if model_type not in CTC_MODEL_TYPES:
+        raise ValueError(
+            f"{Path(folder) / CONFIG_FILE}: model_type {model_type!r}; a CTC folder must be "
+            f"one of {list(CTC_MODEL_TYPES)}"
         )
-        rows = [wav[:n].cpu() for wav, n in zip(wavs, lengths.tolist(), strict=True)]
-        inputs = self.processor(
-            rows, sampling_rate=self.sample_rate, padding=True, return_tensors="pt"
-        ).to(self.device)
-        logits = self.model(inputs.input_values, inputs.get("attention_mask")).logits
-        frames = self.model.output_lengths(lengths).clamp(max=logits.shape[1]).tolist()
-        tokenizer = self.processor.tokenizer
-        if self.beam_size == 1:
-            best = logits.argmax(-1).cpu()
-            return [tokenizer.decode(row[:n]) for row, n in zip(best, frames, strict=True)]
-        from speechlobes.decoders.ctc import ctc_prefix_beam_search
-
-        nbests = ctc_prefix_beam_search(
-            logits.log_softmax(-1).cpu(),
-            torch.tensor(frames),
-            blank_id=tokenizer.pad_token_id,
-            beam_size=self.beam_size,
-        )
-        return [tokenizer.decode(nbest[0].tokens, group_tokens=False) for nbest in nbests]
-
-    def transcribe_file(self, path: str | Path) -> str:
-        """The transcript of one audio file (any rate: resampled)."""
-        from speechlobes.dataio.audio import read_resampled
-
-        return self.transcribe_batch(read_resampled(path, self.sample_rate).unsqueeze(0))[0]
+    ctc = ctc_model_class(model_type).from_pretrained(folder)
+    processor = AutoProcessor.from_pretrained(folder)
+    model = CTCFolderModel(ctc, processor.feature_extractor).to(device).eval()
+    blank = processor.tokenizer.pad_token_id
+    if beam_size == 1:
+        search = functools.partial(ctc_greedy_decode, blank_id=blank)
+    else:
+        search = CTCPrefixBeamSearcher(blank_id=blank, beam_size=beam_size)
+    return model, CTCTokenizerText(processor.tokenizer), search, processor.sampling_rate
 
 
 class SpecialTokensSkipped:
@@ -150,17 +163,9 @@ def folder_detokenizer(folder: str | Path) -> SpecialTokensSkipped:
         ) from error
 
 
-def folder_normalizer(folder: str | Path):
-    """The waveform normaliser the folder's feature extractor describes (None without one)."""
-    from speechlobes.processing.waveform import WaveformNormalizer
-
+def folder_normalizer(folder: str | Path) -> Wav2Vec2FeatureExtractor | None:
+    """The folder's feature extractor (how its waveforms are normalised); None without one."""
     try:
-        extractor = Wav2Vec2FeatureExtractor.from_pretrained(folder)
+        return Wav2Vec2FeatureExtractor.from_pretrained(folder)
     except FileNotFoundError:
         return None
-    return WaveformNormalizer(
-        do_normalize=extractor.do_normalize,
-        return_attention_mask=extractor.return_attention_mask,
-        padding_value=extractor.padding_value,
-        sampling_rate=extractor.sampling_rate,
-    )

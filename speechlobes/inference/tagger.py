@@ -14,7 +14,10 @@ A file longer than ``clip_seconds`` is cut into consecutive windows of that leng
 one ending at the file's end (so it overlaps its predecessor rather than being padded or
 dropped); the file's score of a class is the mean of its window scores. A shorter file is
 tagged whole. Windows are read from the file as they are needed, so memory does not grow with
-its length; a file too short for the model is an error naming its minimum.
+its length; a file too short for the model is an error naming its minimum. Many files go
+through the model in length-sorted, padded batches (:meth:`Tagger.tag_files`,
+:mod:`speechlobes.inference.batching`); the model scores each row as its own run, so a batch
+gives every file the scores of its one-by-one run.
 
 Example:
     >>> tagger = Tagger.from_experiment("results/beats_small_scratch/1986")  # doctest: +SKIP
@@ -24,19 +27,17 @@ Example:
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 
-from speechlobes.dataio.audio import read_resampled, resampled_length
 from speechlobes.dataio.audioset import read_class_labels
+from speechlobes.inference.batching import FileBatcher, FileResult
 from speechlobes.inference.experiment import ExperimentSpec, Need, load_experiment
-from speechlobes.inference.inputs import check_long_enough, smallest_input
+from speechlobes.inference.inputs import Chunk
 
 LABELS_FILE = "class_labels_indices.csv"
-WINDOWS_PER_FORWARD = 8
 
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 TAGGER_SPEC = ExperimentSpec(
@@ -69,7 +70,7 @@ def clip_windows(wav: torch.Tensor, window: int) -> torch.Tensor:
     return torch.stack([wav[start : start + window] for start in window_starts(len(wav), window)])
 
 
-class Tagger:
+class Tagger(FileBatcher):
     """Multi-label audio tagger; see the module docstring.
 
     Example (a stand-in scorer: the sigmoid of the first three samples):
@@ -86,6 +87,7 @@ class Tagger:
         sample_rate: the model's input rate (files are resampled to it).
         clip_seconds: the window length for long files.
         device: where the inputs go (the scorer's model must already be there).
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; see :mod:`.batching`).
     """
 
     def __init__(
@@ -95,12 +97,14 @@ class Tagger:
         sample_rate: int = 16000,
         clip_seconds: float = 10.0,
         device: str = "cpu",
+        precision: str = "fp32",
     ) -> None:
         self.scorer = scorer
         self.labels = labels
         self.sample_rate = sample_rate
         self.clip_seconds = clip_seconds
         self.device = device
+        self.precision = precision
 
     @classmethod
     def from_experiment(
@@ -110,6 +114,7 @@ class Tagger:
         device: str = "cpu",
         overrides: dict | None = None,
         trust_code: bool = False,
+        precision: str = "fp32",
     ) -> Tagger:
         """Load an AudioSet tagging experiment's best checkpoint by ``max_key``; ``overrides``
         replace YAML keys (a moved pretrained file), ``trust_code`` lifts the trust model
@@ -126,7 +131,9 @@ class Tagger:
         def scorer(wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
             return torch.sigmoid(model(wavs, wav_lens))
 
-        return cls(scorer, labels, hparams["sample_rate"], hparams["clip_seconds"], device)
+        return cls(
+            scorer, labels, hparams["sample_rate"], hparams["clip_seconds"], device, precision
+        )
 
     @classmethod
     def from_beats_checkpoint(
@@ -135,6 +142,7 @@ class Tagger:
         class_labels_csv: str | Path | None = None,
         clip_seconds: float = 10.0,
         device: str = "cpu",
+        precision: str = "fp32",
     ) -> Tagger:
         """Load an original fine-tuned BEATs checkpoint (e.g. ``BEATs_iter3_plus_AS2M_finetuned
         _on_AS2M_cpt2.pt``). ``class_labels_csv`` gives display names; it may be left out when
@@ -164,14 +172,13 @@ class Tagger:
         def scorer(wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
             return model(wavs, wav_lens)[0]
 
-        return cls(scorer, labels, SAMPLE_RATE, clip_seconds, device)
+        return cls(scorer, labels, SAMPLE_RATE, clip_seconds, device, precision)
 
-    @torch.no_grad()
     def scores(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, time) waveforms at the model's rate -> (batch, classes) probabilities."""
         if wav_lens is None:
             wav_lens = torch.ones(wavs.shape[0])
-        return self.scorer(wavs.to(self.device), wav_lens.to(self.device)).float().cpu()
+        return torch.stack(self.run_batch(wavs, wav_lens))
 
     def top(self, scores: torch.Tensor, top_k: int = 5) -> list[tuple[str, str, float]]:
         """The ``top_k`` best ``(mid, display_name, score)`` of one (classes,) score vector."""
@@ -189,29 +196,35 @@ class Tagger:
         """Top-k tags of each waveform of a batch, each tagged whole (no windowing)."""
         return [self.top(row, top_k) for row in self.scores(wavs, wav_lens)]
 
-    @functools.cached_property
-    def min_samples(self) -> int:
-        """The fewest samples the model takes (probed once)."""
-        return smallest_input(self.scores, limit=self.sample_rate)
+    # ------------------------------------------------------------------ the batching engine
+    def plan(self, path: str, total: int) -> list[Chunk]:
+        """The ``clip_seconds`` windows of a file (:func:`window_starts`)."""
+        window = min(total, round(self.clip_seconds * self.sample_rate))
+        return [Chunk(start, start + window, 0, None) for start in window_starts(total, window)]
+
+    def run(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> list[torch.Tensor]:
+        """Each row's (classes,) probabilities."""
+        scores = self.scorer(wavs.to(self.device), wav_lens.to(self.device))
+        return list(scores.float().cpu())
+
+    def finish(self, path: str, chunks: list[Chunk], outputs: list[torch.Tensor]) -> torch.Tensor:
+        """The file's scores: the mean over its windows."""
+        return torch.stack(outputs).mean(dim=0)
 
     def file_scores(self, path: str | Path) -> torch.Tensor:
         """(classes,) scores of one file: the mean over its ``clip_seconds`` windows."""
-        path = str(path)
-        total = resampled_length(path, self.sample_rate)
-        if total < self.sample_rate:  # probe the model's minimum only for short files
-            check_long_enough(path, total, self.min_samples, self.sample_rate)
-        window = min(total, round(self.clip_seconds * self.sample_rate))
-        starts = window_starts(total, window)
-        scores = []
-        for first in range(0, len(starts), WINDOWS_PER_FORWARD):
-            group = starts[first : first + WINDOWS_PER_FORWARD]
-            wavs = [read_resampled(path, self.sample_rate, s, s + window) for s in group]
-            scores.append(self.scores(torch.stack(wavs)))
-        return torch.cat(scores).mean(dim=0)
+        return self.process_file(str(path))
 
     def tag_file(self, path: str | Path, top_k: int = 5) -> list[tuple[str, str, float]]:
         """The ``top_k`` best ``(mid, display_name, score)`` of one audio file (any rate)."""
         return self.top(self.file_scores(path), top_k)
+
+    def tag_files(
+        self, paths: Iterable[str | Path], batch_size: int = 8, jobs: int = 0
+    ) -> list[FileResult]:
+        """One :class:`FileResult` (``value``: the (classes,) scores) per file, in order, the
+        windows of all files run in length-sorted batches of ``batch_size``."""
+        return list(self.process(map(str, paths), batch_size, jobs))
 
 
 def _with_display_names(mids: list[str], labels_csv: Path) -> list[tuple[str, str]]:

@@ -1,44 +1,50 @@
-"""Transcribe audio files with a finished CTC experiment (e.g. the LibriSpeech CTC recipe).
+"""Transcribe audio files with a CTC model: a finished experiment or a Hugging Face CTC folder.
 
-What the experiment's ``hyperparams.yaml`` must provide is :data:`TRANSCRIBER_SPEC`:
-``asr_model`` (waveform, relative lengths -> per-frame logits), ``tokenizer`` (a SentencePiece
-factory whose model lives in the experiment folder), ``test_search`` (a CTC decoder) and
-``sample_rate``.
+One class, two sources:
 
-Long files are transcribed in chunks of ``chunk_seconds`` (default 30 s), each read with
-``context_seconds`` (default 5 s) of audio on both sides; the frames of each chunk's middle are
-joined and the whole is decoded once. Memory therefore stays bounded whatever the length (an
-hour-long file is read a chunk at a time), and a file no longer than one chunk plus its context
-is transcribed whole, exactly as before. Chunk boundaries fall on the model's frame step, found
-by probing the model, so for a model whose receptive field fits in the context the chunked
-output equals the whole one; a model that attends over (or normalises) its whole input gives
-close but not identical text (README, "An hour of speech"). A file too short for the model is
-an error naming its minimum.
+- :meth:`Transcriber.from_experiment`: a CTC experiment folder (e.g. the LibriSpeech CTC
+  recipe); its ``hyperparams.yaml`` provides :data:`TRANSCRIBER_SPEC`: ``asr_model``
+  (waveforms, relative lengths -> per-frame logits), ``tokenizer`` (a SentencePiece factory
+  whose model lives in the folder), ``test_search`` (a CTC decoder) and ``sample_rate``.
+- :meth:`Transcriber.from_pretrained`: an HF ``*ForCTC`` folder (Wav2Vec2, HuBERT,
+  Wav2Vec2-Conformer; :mod:`speechlobes.inference.hf_folders`): its feature extractor's
+  normalisation, the model, greedy CTC or (``beam_size > 1``) the CTC prefix beam search, and
+  its CTC tokenizer.
+
+Both run the same way. Files go through the model in length-sorted, padded batches
+(:mod:`speechlobes.inference.batching`); the model gives each row the frames (and the exact
+frame count) of its own run, and each file is decoded alone, so a batch gives every file the
+text of its one-by-one run. Long files are transcribed in chunks of ``chunk_seconds`` (default
+30 s), each read with ``context_seconds`` (default 5 s) of audio on both sides; the frames of
+each chunk's middle are joined and the whole is decoded once. Memory therefore stays bounded
+whatever the length, and a file no longer than one chunk plus its context is transcribed
+whole. Chunk boundaries fall on the model's frame step, found by probing the model, so for a
+model whose receptive field fits in the context the chunked output equals the whole one; a
+model that attends over (or normalises) its whole input gives close but not identical text
+(README, "An hour of speech"). A file too short for the model is an error naming its minimum.
 
 Example:
     >>> asr = Transcriber.from_experiment("results/conformer_small/1986")  # doctest: +SKIP
     >>> asr.transcribe_file("speech.flac")  # doctest: +SKIP
     'HELLO WORLD'
+    >>> asr.transcribe_files(["a.flac", "b.flac"], batch_size=8)  # doctest: +SKIP
+    [FileResult(path='a.flac', duration=2.1, value='HELLO', error=None), ...]
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from speechlobes.dataio.audio import read_resampled, resampled_length
+from speechlobes.inference.batching import FileBatcher, FileResult
 from speechlobes.inference.experiment import ExperimentSpec, Need, load_experiment
-from speechlobes.inference.inputs import (
-    check_long_enough,
-    chunk_frames_for,
-    frame_step,
-    plan_chunks,
-    smallest_input,
-)
+from speechlobes.inference.inputs import Chunk, chunk_frames_for, frame_step, plan_chunks
+from speechlobes.nnet.lengths import relative_to_absolute_lengths
 
 logger = logging.getLogger(__name__)
 
@@ -53,18 +59,47 @@ TRANSCRIBER_SPEC = ExperimentSpec(
 )
 
 
-class Transcriber:
+def frame_logits(
+    model: torch.nn.Module, wavs: torch.Tensor, wav_lens: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (batch, frames, units) and the frames' relative lengths: ``model.encode`` where
+    the model has it (exact frame counts), else its forward with the input's relative lengths
+    reused for the frames (SpeechBrain's convention)."""
+    if hasattr(model, "encode"):
+        logits, frame_lens = model.encode(wavs, wav_lens)
+        return logits, frame_lens
+    return model(wavs, wav_lens), wav_lens
+
+
+def best_tokens(hypotheses: Any) -> list[int]:
+    """The best token ids of one utterance's search result: an n-best list (its first entry's
+    ``tokens``) or already a token list (greedy decoding)."""
+    if hypotheses and hasattr(hypotheses[0], "tokens"):
+        return list(hypotheses[0].tokens)
+    return list(hypotheses)
+
+
+def join_frames(chunks: list[Chunk], outputs: list[torch.Tensor]) -> torch.Tensor:
+    """(frames, units) of a whole file: the kept frames of each chunk's output, in order."""
+    kept = [out[c.keep_from : c.keep_to] for c, out in zip(chunks, outputs, strict=True)]
+    return torch.cat(kept)
+
+
+class Transcriber(FileBatcher):
     """A CTC recogniser; see the module docstring.
 
     Arguments:
-        model: (waveforms (batch, time), relative lengths) -> logits (batch, frames, units).
+        model: (waveforms (batch, time), relative lengths) -> logits (batch, frames, units);
+            its ``encode`` (same inputs -> logits and relative frame lengths) is used when it
+            has one.
         tokenizer: ``decode(ids) -> text``.
-        search: (log-probabilities, relative lengths) -> per utterance, an n-best list whose
-            first entry has ``tokens``.
+        search: (log-probabilities (batch, frames, units), relative lengths) -> per utterance
+            an n-best list whose first entry has ``tokens``, or a token list.
         sample_rate: the model's input rate (files are resampled to it).
         device: where the inputs go (the model must already be there).
         chunk_seconds: the length of the chunks of a long file.
         context_seconds: the audio read on each side of a chunk.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; see :mod:`.batching`).
     """
 
     def __init__(
@@ -76,6 +111,7 @@ class Transcriber:
         device: str = "cpu",
         chunk_seconds: float = 30.0,
         context_seconds: float = 5.0,
+        precision: str = "fp32",
     ) -> None:
         if chunk_seconds <= 0 or context_seconds < 0:
             raise ValueError(
@@ -89,6 +125,7 @@ class Transcriber:
         self.device = device
         self.chunk_seconds = chunk_seconds
         self.context_seconds = context_seconds
+        self.precision = precision
 
     @classmethod
     def from_experiment(
@@ -98,11 +135,11 @@ class Transcriber:
         device: str = "cpu",
         overrides: dict | None = None,
         trust_code: bool = False,
-        **chunking: float,
+        **options: Any,
     ) -> Transcriber:
         """Load the experiment's best checkpoint by ``min_key`` (see :func:`load_experiment`
-        for ``overrides`` and ``trust_code``); ``chunking``: ``chunk_seconds``,
-        ``context_seconds``."""
+        for ``overrides`` and ``trust_code``); ``options``: ``chunk_seconds``,
+        ``context_seconds``, ``precision``."""
         hparams = load_experiment(
             folder, TRANSCRIBER_SPEC, min_key, None, device, overrides, trust_code
         )
@@ -112,64 +149,96 @@ class Transcriber:
             hparams["test_search"],
             hparams["sample_rate"],
             device,
-            **chunking,
+            **options,
         )
 
-    def _logits(self, wavs: torch.Tensor) -> torch.Tensor:
-        return self.model(wavs.to(self.device), torch.ones(wavs.shape[0], device=self.device))
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | Path, beam_size: int = 1, device: str = "cpu", **options: Any
+    ) -> Transcriber:
+        """Load an HF CTC folder (model, feature extractor, CTC tokenizer); greedy CTC, or
+        the prefix beam search of ``beam_size``; ``options`` as for :meth:`from_experiment`."""
+        from speechlobes.inference.hf_folders import load_ctc_folder
 
-    @functools.cached_property
-    def min_samples(self) -> int:
-        """The fewest samples the model takes (probed once)."""
-        return smallest_input(self._logits, limit=self.sample_rate)
+        model, tokenizer, search, sample_rate = load_ctc_folder(folder, beam_size, device)
+        return cls(model, tokenizer, search, sample_rate, device, **options)
+
+    # ------------------------------------------------------------------ the model
+    def log_probs(
+        self, wavs: torch.Tensor, wav_lens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, frames, units) float32 log-probabilities and each row's frame count."""
+        logits, frame_lens = frame_logits(
+            self.model, wavs.to(self.device), wav_lens.to(self.device)
+        )
+        log_probs = logits.float().log_softmax(-1).cpu()
+        return log_probs, relative_to_absolute_lengths(frame_lens.cpu(), log_probs.shape[1])
+
+    def probe(self, wavs: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.log_probs(wavs, torch.ones(wavs.shape[0]))[0]
 
     @functools.cached_property
     def frame_step(self) -> int | None:
         """Samples per output frame (probed once); None if the model has no constant step."""
-        return frame_step(self._logits, probe=2 * self.sample_rate)
+        return frame_step(self.probe, probe=2 * self.sample_rate)
 
-    @torch.no_grad()
-    def transcribe_batch(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> list[str]:
-        """(batch, time) waveforms at the model's rate and relative lengths -> texts."""
-        log_probs = self.model(wavs.to(self.device), wav_lens.to(self.device)).log_softmax(-1)
-        return self._decode(log_probs, wav_lens)
-
-    def _decode(self, log_probs: torch.Tensor, wav_lens: torch.Tensor) -> list[str]:
-        # The head may have more units than the tokenizer (output_neurons above its size);
-        # those are never targets, but a barely trained model can emit them: they say nothing.
-        size = len(self.tokenizer) if hasattr(self.tokenizer, "__len__") else None
-        return [
-            self.tokenizer.decode([t for t in nbest[0].tokens if size is None or t < size])
-            for nbest in self.search(log_probs, wav_lens)
-        ]
-
-    @torch.no_grad()
-    def transcribe_file(self, path: str | Path) -> str:
-        """The transcript of one audio file (any rate: resampled; any length: chunked)."""
-        path = str(path)
-        total = resampled_length(path, self.sample_rate)
-        if total < self.sample_rate:  # probe the model's minimum only for short files
-            check_long_enough(path, total, self.min_samples, self.sample_rate)
+    # ------------------------------------------------------------------ the batching engine
+    def plan(self, path: str, total: int) -> list[Chunk]:
+        """The whole file, or the chunks of a file longer than a chunk and its context."""
         whole = (self.chunk_seconds + 2 * self.context_seconds) * self.sample_rate
-        if total <= whole or self.frame_step is None:
-            if total > whole:
-                logger.warning("%s: the model has no constant frame step: not chunked", path)
-            wav = read_resampled(path, self.sample_rate).unsqueeze(0)
-            return self.transcribe_batch(wav, torch.ones(1))[0]
-        return self._decode(self._chunked_log_probs(path, total), torch.ones(1))[0]
-
-    def _chunked_log_probs(self, path: str, total: int) -> torch.Tensor:
-        """(1, frames, units) log-probabilities of a long file, chunk by chunk."""
+        if total <= whole:
+            return [Chunk(0, total, 0, None)]
         step = self.frame_step
-        plan = plan_chunks(
+        if step is None:
+            logger.warning("%s: the model has no constant frame step: not chunked", path)
+            return [Chunk(0, total, 0, None)]
+        return plan_chunks(
             total,
             step,
             chunk_frames_for(self.chunk_seconds, self.sample_rate, step),
             chunk_frames_for(self.context_seconds, self.sample_rate, step),
         )
-        pieces = []
-        for chunk in plan:
-            wav = read_resampled(path, self.sample_rate, chunk.start, chunk.stop).unsqueeze(0)
-            log_probs = self._logits(wav).log_softmax(-1)
-            pieces.append(log_probs[:, chunk.keep_from : chunk.keep_to].cpu())
-        return torch.cat(pieces, dim=1)
+
+    def run(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> list[torch.Tensor]:
+        """Each row's (frames, units) log-probabilities over its own frames."""
+        log_probs, counts = self.log_probs(wavs, wav_lens)
+        return [row[:count] for row, count in zip(log_probs, counts.tolist(), strict=True)]
+
+    def finish(self, path: str, chunks: list[Chunk], outputs: list[torch.Tensor]) -> str:
+        """The text of a file: the kept frames of its chunks, joined and decoded."""
+        return self.decode(join_frames(chunks, outputs).unsqueeze(0))[0]
+
+    def decode(self, log_probs: torch.Tensor, lengths: torch.Tensor | None = None) -> list[str]:
+        """Texts of (batch, frames, units) log-probabilities (absolute or relative lengths)."""
+        # The head may have more units than the tokenizer (output_neurons above its size);
+        # those are never targets, but a barely trained model can emit them: they say nothing.
+        size = len(self.tokenizer) if hasattr(self.tokenizer, "__len__") else None
+        if lengths is None:
+            lengths = torch.ones(log_probs.shape[0])
+        return [
+            self.tokenizer.decode([t for t in best_tokens(hyps) if size is None or t < size])
+            for hyps in self.search(log_probs, lengths)
+        ]
+
+    # ------------------------------------------------------------------ the public surface
+    def transcribe_batch(
+        self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None
+    ) -> list[str]:
+        """(batch, time) waveforms at the model's rate and relative lengths -> texts."""
+        if wav_lens is None:
+            wav_lens = torch.ones(wavs.shape[0])
+        with torch.inference_mode():
+            rows = self.run_batch(wavs, wav_lens)
+        return [self.decode(row.unsqueeze(0))[0] for row in rows]
+
+    def transcribe_file(self, path: str | Path) -> str:
+        """The transcript of one audio file (any rate: resampled; any length: chunked)."""
+        return self.process_file(str(path))
+
+    def transcribe_files(
+        self, paths: Iterable[str | Path], batch_size: int = 8, jobs: int = 0
+    ) -> list[FileResult]:
+        """One :class:`FileResult` (``value``: the text) per file, in order, the files run in
+        length-sorted batches of ``batch_size``."""
+        return list(self.process(map(str, paths), batch_size, jobs))

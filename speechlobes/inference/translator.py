@@ -11,7 +11,7 @@ Two sources of a model:
   optionally ``generation_config.json`` and ``preprocessor_config.json``) with its
   SentencePiece model, or any tokenizer object with ``decode(ids) -> str``. With a
   ``preprocessor_config.json`` the waveform is normalised as its feature extractor says
-  (:class:`~speechlobes.processing.waveform.WaveformNormalizer`).
+  (:class:`~speechlobes.processors.feature_extraction.Wav2Vec2FeatureExtractor`).
 
 The folder's tokenizer is read by :mod:`speechlobes.processors` (MBart / MBart-50
 SentencePiece, a plain ``*.model``, Speech2Text, ``tokenizer.json``, WordPiece ``vocab.txt``,
@@ -27,6 +27,12 @@ a longer file is an error saying so (split long recordings at pauses first; a tr
 at arbitrary points would not be one). A file too short for the model is an error naming its
 minimum.
 
+Many files go through the model in length-sorted, padded batches (:meth:`Translator.
+translate_files`, :mod:`speechlobes.inference.batching`). Each row is normalised over its own
+samples and encoded as its own run (``generate(..., wav_lens=...)``), and the search is per
+utterance, so a batch gives every file the translation of its one-by-one run (transformers'
+padded batches without an attention mask normalise and encode the padding too).
+
 Example:
     >>> st = Translator.from_experiment("results/conformer_transformer_small/1986")  # doctest: +SKIP
     >>> st.translate_file("speech.wav")  # doctest: +SKIP
@@ -35,20 +41,19 @@ Example:
 
 from __future__ import annotations
 
-import functools
+import copy
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
 
-from speechlobes.dataio.audio import read_resampled, resampled_length
+from speechlobes.inference.batching import FileBatcher, FileResult
 from speechlobes.inference.experiment import ExperimentSpec, Need, load_experiment
-from speechlobes.inference.inputs import InputTooLongError, check_long_enough, smallest_input
-from speechlobes.nnet.lengths import lengths_to_padding_mask, relative_to_absolute_lengths
-
-if TYPE_CHECKING:
-    from speechlobes.processing.waveform import WaveformNormalizer
+from speechlobes.inference.hf_folders import normalized_rows
+from speechlobes.inference.inputs import Chunk, InputTooLongError
+from speechlobes.processors.feature_extraction import Wav2Vec2FeatureExtractor
 
 TRANSLATOR_SPEC = ExperimentSpec(
     "speech translation",
@@ -75,7 +80,7 @@ class Detokenizer(Protocol):
     def decode(self, ids: list[int]) -> str: ...
 
 
-class Translator:
+class Translator(FileBatcher):
     """Speech translation with a SpeechEncoderDecoderModel; see the module docstring.
 
     Arguments:
@@ -83,9 +88,10 @@ class Translator:
         tokenizer: turns generated ids (start and EOS removed) into text.
         sample_rate: the model's input rate (files are resampled to it).
         search_options: keyword arguments of ``model.generate`` (beams, lengths, ...).
-        normalizer: a :class:`WaveformNormalizer` for models trained on normalised waveforms.
+        normalizer: the feature extractor of models trained on normalised waveforms.
         device: where the inputs go.
         max_seconds: the longest file :meth:`translate_file` takes.
+        precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; see :mod:`.batching`).
     """
 
     def __init__(
@@ -94,9 +100,10 @@ class Translator:
         tokenizer: Detokenizer,
         sample_rate: int = 16000,
         search_options: dict[str, Any] | None = None,
-        normalizer: WaveformNormalizer | None = None,
+        normalizer: Wav2Vec2FeatureExtractor | None = None,
         device: str = "cpu",
         max_seconds: float = 60.0,
+        precision: str = "fp32",
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -105,6 +112,7 @@ class Translator:
         self.normalizer = normalizer
         self.device = device
         self.max_seconds = max_seconds
+        self.precision = precision
 
     @classmethod
     def from_experiment(
@@ -114,18 +122,17 @@ class Translator:
         device: str = "cpu",
         overrides: dict | None = None,
         trust_code: bool = False,
+        **options: Any,
     ) -> Translator:
         """Load a CoVoST experiment's best checkpoint by ``min_key``; ``overrides`` replace
         YAML keys (a moved pretrained file), ``trust_code`` lifts the trust model (see
-        :func:`load_experiment`)."""
-        from speechlobes.processing.waveform import WaveformNormalizer
-
+        :func:`load_experiment`); ``options``: ``max_seconds``, ``precision``."""
         hparams = load_experiment(
             folder, TRANSLATOR_SPEC, min_key, None, device, overrides, trust_code
         )
         normalizer = None
         if hparams.get("normalize_waveform"):  # the recipe normalised each utterance
-            normalizer = WaveformNormalizer(sampling_rate=hparams["sample_rate"])
+            normalizer = Wav2Vec2FeatureExtractor(sampling_rate=hparams["sample_rate"])
         return cls(
             hparams["model"],
             tokenizer() if callable(tokenizer := hparams["tokenizer"]) else tokenizer,
@@ -133,6 +140,7 @@ class Translator:
             hparams["search_options"],
             normalizer,
             device,
+            **options,
         )
 
     @classmethod
@@ -141,6 +149,8 @@ class Translator:
         folder: str | Path,
         tokenizer: Detokenizer | None = None,
         device: str = "cpu",
+        max_seconds: float = 60.0,
+        precision: str = "fp32",
         **search_options: Any,
     ) -> Translator:
         """Load an HF-layout SpeechEncoderDecoder folder. ``tokenizer`` defaults to the
@@ -158,6 +168,8 @@ class Translator:
             {**generation_options(folder), **search_options},
             normalizer,
             device,
+            max_seconds,
+            precision,
         )
 
     @torch.no_grad()
@@ -165,17 +177,12 @@ class Translator:
         self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None, **generate_overrides: Any
     ) -> list[str]:
         """(batch, time) waveforms at the model's rate and relative lengths -> translations."""
-        lengths = relative_to_absolute_lengths(
-            wav_lens if wav_lens is not None else torch.ones(wavs.shape[0]), wavs.shape[1]
-        )
-        if self.normalizer is not None:
-            rows = [wav[:length].cpu() for wav, length in zip(wavs, lengths.tolist(), strict=True)]
-            wavs, mask = self.normalizer(rows)
-        else:
-            mask = (~lengths_to_padding_mask(lengths, wavs.shape[1])).long()
+        if wav_lens is None:
+            wav_lens = torch.ones(wavs.shape[0])
+        wavs = normalized_rows(self.normalizer, wavs.float(), wav_lens)
         hyps = self.model.generate(
             wavs.to(self.device),
-            None if mask is None else mask.to(self.device),
+            wav_lens=wav_lens.to(self.device),
             **{**self.search_options, **generate_overrides},
         )
         return [self.tokenizer.decode(self.strip_special(row)) for row in hyps.tolist()]
@@ -186,30 +193,41 @@ class Translator:
         eos = self.model.config.eos_token_id
         return ids[: ids.index(eos)] if eos in ids else ids
 
-    @functools.cached_property
-    def min_samples(self) -> int:
-        """The fewest samples the model takes (probed once, with one greedy step)."""
+    def probe(self, wavs: torch.Tensor) -> torch.Tensor:
+        """One greedy step (for :attr:`min_samples`)."""
+        return self.model.generate(wavs.to(self.device), max_new_tokens=1)
 
-        def first_token(wavs: torch.Tensor) -> torch.Tensor:
-            mask = torch.ones_like(wavs, dtype=torch.long)
-            return self.model.generate(wavs.to(self.device), mask.to(self.device), 1)
-
-        return smallest_input(first_token, limit=self.sample_rate)
-
-    def translate_file(self, path: str | Path, **generate_overrides: Any) -> str:
-        """The translation of one audio file (any rate: resampled; at most ``max_seconds``)."""
-        path = str(path)
-        total = resampled_length(path, self.sample_rate)
+    # ------------------------------------------------------------------ the batching engine
+    def plan(self, path: str, total: int) -> list[Chunk]:
+        """The whole file, or an error for a file longer than ``max_seconds``."""
         if total > self.max_seconds * self.sample_rate:
             raise InputTooLongError(
                 f"{path}: {total / self.sample_rate:.1f} s; the translator takes at most "
                 f"{self.max_seconds:g} s in one pass (max_seconds / --max-seconds): split long "
                 "recordings at pauses first"
             )
-        if total < self.sample_rate:  # probe the model's minimum only for short files
-            check_long_enough(path, total, self.min_samples, self.sample_rate)
-        wav = read_resampled(path, self.sample_rate).unsqueeze(0)
-        return self.translate_batch(wav, **generate_overrides)[0]
+        return [Chunk(0, total, 0, None)]
+
+    def run(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> list[str]:
+        return self.translate_batch(wavs, wav_lens)
+
+    def finish(self, path: str, chunks: list[Chunk], outputs: list[str]) -> str:
+        return outputs[0]
+
+    def translate_file(self, path: str | Path, **generate_overrides: Any) -> str:
+        """The translation of one audio file (any rate: resampled; at most ``max_seconds``)."""
+        if not generate_overrides:
+            return self.process_file(str(path))
+        variant = copy.copy(self)
+        variant.search_options = {**self.search_options, **generate_overrides}
+        return variant.process_file(str(path))
+
+    def translate_files(
+        self, paths: Iterable[str | Path], batch_size: int = 8, jobs: int = 0
+    ) -> list[FileResult]:
+        """One :class:`FileResult` (``value``: the translation) per file, in order, the files
+        run in length-sorted batches of ``batch_size``."""
+        return list(self.process(map(str, paths), batch_size, jobs))
 
 
 def generation_options(folder: Path) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from speechlobes.inference.inputs import (
     frame_step,
     plan_chunks,
 )
-from speechlobes.inference.transcriber import Transcriber
+from speechlobes.inference.transcriber import Transcriber, join_frames
 from speechlobes.inference.translator import Translator
 
 VENV_BIN = Path(sys.executable).parent
@@ -44,6 +44,12 @@ class ConvCTC(torch.nn.Module):
 
     def forward(self, wavs, wav_lens=None):
         return 50 * self.conv(wavs[:, None]).transpose(1, 2)
+
+    def encode(self, wavs, wav_lens):
+        """Logits and the exact relative frame lengths (what the transcriber uses)."""
+        logits = self(wavs)
+        samples = (wav_lens * wavs.shape[1]).round()
+        return logits, ((samples - 400) // 160 + 1) / logits.shape[1]
 
 
 class Letters:
@@ -82,8 +88,9 @@ def test_one_bad_file_among_several_gets_one_line_and_the_others_are_transcribed
     out, err = capsys.readouterr()
     assert status == 1
     assert [line.split("\t")[0] for line in out.splitlines()] == [str(good), str(resampled)]
-    errors = err.strip().splitlines()
+    *errors, summary = err.strip().splitlines()
     assert len(errors) == 3 and "Traceback" not in err
+    assert summary.startswith("transcribed 2 of 5 files (3 failed): 2.0 s of audio in ")
     assert errors[0].startswith(f"{tmp_path / 'missing.wav'}: file not found")
     assert errors[1].startswith(f"{cut}: truncated Ogg file")
     assert errors[2].startswith(f"{tiny}: 100 samples") and "needs at least" in errors[2]
@@ -243,12 +250,18 @@ def test_chunked_log_probs_equal_the_whole_for_a_local_model(tmp_path):
     asr = stand_in_transcriber(chunk_seconds=2.0, context_seconds=0.5)
     wav = torch.from_numpy(sf.read(path, dtype="float32")[0])[None]
     with torch.no_grad():
-        whole = asr.model(wav).log_softmax(-1)
-    chunked = asr._chunked_log_probs(str(path), wav.shape[1])
+        whole = asr.model(wav).log_softmax(-1)[0]
+    chunks = asr.plan(str(path), wav.shape[1])
+    assert len(chunks) == 5
+    pieces = [wav[:, c.start : c.stop] for c in chunks]
+    outputs = [asr.run_batch(piece, torch.ones(1))[0] for piece in pieces]
+    chunked = join_frames(chunks, outputs)
     assert chunked.shape == whole.shape
     torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=0)
     unchunked = stand_in_transcriber(chunk_seconds=100.0).transcribe_file(path)
     assert asr.transcribe_file(path) == unchunked and len(unchunked) > 100
+    batched = [r.value for r in asr.transcribe_files([path, path], batch_size=3)]
+    assert batched == [unchunked, unchunked]
 
 
 @pytest.mark.parametrize("num_samples", [16000, 16001, 50_000, 123_457, 160_000, 333_333])

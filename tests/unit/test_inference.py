@@ -1,6 +1,7 @@
 """Tagger (fine-tuned BEATs checkpoints), Translator (HF SpeechEncoderDecoder folders), the
 window split of long files and the command line, on tiny models written in the test."""
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -249,7 +250,9 @@ def test_translate_batch_treats_padding_like_separate_files(hf_folder):
     assert batch[1] == alone[0] and alone[0]
 
 
-def test_normaliser_without_attention_mask_sees_the_whole_padded_row(hf_folder, tmp_path):
+def test_a_folder_without_attention_mask_gives_a_padded_row_its_single_run(hf_folder, tmp_path):
+    """transformers would normalise (and encode) the padded row with its zeros; each row is
+    normalised over its own samples instead, as when its file is translated alone."""
     folder = tmp_path / "model"
     shutil.copytree(hf_folder, folder)
     preprocessor = {"do_normalize": True, "return_attention_mask": False}
@@ -258,9 +261,10 @@ def test_normaliser_without_attention_mask_sees_the_whole_padded_row(hf_folder, 
     wavs = torch.randn(2, 6000, generator=torch.Generator().manual_seed(4))
     wavs[1, 4000:] = 0.0
     model = SpeechEncoderDecoderModel.from_pretrained(folder)
-    hyps = model.generate(normalize_waveforms(wavs), None, 6)
+    rows = (wavs[:1], wavs[1:, :4000])
+    hyps = [model.generate(normalize_waveforms(row), None, 6)[0].tolist() for row in rows]
     tokenizer = translator.tokenizer
-    expected = [tokenizer.decode(translator.strip_special(row)) for row in hyps.tolist()]
+    expected = [tokenizer.decode(translator.strip_special(row)) for row in hyps]
     assert translator.translate_batch(wavs, torch.tensor([1.0, 4000 / 6000])) == expected
 
 
@@ -325,3 +329,61 @@ def test_label_dict_with_string_keys_is_read_and_a_wrong_size_refused(beats_chec
     torch.save({**plain, "label_dict": dict(enumerate(MIDS[:-1]))}, tmp_path / "short.pt")
     with pytest.raises(ValueError, match="label_dict has indices"):
         Tagger.from_beats_checkpoint(tmp_path / "short.pt")
+
+
+def files_of_many_lengths(folder: Path, seconds: list[float]) -> list[Path]:
+    return [write_audio(folder / f"{i}.wav", s, seed=i) for i, s in enumerate(seconds)]
+
+
+def test_tagging_in_batches_of_three_gives_every_file_its_one_by_one_scores(
+    beats_checkpoint, tmp_path
+):
+    """Files of different lengths, two of them longer than a window (scored by the mean of
+    their windows), one by one and in length-sorted batches of three."""
+    folder, _ = beats_checkpoint
+    tagger = Tagger.from_beats_checkpoint(folder / "with_labels.pt", clip_seconds=0.5)
+    files = files_of_many_lengths(tmp_path, [0.3, 1.2, 0.45, 0.2, 0.5, 0.77, 0.36])
+    alone = [tagger.file_scores(path) for path in files]
+    results = tagger.tag_files(files, batch_size=3)
+    assert [r.error for r in results] == [None] * len(files)
+    for single, result in zip(alone, results, strict=True):
+        torch.testing.assert_close(result.value, single, atol=1e-4, rtol=0)
+        assert [m for m, _, _ in tagger.top(result.value, 3)] == [
+            m for m, _, _ in tagger.top(single, 3)
+        ]
+    assert (alone[0] - alone[1]).abs().max() > 1e-3, "equal scores would make the check weak"
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_translating_in_batches_of_three_gives_every_file_its_one_by_one_text(
+    hf_folder, tmp_path, num_beams
+):
+    translator = Translator.from_pretrained(hf_folder, max_new_tokens=8, num_beams=num_beams)
+    files = files_of_many_lengths(tmp_path, [0.3, 0.9, 0.45, 0.2, 0.62, 0.33, 0.5])
+    alone = [translator.translate_file(path) for path in files]
+    batched = translator.translate_files(files, batch_size=3)
+    assert [r.value for r in batched] == alone
+    assert len(set(alone)) > 1, "identical translations would make the comparison weak"
+
+
+def test_cli_tag_and_translate_write_one_row_per_input(
+    beats_checkpoint, hf_folder, tmp_path, capsys
+):
+    folder, _ = beats_checkpoint
+    files = files_of_many_lengths(tmp_path, [0.5, 0.3])
+    missing = tmp_path / "missing.wav"
+    tags_csv = tmp_path / "tags.csv"
+    argv = [*map(str, files), str(missing), "--top-k", "2", "--batch-size", "2"]
+    assert main(["tag", str(folder / "with_labels.pt"), *argv, "--output", str(tags_csv)]) == 1
+    with open(tags_csv, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    tagger = Tagger.from_beats_checkpoint(folder / "with_labels.pt")
+    expected = [tagger.tag_file(path, 2) for path in files]
+    labels = [[(t["mid"], t["score"]) for t in json.loads(row["labels"])] for row in rows[:2]]
+    assert labels == [[(mid, round(score, 4)) for mid, _, score in tags] for tags in expected]
+    assert rows[2]["labels"] == "" and "file not found" in rows[2]["error"]
+    out = tmp_path / "de.jsonl"
+    assert main(["translate", str(hf_folder), *map(str, files), "--output", str(out)]) == 0
+    texts = [json.loads(line)["text"] for line in out.read_text().splitlines()]
+    assert texts == [Translator.from_pretrained(hf_folder).translate_file(p) for p in files]
+    assert "translated 2 of 2 files" in capsys.readouterr().err

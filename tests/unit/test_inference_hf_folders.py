@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from inference_checks import PROCESSOR_FILES, hf_ctc_folder, record_decoded, write_flac
 
 from speechlobes.decoders.ctc import ctc_prefix_beam_search
 from speechlobes.inference.__main__ import main
-from speechlobes.inference.hf_folders import CTCFolderTranscriber, is_hf_ctc_folder
+from speechlobes.inference.hf_folders import is_hf_ctc_folder
+from speechlobes.inference.transcriber import Transcriber
 from speechlobes.lobes.speech_encoder_decoder import SpeechEncoderDecoderModel
 from speechlobes.lobes.wav2vec2 import Wav2Vec2ConformerForCTC, Wav2Vec2ForCTC
 from speechlobes.processors import AutoProcessor
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-PROCESSOR_FILES = ("vocab.json", "tokenizer_config.json", "processor_config.json")
 BERT_WORDS = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]", "the", "cat", "##s", "sat", "on"]
 BERT_WORDS += ["mat", "a", "dog", "ran", "home", "to", "we", "go", ",", ".", "!", "##ing", "it"]
 BERT_WORDS += ["is", "red", "big", "and", "##ed", "old", "new", "day", "now"]
@@ -29,14 +30,6 @@ EXTRACTOR = {
     "return_attention_mask": True,
     "sampling_rate": 16000,
 }
-
-
-def write_flac(path: Path, seconds: float, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(seconds * 16000)) / 16000
-    wav = 0.3 * np.sin(2 * np.pi * (150 + 300 * seed) * t) + 0.05 * rng.normal(size=t.size)
-    soundfile.write(path, wav, 16000, subtype="PCM_16")
-    return path
 
 
 def read(path: Path) -> np.ndarray:
@@ -52,13 +45,7 @@ def cli_lines(argv: list[str], capsys) -> list[list[str]]:
 def ctc_folder(tmp_path_factory):
     """A transformers-made Wav2Vec2-Conformer CTC checkpoint (random weights, 32 outputs) with
     the transformers-saved CTC processor of 32 characters."""
-    folder = tmp_path_factory.mktemp("hf_ctc") / "model"
-    shutil.copytree(
-        FIXTURES / "hf" / "w2v2_conformer_relpos", folder, ignore=lambda *_: ["cases.pt"]
-    )
-    for name in PROCESSOR_FILES:
-        shutil.copy(FIXTURES / "hf_processors" / "ctc_v5" / name, folder)
-    return folder
+    return hf_ctc_folder(tmp_path_factory.mktemp("hf_ctc") / "model", "w2v2_conformer_relpos")
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +87,9 @@ def test_beam_search_transcripts_are_the_prefix_search_of_the_logits(ctc_folder,
 def test_a_padded_batch_transcribes_like_single_files(tmp_path, audio):
     """With an attention mask (and an encoder that honours it: Wav2Vec2, layer-norm layout) a
     padded batch gives each file the text of its own run."""
-    folder = tmp_path / "model"
-    shutil.copytree(FIXTURES / "hf" / "wav2vec2_layer", folder, ignore=lambda *_: ["cases.pt"])
-    for name in PROCESSOR_FILES:
-        shutil.copy(FIXTURES / "hf_processors" / "ctc_v5" / name, folder)
+    folder = hf_ctc_folder(tmp_path / "model", "wav2vec2_layer")
     for beam_size in (1, 4):
-        asr = CTCFolderTranscriber.from_pretrained(folder, beam_size=beam_size)
+        asr = Transcriber.from_pretrained(folder, beam_size=beam_size)
         waves = [torch.from_numpy(read(path)) for path in audio]
         batch = torch.nn.utils.rnn.pad_sequence(waves, batch_first=True)
         lengths = torch.tensor([len(w) / batch.shape[1] for w in waves])
@@ -114,12 +98,7 @@ def test_a_padded_batch_transcribes_like_single_files(tmp_path, audio):
 
 
 def test_group_norm_checkpoint_without_attention_mask_transcribes(tmp_path, audio, capsys):
-    folder = tmp_path / "model"
-    shutil.copytree(
-        FIXTURES / "hf" / "wav2vec2_group", folder, ignore=lambda *_: ["cases.pt", "legacy_bin"]
-    )
-    for name in PROCESSOR_FILES:
-        shutil.copy(FIXTURES / "hf_processors" / "ctc_v5" / name, folder)
+    folder = hf_ctc_folder(tmp_path / "model", "wav2vec2_group")
     config = json.loads((folder / "processor_config.json").read_text())
     config["feature_extractor"]["return_attention_mask"] = False
     (folder / "processor_config.json").write_text(json.dumps(config))
@@ -188,3 +167,41 @@ def test_translate_prints_the_decoded_generation_of_the_seed_example(
     assert any(expected), "random weights gave only empty translations: the check would be void"
     lines = cli_lines(["translate", str(folder), *map(str, audio)], capsys)
     assert lines == [[str(path), text] for path, text in zip(audio, expected, strict=True)]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "beam_size"), [("wav2vec2_group", 4), ("w2v2_conformer_relpos", 1)]
+)
+def test_batches_of_three_give_every_file_its_one_by_one_text_and_log_probs(
+    tmp_path, fixture, beam_size
+):
+    """Seven files of different lengths (one at 8 kHz), one by one and in length-sorted
+    batches of three: the same texts, and log-probabilities within 1e-4. The group-norm
+    checkpoint's extractor has no attention mask: transformers would normalise and encode
+    each padded row with its zeros."""
+    folder = tmp_path / "model"
+    shutil.copytree(FIXTURES / "hf" / fixture, folder, ignore=lambda *_: ["cases.pt", "legacy_bin"])
+    for name in PROCESSOR_FILES:
+        shutil.copy(FIXTURES / "hf_processors" / "ctc_v5" / name, folder)
+    config = json.loads((folder / "processor_config.json").read_text())
+    config["feature_extractor"]["return_attention_mask"] = fixture != "wav2vec2_group"
+    (folder / "processor_config.json").write_text(json.dumps(config))
+    files = [
+        write_flac(tmp_path / f"{i}.flac", s, i)
+        for i, s in enumerate([0.3, 0.9, 0.45, 0.2, 0.71, 0.33])
+    ]
+    slow = tmp_path / "8k.wav"
+    soundfile.write(slow, read(files[1])[::2], 8000)
+    files.append(slow)
+    asr = Transcriber.from_pretrained(folder, beam_size=beam_size)
+    runs = record_decoded(asr)
+    runs.append({})
+    alone = [asr.transcribe_file(path) for path in files]
+    runs.append({})
+    results = asr.transcribe_files(files, batch_size=3)
+    assert [r.value for r in results] == alone and all(alone)
+    assert [r.error for r in results] == [None] * len(files)
+    assert sorted(runs[0]) == sorted(runs[1]) == sorted(map(str, files))
+    for path, single in runs[0].items():
+        assert single.shape == runs[1][path].shape
+        torch.testing.assert_close(runs[1][path], single, atol=1e-4, rtol=0)
