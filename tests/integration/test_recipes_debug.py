@@ -95,7 +95,7 @@ def test_librispeech_ctc_recipe_debug_run_and_transcriber(tiny_corpora, tmp_path
     assert 0 <= stats["CER"] and stats["WER"] >= 0
     for test_set in ("test-clean", "test-other", "heldout"):
         assert "REF" in (output / f"wer_{test_set}.txt").read_text().upper()
-    assert (output / "save" / "lm" / "characters_5gram.arpa").read_text().startswith("\n\\data\\")
+    assert (output / "save" / "lm" / "characters_7gram.arpa").read_text().startswith("\n\\data\\")
     from speechlobes.inference.transcriber import Transcriber
 
     asr = Transcriber.from_experiment(output)

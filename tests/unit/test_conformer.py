@@ -1,9 +1,15 @@
 """The fbank Conformer: lengths arithmetic, the encoder contract on padded batches, learning."""
 
+import pytest
 import torch
 from torch import nn
 
-from speechlobes.lobes.conformer import ConformerConfig, Conv2dSubsampling, FbankConformer
+from speechlobes.lobes.conformer import (
+    ConformerConfig,
+    Conv1dSubsampling,
+    Conv2dSubsampling,
+    FbankConformer,
+)
 from speechlobes.lobes.heads import FrameClassifier
 from speechlobes.processing.normalization import InputNormalization
 
@@ -15,18 +21,36 @@ def small_encoder(**overrides):
     return FbankConformer(ConformerConfig(**sizes)).eval()
 
 
-def test_subsampling_length_matches_the_tensor_it_produces():
-    sub = Conv2dSubsampling(20, 16, channels=4)
+@pytest.mark.parametrize("subsampling", [Conv2dSubsampling, Conv1dSubsampling])
+def test_subsampling_length_matches_the_tensor_it_produces(subsampling):
+    sub = subsampling(20, 16, channels=4)
     for frames in (7, 8, 9, 50, 101):
-        assert sub(torch.randn(1, frames, 20)).shape[1] == Conv2dSubsampling.output_length(frames)
-    assert Conv2dSubsampling.output_length(torch.tensor([100, 7])).tolist() == [24, 1]
+        assert sub(torch.randn(1, frames, 20)).shape == (1, subsampling.output_length(frames), 16)
+    assert subsampling.output_length(torch.tensor([100, 7])).tolist() == [24, 1]
 
 
-def test_padded_utterance_gets_the_frames_of_its_single_run():
+def test_conv1d_subsampling_is_local_in_time_so_a_last_frame_moves_only_the_last_output():
+    sub = Conv1dSubsampling(20, 16, channels=4)
+    x = torch.randn(1, 31, 20)
+    base = sub(x)
+    changed = x.clone()
+    changed[:, 30] += 1.0  # frame 30 feeds only the last output of 15 stride-2 frames
+    out = sub(changed)
+    torch.testing.assert_close(out[:, :-1], base[:, :-1])
+    assert not torch.allclose(out[:, -1], base[:, -1])
+
+
+def test_unknown_subsampling_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="conv1d"):
+        small_encoder(subsampling="conv3d")
+
+
+@pytest.mark.parametrize("subsampling", ["conv2d", "conv1d"])
+def test_padded_utterance_gets_the_frames_of_its_single_run(subsampling):
     # the depthwise convolution (kernel 7) and the sentence normalisation see only the
     # utterance's own frames, so padding changes nothing
     torch.manual_seed(0)
-    encoder = small_encoder(kernel_size=7)
+    encoder = small_encoder(kernel_size=7, subsampling=subsampling)
     encoder.normalize = InputNormalization(norm_type="sentence")
     long, short = torch.randn(1, 12800), torch.randn(1, 6000)
     batch = torch.cat([long, torch.cat([short, torch.zeros(1, 6800)], dim=1)])

@@ -25,6 +25,7 @@ from speechlobes.core import Brain, Stage, create_experiment_directory, parse_ar
 from speechlobes.dataio.audio import read_audio
 from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.dataio.pipeline import provides, takes
+from speechlobes.dataio.sampler import DynamicBatchSampler
 from speechlobes.dataio.streaming import check_data_format, shard_loaders
 from speechlobes.decoders.ngram import kneser_ney
 from speechlobes.distributed import run_on_main
@@ -136,6 +137,41 @@ def dataio_prepare(hparams: dict, tokenizer, test_csvs: dict[str, Path]) -> dict
     return datasets
 
 
+def train_loader_kwargs(hparams: dict, train_set) -> dict:
+    """The training loader's kwargs: with ``dynamic_batching``, batches of utterances of
+    similar durations (``dynamic_batch_sampler``: seconds of padded audio per batch, buckets),
+    drawn anew each epoch, which wastes little compute on padding; else the YAML's
+    ``train_loader_kwargs``. Warns when the LR schedule's ``total_steps`` does not match."""
+    if not hparams.get("dynamic_batching") or hparams["data_format"] == "shards":
+        return hparams["train_loader_kwargs"]
+    sampler = DynamicBatchSampler(
+        train_set, seed=hparams["seed"], **hparams["dynamic_batch_sampler"]
+    )
+    steps = len(sampler) * hparams["number_of_epochs"]
+    logger.info(
+        "dynamic batching: %d batches per epoch, %.1f %% padding",
+        len(sampler),
+        100 * sampler.padding_ratio(),
+    )
+    planned = hparams.get("total_steps")
+    if planned is not None and planned != steps:
+        logger.warning(
+            "total_steps is %s but %d epochs of %d batches make %d steps: set "
+            "--total_steps=%d for the LR schedule to end with the training",
+            planned,
+            hparams["number_of_epochs"],
+            len(sampler),
+            steps,
+            steps,
+        )
+    extra = {
+        k: v
+        for k, v in hparams["train_loader_kwargs"].items()
+        if k not in ("batch_size", "shuffle")
+    }
+    return {"batch_sampler": sampler, **extra}
+
+
 def ensure_data(hparams: dict) -> None:
     """Generate the mini LibriSpeech when no real data folder is configured, and speak the
     held-out sentences (rank 0 only)."""
@@ -231,7 +267,7 @@ def main(argv: list[str]) -> None:
         hparams["epoch_counter"],
         datasets["train"],
         datasets["valid"],
-        train_loader_kwargs=None if streaming else hparams["train_loader_kwargs"],
+        train_loader_kwargs=None if streaming else train_loader_kwargs(hparams, datasets["train"]),
         valid_loader_kwargs=None if streaming else hparams["valid_loader_kwargs"],
     )
     results = {}
