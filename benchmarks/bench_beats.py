@@ -29,8 +29,8 @@ import time
 from unittest import mock
 
 import torch
-from compare import SETTINGS, compare
-from peak import DTYPES, cpu_flags, peak_gflops, synchronize, use_threads
+from compare import add_arguments, compare, measure_peaks
+from peak import synchronize, use_threads
 
 from speechlobes.lobes.beats import model as beats
 
@@ -183,22 +183,7 @@ def memory_table(args, batch: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one timed round (--train: two)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument(
-        "--precision", nargs="+", choices=SETTINGS, default=["fp32", "bf16"], help="our settings"
-    )
-    parser.add_argument(
-        "--peer-precision",
-        nargs="+",
-        choices=SETTINGS,
-        default=["fp32", "autocast-bf16", "bf16"],
-        help="the plain path's settings (its fastest is the reference)",
-    )
-    parser.add_argument("--layers", type=int, default=12, help="fewer for a quick rehearsal")
+    add_arguments(parser, "the plain path")
     parser.add_argument("--train", action="store_true", help="the per-process memory table")
     parser.add_argument(
         "--dtype", choices=("float32", "bfloat16"), default="float32", help="--train: autocast"
@@ -214,18 +199,8 @@ def main() -> None:
         memory_table(args, args.batch)
         return
     rounds = 1 if args.quick else 3
-    low = {setting.split("-")[-1] for setting in args.precision + args.peer_precision}
-    peaks = {
-        dtype: peak_gflops(DTYPES[dtype], args.device, 0.3 if args.quick else 1.0)
-        for dtype in sorted(low | {"fp32"})
-    }
-    machine = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({cpu_flags()})"
-    print(
-        f"{machine}, {args.threads} threads, batch {args.batch} x {args.seconds:g} s, best of "
-        f"{rounds} round(s); product peaks GFLOP/s: "
-        + ", ".join(f"{dtype} {gflops:.3g}" for dtype, gflops in peaks.items())
-        + "; peer = our model with plain attention (unilm's original is not installed)"
-    )
+    peaks = measure_peaks(args)
+    print("peer = our model with plain attention (unilm's original is not installed)")
     model = build_model(args.device, args.layers)
     wav, wav_lens = make_batch(args.batch, args.seconds, args.device)
 

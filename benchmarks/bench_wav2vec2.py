@@ -20,8 +20,8 @@ import tempfile
 import time
 
 import torch
-from compare import SETTINGS, autocast, compare
-from peak import DTYPES, cpu_flags, peak_gflops, synchronize, use_threads
+from compare import add_arguments, autocast, compare, measure_peaks
+from peak import synchronize, use_threads
 
 from speechlobes.lobes.wav2vec2 import (
     Wav2Vec2Config,
@@ -167,38 +167,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="one timed round instead of three")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    add_arguments(parser, "transformers")
     parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
-    parser.add_argument(
-        "--precision", nargs="+", choices=SETTINGS, default=["fp32", "bf16"], help="our settings"
-    )
-    parser.add_argument(
-        "--peer-precision",
-        nargs="+",
-        choices=SETTINGS,
-        default=["fp32", "autocast-bf16", "bf16"],
-        help="the peer's settings (its fastest is the reference)",
-    )
-    parser.add_argument("--layers", type=int, default=12, help="fewer for a quick rehearsal")
     parser.add_argument("--train", action="store_true", help="also time forward + backward")
     args = parser.parse_args()
     use_threads(args.threads)
     args.rounds = 1 if args.quick else 3
-    low = {setting.split("-")[-1] for setting in args.precision + args.peer_precision}
-    peaks = {
-        dtype: peak_gflops(DTYPES[dtype], args.device, 0.3 if args.quick else 1.0)
-        for dtype in sorted(low | {"fp32"})
-    }
-    machine = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({cpu_flags()})"
-    print(
-        f"{machine}, {args.threads} threads, batch {args.batch} x {args.seconds:g} s, best of "
-        f"{args.rounds} round(s); product peaks GFLOP/s: "
-        + ", ".join(f"{dtype} {gflops:.3g}" for dtype, gflops in peaks.items())
-    )
+    peaks = measure_peaks(args)
     for name in args.rows:
         bench_row(name, args, peaks)
 

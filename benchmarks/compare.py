@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import time
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from peak import count_flops, mfu, synchronize
+from peak import DTYPES, count_flops, cpu_flags, mfu, peak_gflops, synchronize
 
 SETTINGS = ("fp32", "autocast-bf16", "bf16", "autocast-fp16", "fp16")
 LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -166,3 +167,40 @@ def print_rows(rows: list[Row]) -> None:
 
 def seconds_of(row: Row) -> float:
     return row.seconds
+
+
+def add_arguments(parser: argparse.ArgumentParser, peer: str) -> None:
+    """The options every best-vs-best benchmark shares (``peer`` names the reference)."""
+    parser.add_argument("--quick", action="store_true", help="one timed round instead of three")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--layers", type=int, default=12, help="fewer for a quick rehearsal")
+    parser.add_argument(
+        "--precision", nargs="+", choices=SETTINGS, default=["fp32", "bf16"], help="our settings"
+    )
+    parser.add_argument(
+        "--peer-precision",
+        nargs="+",
+        choices=SETTINGS,
+        default=["fp32", "autocast-bf16", "bf16"],
+        help=f"{peer}'s settings (its fastest is the reference)",
+    )
+
+
+def measure_peaks(args: argparse.Namespace) -> dict[str, float]:
+    """Product peaks (GFLOP/s) of float32 and of every dtype the settings use; prints them
+    with the machine and the run's sizes."""
+    low = {setting.split("-")[-1] for setting in args.precision + args.peer_precision}
+    peaks = {
+        dtype: peak_gflops(DTYPES[dtype], args.device, 0.3 if args.quick else 1.0)
+        for dtype in sorted(low | {"fp32"})
+    }
+    machine = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({cpu_flags()})"
+    print(
+        f"{machine}, {args.threads} threads, batch {args.batch} x {args.seconds:g} s, "
+        f"{args.layers} layers, best of {1 if args.quick else 3} round(s); product peaks "
+        "GFLOP/s: " + ", ".join(f"{dtype} {gflops:.3g}" for dtype, gflops in peaks.items())
+    )
+    return peaks

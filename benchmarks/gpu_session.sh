@@ -5,10 +5,11 @@
 # put on PYTHONPATH). Every step has its own `timeout` and the whole session a deadline
 # (BUDGET seconds, default 330); a failing step is reported and the session goes on. Output:
 # stdout, plus $OUT/gpu_session.log (everything) and $OUT/gpu_session.md (the markdown tables
-# and the best-vs-best lines), $OUT defaulting to ./gpu_session_out.
+# and the best-vs-best lines), $OUT defaulting to /tmp/gpu_session_out.
 #
 #   bash benchmarks/gpu_session.sh                      # the full session (~5.5 min at most)
-#   bash benchmarks/gpu_session.sh --cpu-only --quick   # rehearsal on any CPU (tiny inputs)
+#   bash benchmarks/gpu_session.sh --cpu-only --quick   # rehearsal on any CPU (tiny inputs;
+#       on a busy machine: STEP_SCALE=5 BUDGET=1500 bash benchmarks/gpu_session.sh ...)
 #   bash benchmarks/gpu_session.sh --dry-run            # print the steps, run nothing
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ for arg in "$@"; do
         *) echo "unknown option $arg (use --cpu-only, --quick, --dry-run)"; exit 2 ;;
     esac
 done
-OUT=${OUT:-$PWD/gpu_session_out}
+OUT=${OUT:-/tmp/gpu_session_out}
 mkdir -p "$OUT"
 LOG=$OUT/gpu_session.log
 MD=$OUT/gpu_session.md
@@ -30,20 +31,23 @@ MD=$OUT/gpu_session.md
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 export OMP_WAIT_POLICY=PASSIVE
 BUDGET=${BUDGET:-330}
+STEP_SCALE=${STEP_SCALE:-1}  # a slow or shared rehearsal machine: give each step N times longer
 START=$(date +%s)
 PY=${PYTHON:-python3}
 
 if [ "$QUICK" = 1 ]; then
     # rehearsal sizes: the code paths of the session on inputs a slow CPU runs in seconds
-    SIZE="--seconds 1 --batch 1 --quick"
+    SIZE="--seconds 0.5 --layers 1 --quick"
     GEN="--sizes small --quick"
+    CUDA_BATCH=1 CPU_BATCH=1
 else
-    SIZE="--seconds 10"
+    SIZE="--seconds 10 --layers 12"
     GEN="--sizes medium --quick"
+    CUDA_BATCH=8 CPU_BATCH=2
 fi
 
 step() {  # step <seconds> <title> <command...>: run bounded by its limit and the deadline
-    local limit=$1 title=$2
+    local limit=$(($1 * STEP_SCALE)) title=$2
     shift 2
     local left=$((BUDGET - ($(date +%s) - START)))
     [ "$left" -lt "$limit" ] && limit=$left
@@ -70,7 +74,7 @@ step() {  # step <seconds> <title> <command...>: run bounded by its limit and th
     fi
 }
 
-step 20 "machine" bash -c "date -u; lscpu | grep -E 'Model name|^CPU\(s\)|Thread|Flags' | cut -c1-2000; \
+step 45 "machine" bash -c "date -u; lscpu | grep -E 'Model name|^CPU\(s\)|Thread|Flags' | cut -c1-2000; \
     grep -o -E 'amx[a-z_0-9]*|avx512_bf16|avx512_fp16' /proc/cpuinfo | sort | uniq -c; \
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null; \
     $PY -c 'import torch; print(\"torch\", torch.__version__, \"cuda\", torch.cuda.is_available())'; \
@@ -90,18 +94,18 @@ step 40 "CPU product peaks (2 and 16 threads)" \
 if [ "$HAS_CUDA" = 1 ]; then
     step 30 "CUDA product peaks" $PY benchmarks/peak.py --device cuda --dtypes fp32 bf16 fp16
     step 60 "BEATs base, CUDA: ours vs plain attention, every setting" \
-        $PY benchmarks/bench_beats.py --device cuda $SIZE --batch 8 \
+        $PY benchmarks/bench_beats.py --device cuda $SIZE --batch $CUDA_BATCH \
         --precision fp32 bf16 --peer-precision fp32 autocast-bf16 bf16
     step 75 "Wav2Vec2-Conformer rel-pos base, CUDA: ours vs transformers (SDPA), every setting" \
-        $PY benchmarks/bench_wav2vec2.py --device cuda $SIZE --batch 8 --rows "conformer rel-pos" \
+        $PY benchmarks/bench_wav2vec2.py --device cuda $SIZE --batch $CUDA_BATCH --rows "conformer rel-pos" \
         --precision fp32 bf16 --peer-precision fp32 autocast-bf16 bf16 --train
 fi
 step 75 "Wav2Vec2-Conformer rel-pos base, CPU 2 threads: ours bf16 vs transformers' best" \
-    $PY benchmarks/bench_wav2vec2.py --threads 2 $SIZE --batch 2 --rows "conformer rel-pos" \
-    --precision bf16 --peer-precision fp32 autocast-bf16 bf16 --quick
+    $PY benchmarks/bench_wav2vec2.py --threads 2 $SIZE --batch $CPU_BATCH --rows "conformer rel-pos" \
+    --precision fp32 bf16 --peer-precision fp32 autocast-bf16 bf16 --quick
 step 60 "BEATs base, CPU 2 threads: ours bf16 vs plain attention's best" \
-    $PY benchmarks/bench_beats.py --threads 2 $SIZE --batch 2 \
-    --precision bf16 --peer-precision fp32 autocast-bf16 bf16 --quick
+    $PY benchmarks/bench_beats.py --threads 2 $SIZE --batch $CPU_BATCH \
+    --precision fp32 bf16 --peer-precision fp32 autocast-bf16 bf16 --quick
 if [ "$HAS_CUDA" = 1 ]; then
     step 60 "SpeechEncoderDecoder generate, CUDA" \
         $PY benchmarks/bench_generate.py --device cuda $GEN \
