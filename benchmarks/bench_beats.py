@@ -1,16 +1,23 @@
 """BEATs speed: our SDPA attention against a plain matmul-softmax attention, same model, same run.
 
 The base configuration of the released checkpoints (12 layers x 768, relative position bias
-with GRU gate, deep norm) with random weights, batch 8 x 10 s of audio, in inference
-(``no_grad``) and forward + backward (eval mode, so dropout and layer drop do not change the
-work between runs). The plain path swaps only the attention kernel: scores = q k^T * scale
-+ gated bias, padded keys to -inf, softmax, times v. Both paths must give the same outputs
-within 1e-4 (checked in float32; ``--dtype bfloat16`` then times both under autocast). Each
-(path, mode) is timed in a fresh process so peak memory is its own (CUDA:
-``max_memory_allocated``; CPU: the process's peak RSS, which includes the weights).
+with GRU gate, deep norm) with random weights. The original (unilm) is not installed and no
+other library runs BEATs, so the reference ("peer") is the same model with the attention
+kernel swapped for the textbook one: scores = q k^T * scale + gated bias, padded keys to
+-inf, softmax, times v. Both paths must give the same outputs within 1e-4 in float32.
 
-    python benchmarks/bench_beats.py            # batch 8 x 10 s, CUDA if available
-    python benchmarks/bench_beats.py --quick    # batch 2, fewer iterations
+Inference (default): ours and the plain path in every precision setting (float32, autocast
+bf16, bf16 weights; ``--precision``/``--peer-precision``), each output checked against its
+own float32 output (cosine), with the model's FLOPs and the MFU against the measured product
+peaks, then ours against the reference's fastest setting. ``--train``: inference and
+forward + backward (eval mode, so dropout and layer drop do not change the work) per path,
+each in a fresh process so peak memory is its own (CUDA: ``max_memory_allocated``; CPU: the
+process's peak RSS, which includes the weights); ``--dtype bfloat16`` runs those under
+autocast.
+
+    python benchmarks/bench_beats.py                  # batch 2 x 10 s, CPU, 2 threads
+    python benchmarks/bench_beats.py --device cuda --batch 8
+    python benchmarks/bench_beats.py --train --batch 8 --quick
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import time
 from unittest import mock
 
 import torch
+from compare import add_arguments, compare, measure_peaks
+from peak import synchronize, use_threads
 
 from speechlobes.lobes.beats import model as beats
 
@@ -66,9 +75,11 @@ def attention_path(path: str):
     return mock.patch.object(beats, "attend", plain_attend)
 
 
-def build_model(device: str) -> beats.BEATs:
+def build_model(device: str, layers: int = 12) -> beats.BEATs:
+    """The released base configuration (``layers`` deep), random weights, eval mode."""
     torch.manual_seed(0)
-    return beats.BEATs(cfg=RELEASED_BASE, freeze=False).to(device).eval()
+    cfg = {**RELEASED_BASE, "encoder_layers": layers}
+    return beats.BEATs(cfg=cfg, freeze=False).to(device).eval()
 
 
 def make_batch(batch: int, seconds: float, device: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,9 +89,16 @@ def make_batch(batch: int, seconds: float, device: str) -> tuple[torch.Tensor, t
     return wav.to(device), wav_lens.to(device)
 
 
-def synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+class WithAttention(torch.nn.Module):
+    """``model`` (shared, not copied) run with the attention kernel ``path``."""
+
+    def __init__(self, model: beats.BEATs, path: str) -> None:
+        super().__init__()
+        self.model, self.path = model, path
+
+    def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
+        with attention_path(self.path):
+            return self.model(wav, wav_lens)[0]
 
 
 def measure(
@@ -140,25 +158,11 @@ def check_equal(device: str) -> float:
     return (outputs["sdpa"] - outputs["plain"]).abs().max().item()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="batch 2, one warm-up, two runs")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch", type=int, default=None)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument(
-        "--dtype", choices=("float32", "bfloat16"), default="float32", help="bfloat16: autocast"
-    )
-    args = parser.parse_args()
-    batch = args.batch or (2 if args.quick else 8)
+def memory_table(args, batch: int) -> None:
+    """Throughput and peak memory per (mode, path), each in a fresh process."""
     warmup, iters = (1, 2) if args.quick else (3, 10)
-
-    difference = check_equal(args.device)
-    print(f"max |sdpa - plain| on a padded batch: {difference:.2e} (must be <= 1e-4)")
-    if difference > 1e-4:
-        raise SystemExit("the two attention paths disagree")
     print(
-        f"device {args.device}, {args.dtype}, threads {torch.get_num_threads()}, "
+        f"device {args.device}, {args.dtype}, threads {args.threads}, "
         f"batch {batch} x {args.seconds:g} s, {iters} timed runs after {warmup} warm-up"
     )
     print(f"{'mode':<18}{'path':<8}{'audio s / s':>14}{'peak MiB':>12}{'ratio':>8}")
@@ -175,6 +179,47 @@ def main() -> None:
             throughput, peak = results[path]
             ratio = throughput / results["plain"][0]
             print(f"{mode:<18}{path:<8}{throughput:>14.2f}{peak:>12.0f}{ratio:>8.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser, "the plain path")
+    parser.add_argument("--train", action="store_true", help="the per-process memory table")
+    parser.add_argument(
+        "--dtype", choices=("float32", "bfloat16"), default="float32", help="--train: autocast"
+    )
+    args = parser.parse_args()
+    use_threads(args.threads)
+
+    difference = check_equal(args.device)
+    print(f"max |sdpa - plain| on a padded batch: {difference:.2e} (must be <= 1e-4)")
+    if difference > 1e-4:
+        raise SystemExit("the two attention paths disagree")
+    if args.train:
+        memory_table(args, args.batch)
+        return
+    rounds = 1 if args.quick else 3
+    peaks = measure_peaks(args)
+    print("peer = our model with plain attention (unilm's original is not installed)")
+    model = build_model(args.device, args.layers)
+    wav, wav_lens = make_batch(args.batch, args.seconds, args.device)
+
+    def infer(module, dtype):
+        # no_grad: torch's FLOP counter fails on weight-norm parametrizations in inference_mode
+        with torch.no_grad():
+            return module(wav.to(dtype), wav_lens)
+
+    compare(
+        f"BEATs base ({args.layers} layers)",
+        {"ours": WithAttention(model, "sdpa"), "peer": WithAttention(model, "plain")},
+        infer,
+        args.precision,
+        args.peer_precision,
+        args.batch * args.seconds,
+        peaks,
+        args.device,
+        rounds,
+    )
 
 
 if __name__ == "__main__":

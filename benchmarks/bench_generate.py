@@ -1,4 +1,4 @@
-"""Generation speed: speechlobes' SpeechEncoderDecoder vs transformers, identical weights, CPU.
+"""Generation speed: speechlobes' SpeechEncoderDecoder vs transformers, identical weights.
 
 A light Wav2Vec2 encoder + an MBart decoder is built by speechlobes, saved, and loaded by
 transformers. Both run ``generate`` (encoder included) for a batch of 8 one-second utterances,
@@ -7,8 +7,14 @@ are compared and the generated tokens per second printed with the ratio. Two dec
 "small" (d_model 128, 2 layers, vocabulary 500), where per-step overhead dominates, and
 "medium" (d_model 256, 4 layers, vocabulary 1000), where the matrix products dominate.
 
+``--precision`` (ours) and ``--peer-precision`` (transformers) add settings beyond float32
+(``autocast-bf16``, ``bf16`` weights; ``fp16`` on CUDA): every setting is timed, its ids
+compared with the float32 ids of the same implementation, and ours set against
+transformers' fastest setting. The ids of ours and transformers must be equal in float32.
+
     python benchmarks/bench_generate.py            # best of >= 3 timed runs and >= 2 s each
     python benchmarks/bench_generate.py --quick    # 1 timed run each
+    python benchmarks/bench_generate.py --device cuda --precision fp32 bf16
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import tempfile
 import time
 
 import torch
+from compare import SETTINGS, autocast, cast_model, weights_dtype
+from peak import synchronize, use_threads
 
 from speechlobes.lobes.speech_encoder_decoder import (
     SpeechEncoderDecoderConfig,
@@ -68,59 +76,94 @@ def build_model(size: str) -> SpeechEncoderDecoderModel:
     return model
 
 
-def best_time(run, repeats: int, min_seconds: float) -> tuple[float, torch.Tensor]:
+def best_time(run, repeats: int, min_seconds: float, device: str) -> tuple[float, torch.Tensor]:
     """Best of at least ``repeats`` timed runs, more until they add up to ``min_seconds`` (short
     cases get more tries, so one noisy stretch of a shared machine does not decide)."""
     ids = run()  # warm-up
     times = []
     while len(times) < repeats or sum(times) < min_seconds:
+        synchronize(device)
         start = time.perf_counter()
         ids = run()
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return min(times), ids
+
+
+def make_batch(device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """BATCH utterances from 0.6 s to 1 s, zero-padded, and their sample mask."""
+    wav = torch.randn(BATCH, SAMPLES, generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(BATCH, SAMPLES, dtype=torch.long)
+    for row in range(BATCH):
+        mask[row, SAMPLES - 800 * row :] = 0
+    return (wav * mask).to(device), mask.to(device)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one timed run per case")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--sizes", nargs="+", choices=list(DECODERS), default=list(DECODERS))
+    parser.add_argument("--precision", nargs="+", choices=SETTINGS, default=["fp32"])
+    parser.add_argument("--peer-precision", nargs="+", choices=SETTINGS, default=["fp32"])
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     import transformers
 
-    gen = torch.Generator().manual_seed(0)
-    wav = torch.randn(BATCH, SAMPLES, generator=gen)
-    mask = torch.ones(BATCH, SAMPLES, dtype=torch.long)
-    for row in range(BATCH):  # lengths from 0.6 s to 1 s
-        mask[row, SAMPLES - 800 * row :] = 0
-    wav = wav * mask
+    wav, mask = make_batch(args.device)
     repeats, min_seconds = (1, 0.0) if args.quick else (3, 2.0)
     common = dict(max_new_tokens=NEW_TOKENS, min_length=NEW_TOKENS + 1)
-    print(f"batch {BATCH}, {NEW_TOKENS} new tokens, CPU threads {args.threads}")
-    header = f"{'decoder':<8}{'search':<8}{'speechlobes tok/s':>19}{'transformers tok/s':>20}"
-    print(f"{header}{'ratio':>7}  ids equal")
-    for size in DECODERS:
-        ours = build_model(size)
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU threads {args.threads}"
+    print(f"batch {BATCH}, {NEW_TOKENS} new tokens, {where}")
+    print("| decoder | search | impl | setting | tok/s | ids = its fp32 ids |")
+    print("|---|---|---|---|---|---|")
+    for size in args.sizes:
+        ours = build_model(size).to(args.device)
         with tempfile.TemporaryDirectory() as folder:
             ours.save_pretrained(folder)
-            theirs = transformers.SpeechEncoderDecoderModel.from_pretrained(folder).eval()
+            theirs = transformers.SpeechEncoderDecoderModel.from_pretrained(folder)
+        theirs = theirs.to(args.device).eval()
+        generators = {
+            "ours": lambda m, x, o: m.generate(x, mask, **common, **o),
+            "transformers": lambda m, x, o: m.generate(
+                input_values=x, attention_mask=mask, **common, **o
+            ),
+        }
         for name, options in (("greedy", {}), ("beam-4", {"num_beams": 4})):
-            ours_time, ours_ids = best_time(
-                lambda o=options, m=ours: m.generate(wav, mask, **common, **o),
-                repeats,
-                min_seconds,
-            )
-            theirs_time, theirs_ids = best_time(
-                lambda o=options, m=theirs: m.generate(
-                    input_values=wav, attention_mask=mask, **common, **o
-                ),
-                repeats,
-                min_seconds,
-            )
-            tokens = BATCH * NEW_TOKENS
+            best, fp32_ids = {}, {}
+            for impl, model, settings in (
+                ("ours", ours, args.precision),
+                ("transformers", theirs, args.peer_precision),
+            ):
+                generate = generators[impl]
+                with torch.inference_mode():
+                    fp32_ids[impl] = generate(model, wav, options)
+                for setting in settings:
+                    cast = cast_model(model, setting)
+                    inputs = wav.to(weights_dtype(setting))
+
+                    def run(
+                        cast=cast,
+                        inputs=inputs,
+                        setting=setting,
+                        generate=generate,
+                        options=options,
+                    ):
+                        with torch.inference_mode(), autocast(setting, args.device):
+                            return generate(cast, inputs, options)
+
+                    seconds, ids = best_time(run, repeats, min_seconds, args.device)
+                    same = ids.shape == fp32_ids[impl].shape and torch.equal(ids, fp32_ids[impl])
+                    tokens = BATCH * NEW_TOKENS / seconds
+                    print(f"| {size} | {name} | {impl} | {setting} | {tokens:.1f} | {same} |")
+                    best[impl] = min(best.get(impl, (float("inf"), "")), (seconds, setting))
+            equal = torch.equal(fp32_ids["ours"], fp32_ids["transformers"])
+            (ours_s, ours_setting), (peer_s, peer_setting) = best["ours"], best["transformers"]
             print(
-                f"{size:<8}{name:<8}{tokens / ours_time:>19.1f}{tokens / theirs_time:>20.1f}"
-                f"{theirs_time / ours_time:>7.2f}  {torch.equal(ours_ids, theirs_ids)}"
+                f"{size} {name}: ours {ours_setting} vs transformers' fastest ({peer_setting}): "
+                f"ratio {peer_s / ours_s:.2f}x; ids equal in float32: {equal}",
+                flush=True,
             )
 
 

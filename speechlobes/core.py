@@ -155,6 +155,7 @@ RUN_OPTION_DEFAULTS: dict[str, Any] = {
     "fsdp_block_classes": None,  # fsdp: the classes sharded one by one (None: found, see fsdp)
     "seed": None,  # seed of the loaders' shuffling (default: the seed_everything seed)
     "scan_worst_batches": 0,  # before training, run the N largest batches (OOM pre-scan)
+    "compile_backend": "inductor",  # torch.compile backend (e.g. aot_eager: no C++ compiler)
 }
 # Keys a RunOptions-style object carries besides the options themselves.
 RUN_OPTION_EXTRAS = ("param_file", "overridden_args")
@@ -1098,6 +1099,7 @@ class Brain:
             try:
                 compiled = torch.compile(
                     self.modules[name],
+                    backend=self.compile_backend,
                     mode=self.compile_mode,
                     fullgraph=self.compile_using_fullgraph,
                     dynamic=self.compile_using_dynamic_shape_tracing,

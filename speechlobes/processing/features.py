@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from speechlobes.nnet.lengths import conv_output_length
+from speechlobes.nnet.precision import FullPrecisionBuffers
 
 # Kaldi (and torchaudio's Kaldi module) floors energies at float32 eps, whatever the dtype.
 KALDI_LOG_FLOOR = float(torch.finfo(torch.float32).eps)
@@ -191,7 +192,7 @@ def _as_batch(wav: torch.Tensor, name: str) -> tuple[torch.Tensor, bool]:
     return (wav[None], True) if wav.dim() == 1 else (wav, False)
 
 
-class Fbank(nn.Module):
+class Fbank(FullPrecisionBuffers, nn.Module):
     """Kaldi-compatible log mel filterbank features (torchaudio.compliance.kaldi.fbank).
 
     Frame times are in milliseconds. ``high_freq <= 0`` is an offset from Nyquist. Dither, as
@@ -349,7 +350,7 @@ class Fbank(nn.Module):
         return features
 
 
-class Spectrogram(nn.Module):
+class Spectrogram(FullPrecisionBuffers, nn.Module):
     """STFT magnitude (``power=1``) or power (``power=2``) spectrogram, torchaudio's defaults:
     Hann window (periodic) of ``win_length`` centred in ``n_fft``, ``center=True`` with
     reflection padding. Returns (batch, frames, n_fft // 2 + 1).
@@ -402,7 +403,7 @@ class Spectrogram(nn.Module):
         return spectrum[0] if unbatched else spectrum
 
 
-class MelSpectrogram(nn.Module):
+class MelSpectrogram(FullPrecisionBuffers, nn.Module):
     """Mel spectrogram on ``Spectrogram`` (torchaudio's defaults: HTK scale, triangles in Hz,
     no filter normalisation, f_max = Nyquist); ``log=True`` gives log(max(mel, log_floor)).
 

@@ -25,6 +25,7 @@ from torch import nn
 
 from speechlobes import distributed
 from speechlobes.nnet.lengths import lengths_to_padding_mask, relative_to_absolute_lengths
+from speechlobes.nnet.precision import FullPrecisionBuffers
 
 NormType = Literal["global", "batch", "sentence"]
 NORM_TYPES = ("global", "batch", "sentence")
@@ -43,7 +44,7 @@ def _masked_moments(
     return mean, variance, count
 
 
-class InputNormalization(nn.Module):
+class InputNormalization(FullPrecisionBuffers, nn.Module):
     """Normalise features to zero mean and unit variance per feature.
 
     Arguments:

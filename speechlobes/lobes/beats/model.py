@@ -57,6 +57,7 @@ from speechlobes.nnet.dropout import FastDropout
 from speechlobes.nnet.init import init_weights
 from speechlobes.nnet.lengths import conv_output_length, lengths_to_padding_mask
 from speechlobes.nnet.positional_conv import PositionalConvEmbedding
+from speechlobes.nnet.precision import parameter_dtype
 from speechlobes.nnet.transformer import ConvPositionEncoder
 from speechlobes.processing.features import Fbank
 
@@ -601,6 +602,8 @@ class BEATs(PretrainedMixin, nn.Module):
         padding mask (by ``rule``); without them no position is masked. The hidden states are
         None unless ``output_all_hiddens``.
         """
+        # The fbank is float32 (see Fbank); the model may be bfloat16 or float16.
+        fbank = fbank.to(parameter_dtype(self.patch_embedding))
         patches = self.patch_embedding(fbank.unsqueeze(1))  # (batch, embed, time_steps, bands)
         features = self.layer_norm(patches.flatten(2).transpose(1, 2))  # patch p = 8 * t + f
         padding_mask = None

@@ -33,6 +33,7 @@ from speechlobes.nnet.lengths import (
     conv_output_length,
     lengths_to_padding_mask,
 )
+from speechlobes.nnet.precision import parameter_dtype
 from speechlobes.processing.features import Fbank
 
 
@@ -205,7 +206,7 @@ class FbankConformer(PretrainedMixin, nn.Module):
             feats = self.normalize(feats, feat_lens)
         if self.augment is not None:
             feats = self.augment(feats, feat_lens)
-        x = self.subsampling(feats)
+        x = self.subsampling(feats.to(parameter_dtype(self.subsampling)))  # float32 features
         valid = self.subsampling.output_length(frames)
         padding_mask = lengths_to_padding_mask(valid, x.shape[1])
         return encoder_output(self.encoder(x, padding_mask, exact_padding=True)[0], valid)

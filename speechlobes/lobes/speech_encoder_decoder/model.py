@@ -329,9 +329,9 @@ class SpeechEncoderDecoderModel(PretrainedMixin, nn.Module):
             output_hidden_states=bool(output_hidden_states),
         )
         loss = None
-        if labels is not None:
+        if labels is not None:  # in float32 also for a bfloat16 / float16 model
             loss = F.cross_entropy(
-                out.logits.reshape(-1, out.logits.shape[-1]),
+                out.logits.reshape(-1, out.logits.shape[-1]).float(),
                 labels.reshape(-1),
                 ignore_index=-100,
                 label_smoothing=label_smoothing,

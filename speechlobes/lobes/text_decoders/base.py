@@ -125,6 +125,8 @@ class TextDecoder(PretrainedMixin, nn.Module):
         else:
             mask = memory_mask(memory, memory_lens)
         x = self.embed(input_ids, 0 if cache is None else cache.length)
+        if memory is not None:  # float32 encoder frames into a bfloat16 decoder, say
+            memory = memory.to(x.dtype)
         states = [x]
         recorder = record_attention_maps(self) if output_attentions else nullcontext(([], []))
         with recorder as (self_maps, memory_maps):

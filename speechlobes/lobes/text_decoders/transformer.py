@@ -129,8 +129,8 @@ class TransformerTextDecoder(TextDecoder):
         steps = input_ids.shape[1]
         positions = torch.arange(past_length, past_length + steps, device=input_ids.device)
         scale = math.sqrt(self.config.d_model)
-        x = self.embed_tokens(input_ids) * scale + sinusoids(positions, self.config.d_model)
-        return self.dropout(x)
+        tokens = self.embed_tokens(input_ids) * scale
+        return self.dropout(tokens + sinusoids(positions, self.config.d_model).to(tokens.dtype))
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.final_layer_norm(x)

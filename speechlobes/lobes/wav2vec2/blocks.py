@@ -39,6 +39,7 @@ from speechlobes.nnet.attention import attend, attention_weights, merge_heads, s
 from speechlobes.nnet.dropout import FastDropout, fast_dropout
 from speechlobes.nnet.lengths import conv_output_length, lengths_to_padding_mask
 from speechlobes.nnet.positional_conv import PositionalConvEmbedding
+from speechlobes.nnet.precision import parameter_dtype
 from speechlobes.nnet.transformer import ConvPositionEncoder, LayerStack, zero_padding
 
 # ----------------------------------------------------------------------------- feature encoder
@@ -46,14 +47,16 @@ from speechlobes.nnet.transformer import ConvPositionEncoder, LayerStack, zero_p
 
 def masked_group_norm(x: torch.Tensor, lengths: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
     """``norm`` (one group per channel) with each row's statistics over its first ``lengths``
-    frames only. x: (batch, channels, frames)."""
+    frames only. x: (batch, channels, frames); the statistics are taken in float32 at least."""
+    dtype = x.dtype
+    x = x.float() if dtype in (torch.float16, torch.bfloat16) else x
     valid = ~lengths_to_padding_mask(lengths, x.shape[-1])[:, None, :]
     count = valid.sum(-1, keepdim=True).clamp_min(1)
     mean = x.masked_fill(~valid, 0.0).sum(-1, keepdim=True) / count
     centred = (x - mean).masked_fill(~valid, 0.0)
     variance = centred.square().sum(-1, keepdim=True) / count
     normed = (x - mean) * torch.rsqrt(variance + norm.eps)
-    return normed * norm.weight[:, None] + norm.bias[:, None]
+    return (normed * norm.weight[:, None] + norm.bias[:, None]).to(dtype)
 
 
 class FeatureConvLayer(nn.Module):
@@ -127,8 +130,9 @@ class FeatureEncoder(nn.Module):
     def forward(
         self, input_values: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``lengths``: valid samples per row (the group norm then counts only them)."""
-        x = input_values[:, None, :]
+        """``lengths``: valid samples per row (the group norm then counts only them). The
+        waveform is cast to the layers' dtype (float32 input to a bfloat16 model is fine)."""
+        x = input_values[:, None, :].to(parameter_dtype(self))
         for layer in self.conv_layers:
             if self.gradient_checkpointing and self.training and x.requires_grad:
                 x = checkpoint(layer, x, lengths, use_reentrant=False)

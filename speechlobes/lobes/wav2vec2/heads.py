@@ -231,7 +231,7 @@ class ForSequenceClassification(_LayerSumMixin):
         loss = (
             None
             if labels is None
-            else F.cross_entropy(logits.view(-1, self.config.num_labels), labels.view(-1))
+            else F.cross_entropy(logits.view(-1, self.config.num_labels).float(), labels.view(-1))
         )
         return HeadOutput(logits, loss, _hidden(out, output_hidden_states), out.attentions)
 
@@ -262,7 +262,7 @@ class ForAudioFrameClassification(_LayerSumMixin):
         if labels is not None:
             num_labels = self.config.num_labels
             targets = labels.reshape(-1, num_labels).argmax(dim=1)
-            loss = F.cross_entropy(logits.reshape(-1, num_labels), targets)
+            loss = F.cross_entropy(logits.reshape(-1, num_labels).float(), targets)
         return HeadOutput(logits, loss, _hidden(out, output_hidden_states), out.attentions)
 
 
@@ -305,7 +305,7 @@ class AMSoftmaxLoss(nn.Module):
         cosine = F.normalize(hidden, dim=1) @ F.normalize(self.weight, dim=0)
         target = F.one_hot(labels, self.num_labels).bool()
         logits = self.scale * torch.where(target, cosine - self.margin, cosine)
-        return F.cross_entropy(logits, labels)
+        return F.cross_entropy(logits.float(), labels)
 
 
 class ForXVector(_LayerSumMixin):

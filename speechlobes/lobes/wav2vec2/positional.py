@@ -29,6 +29,8 @@ import math
 import torch
 from torch import nn
 
+from speechlobes.nnet.precision import FullPrecisionBuffers
+
 
 def relative_sinusoids(
     length: int,
@@ -66,7 +68,7 @@ def relative_scores_to_bias(scores: torch.Tensor) -> torch.Tensor:
     return rows.reshape(*lead, length, 2 * length - 2)[..., :length]
 
 
-class RotaryEmbedding(nn.Module):
+class RotaryEmbedding(FullPrecisionBuffers, nn.Module):
     """Cosines and sines of rotary position embeddings for a head size ``head_dim``.
 
     ``inv_freq[k] = 1 / base^(2k / head_dim)`` is a (persistent) buffer, as checkpoints store it.
