@@ -10,7 +10,9 @@ exec(Path("speechlobes/version.py").read_text(), version)
 setup(
     name="speechlobes",
     version=version["__version__"],
-    description="Speech lobes (BEATs, Wav2Vec2 family, SpeechEncoderDecoder) and a Brain training loop",
+    description=(
+        "Speech lobes (BEATs, Wav2Vec2 family, SpeechEncoderDecoder) and a Brain training loop"
+    ),
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",

@@ -69,7 +69,8 @@ def main() -> None:
     reference, expected = timed(lambda: reference_greedy(log_probs))
     assert greedy == expected, "greedy decoding disagrees with the reference"
     print(
-        f"{'greedy vs per-utterance loop':<34}{ours:>10.4f}{reference:>15.4f}{ours / reference:>8.2f}"
+        f"{'greedy vs per-utterance loop':<34}{ours:>10.4f}{reference:>15.4f}"
+        f"{ours / reference:>8.2f}"
     )
 
     searcher = CTCPrefixBeamSearcher(
@@ -92,7 +93,8 @@ def main() -> None:
         repeats=1,
     )
     print(
-        f"{'prefix beam search vs pyctcdecode':<34}{ours:>10.4f}{reference:>15.4f}{ours / reference:>8.2f}"
+        f"{'prefix beam search vs pyctcdecode':<34}{ours:>10.4f}{reference:>15.4f}"
+        f"{ours / reference:>8.2f}"
     )
     same = sum(text_of(h[0].tokens) == b[0][0] for h, b in zip(hypotheses, beams, strict=True))
     print(f"best hypothesis identical for {same}/{batch} utterances")

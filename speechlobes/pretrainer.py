@@ -272,7 +272,8 @@ class Pretrainer:
             raise KeyError(
                 f"Pretrainer: {path} does not match {name!r} ({type(module).__name__}): "
                 f"{len(missing)} missing keys {_head(missing)}, {len(unexpected)} unexpected keys "
-                f"{_head(unexpected)}. Rename with key_maps (e.g. {{'module.': ''}}) or pass strict=False"
+                f"{_head(unexpected)}. Rename with key_maps (e.g. {{'module.': ''}}) "
+                "or pass strict=False"
             )
 
     def _load_other(self, name: str, obj: Any) -> None:

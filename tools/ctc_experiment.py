@@ -7,8 +7,9 @@ what a trained one does; only its text is meaningless.
 
 Example:
     >>> import tempfile
-    >>> folder = make_ctc_experiment(Path(tempfile.mkdtemp()) / "exp", ["A CAT", "THE DOG"],
-    ...                              {"d_model": 16, "encoder": {"num_layers": 1}})  # doctest: +SKIP
+    >>> folder = make_ctc_experiment(  # doctest: +SKIP
+    ...     Path(tempfile.mkdtemp()) / "exp", ["A CAT", "THE DOG"],
+    ...     {"d_model": 16, "encoder": {"num_layers": 1}})
 """
 
 from __future__ import annotations

@@ -62,7 +62,8 @@ def parse_sizes(items: list[str]) -> dict[str, dict[str, int | float]]:
         fields = {f.name: f for f in dataclasses.fields(DATASETS[dataset][1])}
         if field_name not in fields:
             raise ValueError(
-                f"--sizes {item!r}: {dataset} has no size {field_name!r}; sizes are {sorted(fields)}"
+                f"--sizes {item!r}: {dataset} has no size {field_name!r}; "
+                f"sizes are {sorted(fields)}"
             )
         cast = float if fields[field_name].type in ("float", float) else int
         overrides.setdefault(dataset, {})[field_name] = cast(value)

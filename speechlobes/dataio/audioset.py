@@ -3,7 +3,8 @@
 Example:
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "class_labels_indices.csv"
-    >>> _ = path.write_text('index,mid,display_name\\n1,/m/0chx_,"White noise"\\n0,/m/09x0r,"Speech"\\n')
+    >>> _ = path.write_text('index,mid,display_name\\n1,/m/0chx_,"White noise"\\n'
+    ...                     '0,/m/09x0r,"Speech"\\n')
     >>> read_class_labels(path)
     {'/m/09x0r': 'Speech', '/m/0chx_': 'White noise'}
 """

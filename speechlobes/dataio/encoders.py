@@ -386,7 +386,9 @@ class MultiLabelEncoder(CategoricalEncoder):
         return self.decode_torch(torch.nonzero(scores >= threshold).flatten())
 
     def decode_topk(self, scores: torch.Tensor, k: int = 5) -> list[Any]:
-        """The k best ``(label, score)`` pairs, best first; (batch, labels) gives one list per row."""
+        """The k best ``(label, score)`` pairs, best first; (batch, labels) gives one list
+        per row.
+        """
         if scores.dim() == 2:
             return [self.decode_topk(row, k) for row in scores]
         top = torch.topk(scores, min(k, scores.numel()))

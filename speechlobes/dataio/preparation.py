@@ -147,7 +147,8 @@ def inside(root: str | os.PathLike, relative: str, where: str) -> Path:
         >>> inside("/data/clips", "../secret.mp3", "train.tsv, line 3")
         Traceback (most recent call last):
         ...
-        speechlobes.dataio.preparation.PreparationError: train.tsv, line 3: path '../secret.mp3' leaves /data/clips; paths must be relative and inside it
+        speechlobes.dataio.preparation.PreparationError: train.tsv, line 3: path '../secret.mp3'
+        leaves /data/clips; paths must be relative and inside it
     """
     root = Path(root)
     candidate = Path(relative)
@@ -168,7 +169,8 @@ class UniqueIds:
         >>> ids.add("84-1-0001", "b.trans.txt:7")
         Traceback (most recent call last):
         ...
-        speechlobes.dataio.preparation.PreparationError: utterance id '84-1-0001' appears twice: a.trans.txt:1 and b.trans.txt:7; ids must be unique
+        speechlobes.dataio.preparation.PreparationError: utterance id '84-1-0001' appears twice:
+        a.trans.txt:1 and b.trans.txt:7; ids must be unique
     """
 
     def __init__(self, what: str) -> None:
@@ -221,7 +223,9 @@ class PreparationReport:
     malformed: list[str] = field(default_factory=list)
 
     def probe(self, item_id: str, path: str | os.PathLike | None) -> float | None:
-        """Duration in seconds of ``path``, or None (logged and counted) if missing or unreadable."""
+        """Duration in seconds of ``path``, or None (logged and counted) if missing or
+        unreadable.
+        """
         if path is None or not os.path.isfile(path):
             logger.warning("%s: %r has no audio file (%s)", self.dataset, item_id, path)
             self.missing.append(item_id)

@@ -52,7 +52,9 @@ NEG_INF = float("-inf")
 
 
 def frame_counts(lengths: torch.Tensor | None, batch_size: int, max_frames: int) -> torch.Tensor:
-    """Relative (float) or absolute (integer) lengths -> int64 frame counts, checked against ``max_frames``."""
+    """Relative (float) or absolute (integer) lengths -> int64 frame counts, checked against
+    ``max_frames``.
+    """
     if lengths is None:
         return torch.full((batch_size,), max_frames, dtype=torch.long)
     if lengths.shape != (batch_size,):
@@ -129,7 +131,9 @@ def split_words(tokens: Sequence[int], word_boundary_id: int) -> list[tuple[int,
 
 @dataclass(frozen=True)
 class CTCHypothesis:
-    """One n-best entry: ``score = acoustic_score + lm_weight * lm_score + insertion_bonus * num_lm_units``."""
+    """One n-best entry, scored
+    ``score = acoustic_score + lm_weight * lm_score + insertion_bonus * num_lm_units``.
+    """
 
     tokens: list[int]
     score: float
@@ -232,7 +236,8 @@ class CTCPrefixBeamSearcher:
         if self._boundary is None and self.lm is not None:
             self._boundary = getattr(self.lm, "word_boundary_id", None)
         prefixes = _PrefixTree(self._start_lm_state())
-        # prefix node -> [log P(alignments ending in blank), log P(alignments ending in its last token)]
+        # prefix node -> [log P(alignments ending in blank),
+        #                 log P(alignments ending in its last token)]
         beams: dict[int, list[float]] = {_PrefixTree.ROOT: [0.0, NEG_INF]}
         for frame in frames:
             # Candidates are keyed by (parent node, last token), which names a prefix uniquely

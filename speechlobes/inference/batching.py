@@ -16,9 +16,10 @@ input order. A file that cannot be read, is refused or fails in ``finish`` gets 
 the others go on; a batch the model fails on is retried one piece at a time, so only the
 pieces that fail alone carry the error. With ``jobs`` (forked worker processes; Linux and
 macOS), files are finished there while the model runs the next batches: a CTC beam search
-with a language model, in Python, costs about as much as a small model's forward. Every model of speechlobes gives each row of a padded
-batch the output of its own run (the speech-encoder contract), and ``finish`` sees one file
-at a time, so batching changes no result beyond float rounding.
+with a language model, in Python, costs about as much as a small model's forward. Every model
+of speechlobes gives each row of a padded batch the output of its own run (the speech-encoder
+contract), and ``finish`` sees one file at a time, so batching changes no result beyond float
+rounding.
 
 ``precision`` (``fp32``, ``bf16``, ``fp16``) runs the model under ``torch.autocast`` of that
 dtype (:func:`precision_context`); the weights stay as loaded.

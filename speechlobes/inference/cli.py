@@ -64,7 +64,8 @@ def identify_model(path: str | Path) -> ModelKind:
         >>> identify_model(tempfile.mkdtemp())
         Traceback (most recent call last):
         ...
-        ValueError: ...: a folder, but neither an experiment folder (no hyperparams.yaml) nor a Hugging Face model folder (no config.json)
+        ValueError: ...: a folder, but neither an experiment folder (no hyperparams.yaml) nor a
+        Hugging Face model folder (no config.json)
     """
     from speechlobes.inference.experiment import HPARAMS_FILE
 

@@ -74,7 +74,9 @@ class ExperimentSpec:
         >>> spec.check_keys("exp/hyperparams.yaml", ["checkpointer", "model"])
         Traceback (most recent call last):
         ...
-        speechlobes.inference.experiment.ExperimentError: exp/hyperparams.yaml: a tagging experiment needs 'sample_rate' (the input rate), missing from the file (closest keys: sample_rate: none). Is this the experiment of another task?
+        speechlobes.inference.experiment.ExperimentError: exp/hyperparams.yaml: a tagging
+        experiment needs 'sample_rate' (the input rate), missing from the file (closest keys:
+        sample_rate: none). Is this the experiment of another task?
     """
 
     task: str

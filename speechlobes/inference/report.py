@@ -2,8 +2,9 @@
 
 Every row has ``id``, ``path``, ``duration`` (seconds, from the file's header; empty when the
 header could not be read), the command's result columns and ``error`` (empty when the file
-went through). In CSV a list (the tags of a file) is one cell of JSON. Rows are written in input order as soon as their window of files is done, and
-the file is flushed, so an interrupted run keeps what it finished.
+went through). In CSV a list (the tags of a file) is one cell of JSON. Rows are written in
+input order as soon as their window of files is done, and the file is flushed, so an
+interrupted run keeps what it finished.
 
 Example:
     >>> import io
@@ -13,7 +14,8 @@ Example:
     >>> stream.getvalue().splitlines()
     ['id,path,duration,text,error', 'a,a.wav,1.5,HI,']
     >>> Summary(files=10, failed=1, audio_seconds=30.0, seconds=3.0).line("transcribed")
-    'transcribed 9 of 10 files (1 failed): 30.0 s of audio in 3.0 s, real-time factor 0.100, 3.33 files/s'
+    'transcribed 9 of 10 files (1 failed): 30.0 s of audio in 3.0 s, real-time factor 0.100,
+    3.33 files/s'
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ utterance, so a batch gives every file the translation of its one-by-one run (tr
 padded batches without an attention mask normalise and encode the padding too).
 
 Example:
-    >>> st = Translator.from_experiment("results/conformer_transformer_small/1986")  # doctest: +SKIP
+    >>> st = Translator.from_experiment(  # doctest: +SKIP
+    ...     "results/conformer_transformer_small/1986")
     >>> st.translate_file("speech.wav")  # doctest: +SKIP
     'Hallo Welt'
 """

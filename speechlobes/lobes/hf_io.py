@@ -64,7 +64,9 @@ def _load_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_hf_state_dict(folder: str | Path) -> dict[str, torch.Tensor]:
-    """All tensors of the weights in ``folder`` (safetensors preferred, then .bin; sharded or not)."""
+    """All tensors of the weights in ``folder`` (safetensors preferred, then .bin; sharded or
+    not).
+    """
     folder = Path(folder)
     for single, index in ((SAFE_WEIGHTS, SAFE_INDEX), (BIN_WEIGHTS, BIN_INDEX)):
         if (folder / single).is_file():

@@ -1,6 +1,7 @@
 """Metrics accumulated over a dataset, each with SpeechBrain's ``append`` / ``summarize``.
 
-- ``speechlobes.metrics.error_rate``: ``ErrorRateStats`` (WER/CER with alignments), ``edit_distance``.
+- ``speechlobes.metrics.error_rate``: ``ErrorRateStats`` (WER/CER with alignments),
+  ``edit_distance``.
 - ``speechlobes.metrics.stats``: ``MetricStats`` (average of any per-utterance metric),
   ``MultiMetricStats``.
 - ``speechlobes.metrics.classification``: ``ClassificationStats`` (accuracy, confusions).

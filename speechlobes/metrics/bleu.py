@@ -79,7 +79,8 @@ class BLEUStats:
     def summarize(self, field: str | None = None) -> dict[str, float | int | str | list[float]]:
         """Corpus BLEU and its parts: BLEU, precisions (1- to 4-gram, %), BP, ratio,
         sys_len, ref_len, num_sentences and sacrebleu's signature. Under torch.distributed,
-        merges all ranks' utterances first: call it on every rank (see ``speechlobes.metrics.stats``).
+        merges all ranks' utterances first: call it on every rank (see
+        ``speechlobes.metrics.stats``).
         """
         parts = gather_from_ranks((self.ids, self.hypotheses, self.references))
         if len(parts) > 1:
@@ -110,7 +111,9 @@ class BLEUStats:
         return select_field(summary, field, "BLEUStats")
 
     def write_stats(self, filestream: TextIO) -> None:
-        """Writes corpus BLEU with its signature, then per utterance: sentence BLEU, HYP and REF(s)."""
+        """Writes corpus BLEU with its signature, then per utterance: sentence BLEU, HYP and
+        REF(s).
+        """
         summary = self._summary()
         precisions = "/".join(f"{p:.1f}" for p in summary["precisions"])
         filestream.write(

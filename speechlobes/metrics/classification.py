@@ -7,7 +7,8 @@ the class key then being ``(category, target)``.
 Example:
     >>> import sys
     >>> stats = ClassificationStats()
-    >>> stats.append(["1", "2", "3"], predictions=["dog", "cat", "cat"], targets=["dog", "dog", "cat"])
+    >>> stats.append(["1", "2", "3"], predictions=["dog", "cat", "cat"],
+    ...              targets=["dog", "dog", "cat"])
     >>> stats.summarize("accuracy")
     0.6666666666666666
     >>> stats.summarize("classwise_accuracy")

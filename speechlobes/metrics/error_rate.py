@@ -61,7 +61,9 @@ class EditDetails:
 
     @property
     def error_rate(self) -> float:
-        """Edits per reference token, in percent (inf when the reference is empty but not the hypothesis)."""
+        """Edits per reference token, in percent (inf when the reference is empty but not the
+        hypothesis).
+        """
         return percentage(self.num_edits, self.num_ref_tokens)
 
 
@@ -271,7 +273,9 @@ class ErrorRateStats:
         target_len: torch.Tensor | None = None,
         ind2lab: Callable[[list[list[int]]], Sequence[Sequence[Hashable] | str]] | None = None,
     ) -> None:
-        """Scores one batch; ``predict[i]`` is the hypothesis and ``target[i]`` the reference of ``ids[i]``."""
+        """Scores one batch; ``predict[i]`` is the hypothesis and ``target[i]`` the reference
+        of ``ids[i]``.
+        """
         hypotheses = _to_token_lists(predict, predict_len, "predict")
         references = _to_token_lists(target, target_len, "target")
         if ind2lab is not None:
@@ -352,7 +356,8 @@ class ErrorRateStats:
         filestream.write(f"{SEPARATOR_LINE}\nALIGNMENTS\n\n")
         filestream.write(
             "Format:\n"
-            "<utterance-id>, %WER <rate> [ <edits> / <reference tokens>, <ins> ins, <del> del, <sub> sub ]\n"
+            "<utterance-id>, %WER <rate> [ <edits> / <reference tokens>, "
+            "<ins> ins, <del> del, <sub> sub ]\n"
             f"<reference tokens; {EPSILON} where the hypothesis inserts>\n"
             f"<operations; {EQUAL} match, {SUBSTITUTION} substitution, {INSERTION} insertion, "
             f"{DELETION} deletion>\n"
@@ -379,7 +384,8 @@ def extract_concepts(
 
     Example:
         >>> chars = list("<city>_le_mans_>_bla_<yes>_>")
-        >>> extract_concepts(chars, True, "<", ">", "_"), extract_concepts(chars, False, "<", ">", "_")
+        >>> (extract_concepts(chars, True, "<", ">", "_"),
+        ...  extract_concepts(chars, False, "<", ">", "_"))
         (['<city> le mans', '<yes>'], ['<city>', '<yes>'])
     """
     concepts: list[str] = []

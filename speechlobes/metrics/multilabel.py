@@ -138,7 +138,8 @@ class MultiLabelStats:
 
     Example:
         >>> stats = MultiLabelStats()
-        >>> stats.append(["a", "b"], torch.tensor([[0.9, 0.2], [0.3, 0.8]]), torch.tensor([[1, 0], [0, 1]]))
+        >>> stats.append(["a", "b"], torch.tensor([[0.9, 0.2], [0.3, 0.8]]),
+        ...              torch.tensor([[1, 0], [0, 1]]))
         >>> stats.append(["c"], torch.tensor([[0.4, 0.1]]), torch.tensor([[0, 1]]))
         >>> summary = stats.summarize()
         >>> summary["mAP"], summary["mAUC"], summary["num_classes_with_ap"]

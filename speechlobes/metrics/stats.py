@@ -13,7 +13,8 @@ Example:
     >>> stats.append(["a", "b"], torch.tensor([1.0, 2.0]), torch.tensor([1.5, 2.0]))
     >>> stats.append(["c"], predictions=torch.tensor([0.0]), targets=torch.tensor([2.0]))
     >>> stats.summarize()
-    {'average': 0.8333333333333334, 'min_score': 0.0, 'min_id': 'b', 'max_score': 2.0, 'max_id': 'c'}
+    {'average': 0.8333333333333334, 'min_score': 0.0, 'min_id': 'b', 'max_score': 2.0,
+     'max_id': 'c'}
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def first_occurrences(ids: Sequence[Hashable]) -> list[int]:
 
 
 def select_field(summary: dict[str, Any], field: str | None, owner: str) -> Any:
-    """The whole ``summary`` when ``field`` is None, else its ``field`` (a named KeyError if absent)."""
+    """The whole ``summary`` when ``field`` is None, else its ``field`` (a named KeyError if
+    absent).
+    """
     if field is None:
         return summary
     if field not in summary:
@@ -94,7 +97,8 @@ class MetricStats:
         if scores.shape != (len(ids),):
             raise ValueError(
                 f"MetricStats.append: {getattr(self.metric, '__name__', self.metric)} returned "
-                f"shape {tuple(scores.shape)} for {len(ids)} ids; it must return one value per utterance"
+                f"shape {tuple(scores.shape)} for {len(ids)} ids; "
+                "it must return one value per utterance"
             )
         self.ids.extend(ids)
         self.scores.extend(scores.cpu().tolist())
@@ -195,7 +199,9 @@ class MultiMetricStats:
             self.metrics.setdefault(key, MetricStats(lambda x: x)).append(ids, values)
 
     def summarize(self, field: str | None = None, flat: bool = False) -> dict[str, Any]:
-        """``{metric: summary}`` (or one ``field`` of each); ``flat`` gives ``{metric_field: value}``."""
+        """``{metric: summary}`` (or one ``field`` of each); ``flat`` gives
+        ``{metric_field: value}``.
+        """
         result = {key: stats.summarize(field) for key, stats in self.metrics.items()}
         if flat:
             result = {

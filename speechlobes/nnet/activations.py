@@ -11,7 +11,9 @@ Example:
     >>> activation_fn("swishy")
     Traceback (most recent call last):
     ...
-    ValueError: activation 'swishy' not supported; use one of ['gelu', 'gelu_accurate', 'gelu_fast', 'gelu_new', 'gelu_pytorch_tanh', 'linear', 'relu', 'sigmoid', 'silu', 'swish', 'tanh']
+    ValueError: activation 'swishy' not supported; use one of ['gelu', 'gelu_accurate',
+    'gelu_fast', 'gelu_new', 'gelu_pytorch_tanh', 'linear', 'relu', 'sigmoid', 'silu', 'swish',
+    'tanh']
 """
 
 from __future__ import annotations

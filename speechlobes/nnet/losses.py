@@ -8,7 +8,8 @@ differ by at most ``allowed_len_diff`` frames are cut to the shorter one.
 
 Example:
     >>> log_probs = torch.log_softmax(torch.zeros(1, 3, 4), dim=-1)
-    >>> round(nll_loss(log_probs, torch.tensor([[1, 2, 0]]), length=torch.tensor([2 / 3])).item(), 4)
+    >>> loss = nll_loss(log_probs, torch.tensor([[1, 2, 0]]), length=torch.tensor([2 / 3]))
+    >>> round(loss.item(), 4)
     1.3863
 """
 
@@ -313,7 +314,8 @@ class AngularMargin(nn.Module):
     (outputs: (N, classes) cosines; targets: (N, classes) one-hot).
 
     Example:
-        >>> AngularMargin(margin=0.2, scale=10.0)(torch.tensor([[0.5, 0.4]]), torch.tensor([[1.0, 0.0]]))
+        >>> margin = AngularMargin(margin=0.2, scale=10.0)
+        >>> margin(torch.tensor([[0.5, 0.4]]), torch.tensor([[1.0, 0.0]]))
         tensor([[3., 4.]])
     """
 

@@ -156,7 +156,8 @@ class SpecAugment(nn.Module):
         ]:
             if not 0 <= low <= high:
                 raise ValueError(
-                    f"SpecAugment: {name} must be (min, max) with 0 <= min <= max, got {(low, high)}"
+                    f"SpecAugment: {name} must be (min, max) with 0 <= min <= max, "
+                    f"got {(low, high)}"
                 )
         self.warp_window = warp_window
         self.time_masks = time_masks

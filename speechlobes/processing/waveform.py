@@ -7,7 +7,8 @@ attention masks), the Wav2Vec2 lobe, the inference interfaces and the CoVoST rec
 
 Example:
     >>> import torch
-    >>> wavs = torch.stack([torch.randn(1000) * 3 + 1, torch.cat([torch.randn(600), torch.zeros(400)])])
+    >>> wavs = torch.stack([torch.randn(1000) * 3 + 1,
+    ...                     torch.cat([torch.randn(600), torch.zeros(400)])])
     >>> out = normalize_waveforms(wavs, torch.tensor([1000, 600]))
     >>> round(out[1, :600].std(unbiased=False).item(), 4), out[1, 600:].abs().max().item()
     (1.0, 0.0)

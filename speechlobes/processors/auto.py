@@ -1,13 +1,17 @@
 """Pick a folder's tokenizer from its ``tokenizer_class`` and, where that is silent, its files.
 
-| the folder holds                                   | tokenizer                              |
-|----------------------------------------------------|----------------------------------------|
-| ``tokenizer_class`` Wav2Vec2CTCTokenizer, or only ``vocab.json`` | :class:`~.ctc.CTCTokenizer` |
-| ``tokenizer_class`` MBart(50)Tokenizer, or only ``sentencepiece.bpe.model`` | :class:`~.mbart.MBartTokenizer` |
-| ``tokenizer_class`` Speech2TextTokenizer, or ``vocab.json`` + one ``*.model`` | :class:`~.sentencepiece.Speech2TextTokenizer` |
-| ``tokenizer.json``                                 | :class:`~.fast.FastTokenizer` as written |
-| ``vocab.txt`` (WordPiece) or ``vocab.json`` + ``merges.txt`` (byte-level BPE) | :class:`~.fast.FastTokenizer` built |
-| one other ``*.model`` (SpeechT5, a recipe's model) | :class:`~.sentencepiece.SentencePieceTokenizer` |
+What the folder holds -> the tokenizer it gets:
+
+- ``tokenizer_class`` Wav2Vec2CTCTokenizer, or only ``vocab.json`` -> :class:`~.ctc.CTCTokenizer`
+- ``tokenizer_class`` MBart(50)Tokenizer, or only ``sentencepiece.bpe.model``
+  -> :class:`~.mbart.MBartTokenizer`
+- ``tokenizer_class`` Speech2TextTokenizer, or ``vocab.json`` + one ``*.model``
+  -> :class:`~.sentencepiece.Speech2TextTokenizer`
+- ``tokenizer.json`` -> :class:`~.fast.FastTokenizer` as written
+- ``vocab.txt`` (WordPiece) or ``vocab.json`` + ``merges.txt`` (byte-level BPE)
+  -> :class:`~.fast.FastTokenizer` built
+- one other ``*.model`` (SpeechT5, a recipe's model)
+  -> :class:`~.sentencepiece.SentencePieceTokenizer`
 
 Example:
     >>> import json, tempfile

@@ -18,14 +18,17 @@ multilingual heads, picked by ``target_lang``) and ``tokenizer_config.json``:
   mask order), or the ids of ``added_tokens.json`` / ``added_tokens_decoder``.
 
 Example:
-    >>> vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "H": 5, "E": 6, "L": 7, "O": 8}
+    >>> vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4,
+    ...          "H": 5, "E": 6, "L": 7, "O": 8}
     >>> tokenizer = CTCTokenizer(vocab, do_lower_case=True)
     >>> tokenizer("hello hex").input_ids
     [5, 6, 7, 7, 8, 4, 5, 6, 3]
     >>> tokenizer.decode([5, 5, 6, 0, 7, 0, 7, 7, 8, 4, 4, 5, 0])  # frames of a CTC head
     'hello h'
     >>> tokenizer.decode([5, 5, 6, 0, 7, 0, 7, 7, 8, 4, 4, 5, 0], output_word_offsets=True)
-    CTCDecoding(text='hello h', char_offsets=None, word_offsets=[{'word': 'HELLO', 'start_offset': 0, 'end_offset': 9}, {'word': 'H', 'start_offset': 11, 'end_offset': 12}])
+    CTCDecoding(text='hello h', char_offsets=None,
+                word_offsets=[{'word': 'HELLO', 'start_offset': 0, 'end_offset': 9},
+                              {'word': 'H', 'start_offset': 11, 'end_offset': 12}])
 """
 
 from __future__ import annotations

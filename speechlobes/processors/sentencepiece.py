@@ -101,7 +101,7 @@ class SentencePieceTokenizer(Tokenizer):
             tokens[index] = AddedToken(content, special=True)
         return tokens
 
-    # ----------------------------------------------------------------- pieces (Speech2Text: vocab.json)
+    # ------------------------------------------------------------- pieces (Speech2Text: vocab.json)
 
     def base_vocab_size(self) -> int:
         return len(self.sp)

@@ -1,4 +1,5 @@
-"""The MBart / MBart-50 tokenizer as recipes use it; it lives in :mod:`speechlobes.processors.mbart`.
+"""The MBart / MBart-50 tokenizer as recipes use it; it lives in
+:mod:`speechlobes.processors.mbart`.
 
 Recipes hold tokenizers that encode with ``encode_as_ids`` / ``encode_target`` and decode
 hypotheses with ``decode(ids)``, special tokens (start, language code, ``</s>``) never reaching

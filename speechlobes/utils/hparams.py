@@ -22,7 +22,8 @@ Example:
     >>> typed_override(path, "lr", "abc")
     Traceback (most recent call last):
     ...
-    speechlobes.utils.hparams.HparamsError: --lr=abc: expected a number (lr is 0.1 in ...h.yaml, line 1)
+    speechlobes.utils.hparams.HparamsError: --lr=abc: expected a number (lr is 0.1 in ...h.yaml,
+    line 1)
 """
 
 from __future__ import annotations

@@ -29,7 +29,10 @@ Example:
     >>> check_trusted_tree(tree, "hyperparams.yaml")
     Traceback (most recent call last):
     ...
-    speechlobes.utils.yaml_trust.UntrustedYamlError: hyperparams.yaml, key 'cmd': !apply:os.system is not allowed in a folder that is not trusted (it is outside speechlobes, torch.nn/torch.optim and harmless standard types); if you trust this folder, load it with trust_code=True (command line: --trust-code)
+    speechlobes.utils.yaml_trust.UntrustedYamlError: hyperparams.yaml, key 'cmd': !apply:os.system
+    is not allowed in a folder that is not trusted (it is outside speechlobes,
+    torch.nn/torch.optim and harmless standard types); if you trust this folder, load it with
+    trust_code=True (command line: --trust-code)
 """
 
 from __future__ import annotations

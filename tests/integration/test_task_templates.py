@@ -19,7 +19,9 @@ TEMPLATES = ("speech_recognition", "audio_tagging", "speech_translation")
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Start every template (``python train.py train.yaml``) in its folder; {name: (process, output)}."""
+    """Start every template (``python train.py train.yaml``) in its folder;
+    {name: (process, output)}.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     started = {}
     for name in TEMPLATES:

@@ -1,4 +1,6 @@
-"""Span masking (wav2vec2 semantics), SpecAugment and speed perturbation: statistics and invariants."""
+"""Span masking (wav2vec2 semantics), SpecAugment and speed perturbation: statistics and
+invariants.
+"""
 
 import numpy as np
 import pytest

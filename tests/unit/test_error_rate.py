@@ -37,7 +37,9 @@ def random_sentence_pairs(count: int, seed: int = 0) -> list[tuple[str, str]]:
 
 
 def rebuild(alignment, reference, hypothesis):
-    """The reference and hypothesis the alignment spells out, and whether each step is consistent."""
+    """The reference and hypothesis the alignment spells out, and whether each step is
+    consistent.
+    """
     ref_out, hyp_out, consistent = [], [], True
     for op, i, j in alignment:
         if i is not None:

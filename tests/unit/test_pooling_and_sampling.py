@@ -1,4 +1,6 @@
-"""Masked pooling ignores padding; balanced sampling follows label rarity; lr_scale survives steps."""
+"""Masked pooling ignores padding; balanced sampling follows label rarity; lr_scale survives
+steps.
+"""
 
 import torch
 

@@ -1,4 +1,6 @@
-"""The three dataset-prep scripts read the real layouts, skip what is missing, and skip redone work."""
+"""The three dataset-prep scripts read the real layouts, skip what is missing, and skip redone
+work.
+"""
 
 import csv
 import json

@@ -1,4 +1,6 @@
-"""Text decoders: fixture numerics on stored encoder states, caching, folder I/O, checkpoint keys."""
+"""Text decoders: fixture numerics on stored encoder states, caching, folder I/O, checkpoint
+keys.
+"""
 
 import logging
 from pathlib import Path

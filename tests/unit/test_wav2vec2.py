@@ -1,4 +1,6 @@
-"""Base encoders of the Wav2Vec2 family against the transformers 5.23 fixtures (no transformers needed)."""
+"""Base encoders of the Wav2Vec2 family against the transformers 5.23 fixtures (no transformers
+needed).
+"""
 
 import json
 from pathlib import Path

@@ -24,7 +24,7 @@ Example:
     >>> root = make_librispeech(pathlib.Path(tempfile.mkdtemp()), sizes=sizes)
     >>> sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
     ['SPEAKERS.TXT', 'dev-clean', 'librispeech-lm-norm.txt', 'test-clean', 'test-other', 'train-clean-100']
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -59,7 +59,9 @@ SPEAKERS_HEADER = """\
 """
 
 _FIRST_NAMES = {
-    "M": "Arthur Ben Carl Dennis Edgar Frank George Hugh Ivan Jack Karl Leo Mark Neil Oscar".split(),
+    "M": (
+        "Arthur Ben Carl Dennis Edgar Frank George Hugh Ivan Jack Karl Leo Mark Neil Oscar"
+    ).split(),
     "F": "Ada Beth Clara Dora Edith Fay Gwen Helen Iris Jane Kate Lena Mabel Nora Olive".split(),
 }
 _SURNAMES = "Abbott Baker Carter Dawson Ellis Fisher Grant Hayes Irving Jordan Kemp".split()

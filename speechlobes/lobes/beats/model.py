@@ -629,8 +629,9 @@ class BEATs(PretrainedMixin, nn.Module):
         short = (lengths < self.min_samples).nonzero().flatten().tolist()
         if short:
             raise ValueError(
-                f"BEATs needs at least {self.min_samples} samples ({self.min_samples / SAMPLE_RATE} s "
-                f"at 16 kHz, one {self.cfg.input_patch_size}-frame patch); batch items {short} "
+                f"BEATs needs at least {self.min_samples} samples "
+                f"({self.min_samples / SAMPLE_RATE} s at 16 kHz, "
+                f"one {self.cfg.input_patch_size}-frame patch); batch items {short} "
                 f"have lengths {lengths[short].tolist()}: pad or drop them"
             )
 

@@ -1,8 +1,9 @@
 """A Conformer encoder over filterbank features, for ASR from scratch (e.g. Conformer-CTC).
 
 Waveforms -> Kaldi fbank (-> optional normalisation and augmentation) -> two stride-2
-convolutions (2-D, or 1-D over time: frame rate / 4) -> a Linear to the model width -> the Wav2Vec2-Conformer layer
-stack (relative or rotary positions, macaron FFNs, convolution module). The layers are the very
+convolutions (2-D, or 1-D over time: frame rate / 4) -> a Linear to the model width -> the
+Wav2Vec2-Conformer layer stack (relative or rotary positions, macaron FFNs, convolution
+module). The layers are the very
 modules of :mod:`speechlobes.lobes.wav2vec2`, so one conformer implementation serves both. The
 encoder honours the speech-encoder contract (:mod:`speechlobes.lobes.encoder`): ``forward`` is
 ``encode``, and a padded batch gives every item the frames of its own single run.

@@ -205,7 +205,9 @@ class BartDecoder(TextDecoder):
         return CONFIGS[model_type].from_dict(values)
 
     def rename_checkpoint_keys(self, state_dict: dict[str, torch.Tensor]) -> dict:
-        """Accept ``BartModel`` (no ``model.`` prefix) and seq2seq checkpoints (shared embedding)."""
+        """Accept ``BartModel`` (no ``model.`` prefix) and seq2seq checkpoints (shared
+        embedding).
+        """
         renamed = {}
         for key, tensor in state_dict.items():
             if key.startswith(("decoder.", "encoder.", "shared.")):

@@ -40,8 +40,9 @@ class BeamCache:
 
     Beam search never copies the cache per row. On the first reordering that keeps every row
     within its utterance (also one that expands each utterance's row to its beams), the rows
-    of an utterance become one ``group`` sharing one list of entries: each step appends ``group`` entries (one per row) and ``slots`` (rows, steps)
-    records which entry holds each step of each row's history; a reordering only reorders
+    of an utterance become one ``group`` sharing one list of entries: each step appends
+    ``group`` entries (one per row) and ``slots`` (rows, steps) records which entry holds each
+    step of each row's history; a reordering only reorders
     ``slots``. Self-attention runs once per utterance over all its entries, masked to each
     row's own history (:meth:`grouped_keys_values`). Beams mostly share their early history, so
     many entries end up read by no row: once a third of an utterance's entries are dead the

@@ -6,7 +6,8 @@ those of ``config.json``. Fields we do not model (``architectures``, ``transform
 policy of every :class:`~speechlobes.lobes.config.LobeConfig`).
 
 Example:
-    >>> config = Wav2Vec2Config(model_type="wav2vec2-conformer", hidden_size=64, num_attention_heads=4)
+    >>> config = Wav2Vec2Config(model_type="wav2vec2-conformer", hidden_size=64,
+    ...                         num_attention_heads=4)
     >>> config.output_hidden_size
     64
     >>> Wav2Vec2Config.from_dict(config.to_dict()) == config

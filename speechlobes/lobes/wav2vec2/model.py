@@ -110,7 +110,9 @@ class Wav2Vec2PretrainedModel(PretrainedMixin, nn.Module):
         return state
 
     def output_lengths(self, input_lengths: torch.Tensor | int, add_adapter: bool | None = None):
-        """Samples -> encoder frames (through the adapter when add_adapter, default: the config's)."""
+        """Samples -> encoder frames (through the adapter when add_adapter, default: the
+        config's).
+        """
         lengths = conv_stack_lengths(self.config, input_lengths)
         if self.config.add_adapter if add_adapter is None else add_adapter:
             lengths = adapter_lengths(self.config, lengths)
@@ -119,7 +121,9 @@ class Wav2Vec2PretrainedModel(PretrainedMixin, nn.Module):
     def frame_attention_mask(
         self, num_frames: int, attention_mask: torch.Tensor, add_adapter: bool | None = False
     ) -> torch.Tensor:
-        """Sample mask (batch, samples), 1 = valid -> bool frame mask (batch, frames), True = valid."""
+        """Sample mask (batch, samples), 1 = valid -> bool frame mask (batch, frames),
+        True = valid.
+        """
         lengths = self.output_lengths(attention_mask.sum(-1), add_adapter=add_adapter)
         return ~lengths_to_padding_mask(lengths.long(), num_frames)
 
@@ -269,7 +273,8 @@ class Wav2Vec2Model(Wav2Vec2BaseModel):
     """Wav2Vec2 encoder (base post-LN or 'stable' pre-LN layout), HF keys without prefix.
 
     Example:
-        >>> model = Wav2Vec2Model.from_pretrained("tests/fixtures/hf/wav2vec2_group")  # doctest: +SKIP
+        >>> model = Wav2Vec2Model.from_pretrained(  # doctest: +SKIP
+        ...     "tests/fixtures/hf/wav2vec2_group")
     """
 
     model_type = "wav2vec2"
@@ -291,7 +296,8 @@ class Wav2Vec2ConformerModel(Wav2Vec2BaseModel):
     """Wav2Vec2-Conformer encoder (relative, rotary or no position encoding).
 
     Example:
-        >>> model = Wav2Vec2ConformerModel.from_pretrained("tests/fixtures/hf/w2v2_conformer_relpos")  # doctest: +SKIP
+        >>> model = Wav2Vec2ConformerModel.from_pretrained(  # doctest: +SKIP
+        ...     "tests/fixtures/hf/w2v2_conformer_relpos")
     """
 
     model_type = "wav2vec2-conformer"

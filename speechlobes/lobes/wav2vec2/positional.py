@@ -38,7 +38,8 @@ def relative_sinusoids(
     dtype: torch.dtype = torch.float32,
     device: torch.device | None = None,
 ) -> torch.Tensor:
-    """Interleaved sinusoids for distances ``length-1, ..., 0, ..., -(length-1)``: (2*length-1, dim).
+    """Interleaved sinusoids for distances ``length-1, ..., 0, ..., -(length-1)``:
+    (2*length-1, dim).
 
     ``pe(r)[2m] = sin(r * w_m)``, ``pe(r)[2m+1] = cos(r * w_m)``, ``w_m = 10000^(-2m/dim)``.
     """
