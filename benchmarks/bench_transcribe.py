@@ -8,9 +8,11 @@ text means nothing). The audio is ``--audio`` (a folder, manifest or list), else
 LibriSpeech test-clean of ``--utterances`` utterances generated with ``tools/mini_data``
 (eSpeak NG voices never heard in training; a few seconds each).
 
-Printed: seconds, real-time factor and files/s of each setting, the speed-up over one by
-one, and how far each setting's text is from one by one (CER in points, and the CER of each
-against the references when the split has them).
+Printed: seconds, real-time factor and files/s of each setting, the speed-up over the first
+row, and how far each setting's text is from it (CER in points, and the CER of each against
+the references when the split has them). When the search has a token floor
+(``min_token_log_prob``, the recipe's default since issue 19), the first row is the command
+as it was before: one file at a time, fp32, every one of a frame's ``top_k`` tokens tried.
 
 The LibriSpeech recipe decodes with a CTC prefix beam search and an n-gram LM, in Python: it
 costs about as much as the model's forward, and batching speeds up only the forward, so the
@@ -24,6 +26,7 @@ Usage: python benchmarks/bench_transcribe.py [--batch-size 16] [--jobs 4] [--pre
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import os
 import sys
@@ -71,6 +74,14 @@ def cer(hypotheses: list[str], targets: list[str]) -> float:
         edit_distance(list(t), list(h)).num_edits for h, t in zip(hypotheses, targets, strict=True)
     )
     return 100.0 * edits / max(1, sum(len(t) for t in targets))
+
+
+def every_top_k(search):
+    """The prefix beam search as the command ran it before the recipe set
+    ``min_token_log_prob``: every one of a frame's ``top_k`` tokens tried."""
+    before = copy.copy(search)
+    before.min_token_log_prob = None
+    return before
 
 
 def timed_run(asr, paths: list[str], batch_size: int, jobs: int) -> tuple[float, list]:
@@ -129,15 +140,16 @@ def main() -> None:
         asr.search = functools.partial(ctc_greedy_decode, blank_id=0)
     asr.transcribe_file(paths[0])  # warm up; probes the model once
     batched = f"batches of {args.batch_size}, {args.jobs} jobs"
+    search = asr.search
     settings = [
-        ("one by one, fp32", 1, 0, "fp32"),
-        (f"{batched}, fp32", args.batch_size, 0, "fp32"),
+        ("one by one, fp32", 1, 0, "fp32", search),
+        (f"{batched}, fp32", args.batch_size, args.jobs, "fp32", search),
     ]
-    if args.jobs:
-        settings[1] = (f"{batched}, fp32", args.batch_size, args.jobs, "fp32")
+    if getattr(search, "min_token_log_prob", None) is not None:
+        settings.insert(0, ("before: 1 by 1, all top-k", 1, 0, "fp32", every_top_k(search)))
     if args.precision != "fp32":
         settings.append(
-            (f"{batched}, {args.precision}", args.batch_size, args.jobs, args.precision)
+            (f"{batched}, {args.precision}", args.batch_size, args.jobs, args.precision, search)
         )
     cpu = "with bf16 units" if cpu_has_bf16_units() else "without bf16 units"
     print(
@@ -145,8 +157,8 @@ def main() -> None:
         f"{args.threads} thread(s)"
     )
     measured = {}
-    for name, batch_size, jobs, precision in settings:
-        asr.precision = precision
+    for name, batch_size, jobs, precision, setting_search in settings:
+        asr.precision, asr.search = precision, setting_search
         best, results = min(
             (timed_run(asr, paths, batch_size, jobs) for _ in range(args.repeats)),
             key=lambda r: r[0],
@@ -156,11 +168,11 @@ def main() -> None:
             raise SystemExit(f"{name}: {len(failed)} files failed, e.g. {failed[0]}")
         measured[name] = (best, [r.value for r in results], sum(r.duration for r in results))
     base_seconds, base_texts, audio_seconds = measured[settings[0][0]]
-    search = "greedy" if args.greedy else type(asr.search).__name__
+    search = "greedy" if args.greedy else type(search).__name__
     print(f"{audio_seconds:.1f} s of audio; search: {search}")
     print(
-        f"{'setting':<24} {'seconds':>8} {'RTF':>7} {'files/s':>8} {'speed-up':>9} "
-        f"{'CER vs 1-by-1':>14} {'CER vs refs':>12}"
+        f"{'setting':<28} {'seconds':>8} {'RTF':>7} {'files/s':>8} {'speed-up':>9} "
+        f"{'CER vs row 1':>14} {'CER vs refs':>12}"
     )
     for name, (seconds, texts, _) in measured.items():
         against_refs = ""
@@ -168,7 +180,7 @@ def main() -> None:
             targets = [refs.get(item.id.split("/")[-1], "") for item in items]
             against_refs = f"{cer(texts, targets):.2f}"
         print(
-            f"{name:<24} {seconds:8.2f} {seconds / audio_seconds:7.4f} "
+            f"{name:<28} {seconds:8.2f} {seconds / audio_seconds:7.4f} "
             f"{len(paths) / seconds:8.2f} {base_seconds / seconds:8.2f}x "
             f"{cer(texts, base_texts):14.2f} {against_refs:>12}"
         )
