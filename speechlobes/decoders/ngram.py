@@ -314,6 +314,7 @@ class TokenLM:
     """
 
     WORD_BREAK = "\u2581"
+    CACHE_SIZE = 1 << 20  # remembered scores; past it the cache starts again empty
 
     def __init__(self, arpa_path: str | Path, tokenizer, units: str = "words"):
         if units not in ("words", "characters"):
@@ -322,6 +323,7 @@ class TokenLM:
         self._tokenizer_source = tokenizer
         self._model: BackoffLM | None = None
         self._pieces: list[str] = []
+        self._scores: dict[tuple, tuple[float, tuple[str, ...]]] = {}
 
     def _load(self) -> BackoffLM:
         if self._model is None:
@@ -353,7 +355,18 @@ class TokenLM:
         return self._load().start_state()
 
     def score(self, state: tuple[str, ...], unit) -> tuple[float, tuple[str, ...]]:
-        """``unit``: a token id (characters) or a tuple of token ids (words)."""
+        """``unit``: a token id (characters) or a tuple of token ids (words). Scores are
+        remembered: a search asks for the same (context, unit) again and again, across beams,
+        frames and files."""
+        key = (state, unit)
+        scored = self._scores.get(key)
+        if scored is None:
+            if len(self._scores) >= self.CACHE_SIZE:
+                self._scores.clear()
+            scored = self._scores[key] = self._score(state, unit)
+        return scored
+
+    def _score(self, state: tuple[str, ...], unit) -> tuple[float, tuple[str, ...]]:
         model = self._load()
         if self.units == "words":
             text = "".join(self._piece(token) for token in unit)

@@ -122,3 +122,18 @@ def test_token_lm_over_characters_and_a_missing_file(tmp_path):
     assert lm.score(state, 7)[0] == lm.score(state, 1)[0] == lm._load().score(state, UNK)[0]
     with pytest.raises(FileNotFoundError, match="missing.arpa"):
         TokenLM(tmp_path / "missing.arpa", tokenizer=_CharTokenizer).start_state()
+
+
+def test_token_lm_remembers_scores_within_its_bound(tmp_path, monkeypatch):
+    arpa = tmp_path / "chars.arpa"
+    kneser_ney([list("\u2581AB"), list("\u2581BA")] * 5, order=3).write_arpa(arpa)
+    lm = TokenLM(arpa, tokenizer=_CharTokenizer(), units="characters")
+    model = lm._load()
+    start = lm.start_state()
+    # the same answers as the ARPA model's, asked once or twice
+    for token, piece in ((3, "A"), (4, "B"), (3, "A")):
+        assert lm.score(start, token) == model.score(start, piece)
+    assert len(lm._scores) == 2
+    monkeypatch.setattr(TokenLM, "CACHE_SIZE", 2)
+    assert lm.score(start, 2) == model.score(start, "\u2581")  # full: forgotten, then kept
+    assert len(lm._scores) == 1
