@@ -306,6 +306,8 @@ class TokenLM:
         units: ``"words"``: the searcher hands over whole words (tuples of character ids) and
             learns the word-break id from ``word_boundary_id``; ``"characters"``: every token
             is a unit, ``"▁"`` standing for the break between words.
+        cache_size: scores remembered (beams, frames and files ask for the same (context,
+            unit) again and again); when full the cache starts again empty; 0 remembers none.
 
     Example:
         >>> lm = TokenLM("lm.arpa", tokenizer=lambda: None, units="words")  # reads nothing yet
@@ -314,15 +316,17 @@ class TokenLM:
     """
 
     WORD_BREAK = "\u2581"
-    CACHE_SIZE = 1 << 20  # remembered scores; past it the cache starts again empty
 
-    def __init__(self, arpa_path: str | Path, tokenizer, units: str = "words"):
+    def __init__(
+        self, arpa_path: str | Path, tokenizer, units: str = "words", cache_size: int = 1 << 20
+    ):
         if units not in ("words", "characters"):
             raise ValueError(f"TokenLM: units must be 'words' or 'characters', got {units!r}")
         self.arpa_path, self.units = Path(arpa_path), units
         self._tokenizer_source = tokenizer
         self._model: BackoffLM | None = None
         self._pieces: list[str] = []
+        self.cache_size = cache_size
         self._scores: dict[tuple, tuple[float, tuple[str, ...]]] = {}
 
     def _load(self) -> BackoffLM:
@@ -358,13 +362,19 @@ class TokenLM:
         """``unit``: a token id (characters) or a tuple of token ids (words). Scores are
         remembered: a search asks for the same (context, unit) again and again, across beams,
         frames and files."""
+        if not self.cache_size:
+            return self._score(state, unit)
         key = (state, unit)
         scored = self._scores.get(key)
         if scored is None:
-            if len(self._scores) >= self.CACHE_SIZE:
-                self._scores.clear()
+            if len(self._scores) >= self.cache_size:
+                self.clear_cache()
             scored = self._scores[key] = self._score(state, unit)
         return scored
+
+    def clear_cache(self) -> None:
+        """Forget the remembered scores."""
+        self._scores.clear()
 
     def _score(self, state: tuple[str, ...], unit) -> tuple[float, tuple[str, ...]]:
         model = self._load()

@@ -124,16 +124,17 @@ def test_token_lm_over_characters_and_a_missing_file(tmp_path):
         TokenLM(tmp_path / "missing.arpa", tokenizer=_CharTokenizer).start_state()
 
 
-def test_token_lm_remembers_scores_within_its_bound(tmp_path, monkeypatch):
+def test_token_lm_remembers_scores_within_its_bound(tmp_path):
     arpa = tmp_path / "chars.arpa"
     kneser_ney([list("\u2581AB"), list("\u2581BA")] * 5, order=3).write_arpa(arpa)
-    lm = TokenLM(arpa, tokenizer=_CharTokenizer(), units="characters")
+    lm = TokenLM(arpa, tokenizer=_CharTokenizer(), units="characters", cache_size=2)
     model = lm._load()
     start = lm.start_state()
     # the same answers as the ARPA model's, asked once or twice
     for token, piece in ((3, "A"), (4, "B"), (3, "A")):
         assert lm.score(start, token) == model.score(start, piece)
     assert len(lm._scores) == 2
-    monkeypatch.setattr(TokenLM, "CACHE_SIZE", 2)
     assert lm.score(start, 2) == model.score(start, "\u2581")  # full: forgotten, then kept
     assert len(lm._scores) == 1
+    uncached = TokenLM(arpa, tokenizer=_CharTokenizer(), units="characters", cache_size=0)
+    assert uncached.score(start, 3) == model.score(start, "A") and not uncached._scores
