@@ -17,18 +17,17 @@ Example:
 from __future__ import annotations
 
 import ctypes
-import io
 import logging
 import multiprocessing
 import os
 import pickle
+import tempfile
 import traceback
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile
 import soxr
 
 from tools.mini_data.output import write_audio
@@ -195,8 +194,8 @@ def _warm_up_worker() -> None:
     cost ~25 ms of the ~60 ms of a child. eSpeak NG is not touched; outputs do not change."""
     rng = np.random.default_rng(0)
     silence = soxr.resample(np.zeros(2205, np.float32), 22050, SAMPLE_RATE).astype(np.float32)
-    recording = as_recording(silence, rng, -1.0)
-    soundfile.write(io.BytesIO(), (recording * 32767).astype(np.int16), SAMPLE_RATE, format="FLAC")
+    with tempfile.TemporaryDirectory() as folder:
+        write_audio(Path(folder) / "warm-up.flac", as_recording(silence, rng, -1.0), SAMPLE_RATE)
 
 
 def _in_fresh_processes(function, items: list, num_workers: int, batch_size: int = 16) -> list:
