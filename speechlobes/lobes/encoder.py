@@ -70,6 +70,20 @@ class SpeechEncoder(Protocol):
     def freeze_feature_encoder(self) -> None: ...
 
 
+class EncodesOnCall:
+    """For encoders whose only call is the contract's: ``forward`` is :meth:`encode`, so the
+    module can be called like any other (``encoder(wavs, wav_lens)``)."""
+
+    def forward(
+        self,
+        wavs: torch.Tensor,
+        wav_lens: torch.Tensor | None = None,
+        reference_padding: bool = False,
+    ) -> EncoderOutput:
+        """:meth:`encode`."""
+        return self.encode(wavs, wav_lens, reference_padding)
+
+
 def sample_lengths(wavs: torch.Tensor, wav_lens: torch.Tensor | None) -> torch.Tensor | None:
     """The valid samples of each row of ``wavs`` (batch, samples) from relative ``wav_lens``
     (None stays None: every sample is valid)."""

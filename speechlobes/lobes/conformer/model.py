@@ -25,7 +25,12 @@ import torch
 from torch import nn
 
 from speechlobes.lobes.config import LobeConfig
-from speechlobes.lobes.encoder import EncoderOutput, encoder_output, sample_lengths
+from speechlobes.lobes.encoder import (
+    EncoderOutput,
+    EncodesOnCall,
+    encoder_output,
+    sample_lengths,
+)
 from speechlobes.lobes.pretrained import PretrainedMixin
 from speechlobes.lobes.wav2vec2.blocks import ConformerEncoder
 from speechlobes.lobes.wav2vec2.config import Wav2Vec2Config
@@ -135,7 +140,7 @@ class Conv1dSubsampling(nn.Module):
 SUBSAMPLINGS = {"conv2d": Conv2dSubsampling, "conv1d": Conv1dSubsampling}
 
 
-class FbankConformer(PretrainedMixin, nn.Module):
+class FbankConformer(PretrainedMixin, EncodesOnCall, nn.Module):
     """Waveforms -> filterbanks -> 4x subsampling -> conformer layers (see the module docstring).
 
     Args:
@@ -178,15 +183,6 @@ class FbankConformer(PretrainedMixin, nn.Module):
     def freeze_feature_encoder(self) -> None:
         """Stop gradients into the convolutional subsampling."""
         self.subsampling.requires_grad_(False)
-
-    def forward(
-        self,
-        wavs: torch.Tensor,
-        wav_lens: torch.Tensor | None = None,
-        reference_padding: bool = False,
-    ) -> EncoderOutput:
-        """:meth:`encode`."""
-        return self.encode(wavs, wav_lens, reference_padding)
 
     def encode(
         self,

@@ -8,13 +8,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechlobes.lobes.encoder import EncoderOutput, encoder_output, sample_lengths
+from speechlobes.lobes.encoder import (
+    EncoderOutput,
+    EncodesOnCall,
+    encoder_output,
+    sample_lengths,
+)
 from speechlobes.lobes.hf_io import read_config
 from speechlobes.lobes.wav2vec2.model import ENCODER_MODELS
 from speechlobes.processing.waveform import normalize_waveforms
 
 
-class Wav2Vec2Lobe(nn.Module):
+class Wav2Vec2Lobe(EncodesOnCall, nn.Module):
     """A Wav2Vec2-family encoder from a Hugging Face folder, honouring the speech-encoder
     contract (:mod:`speechlobes.lobes.encoder`): ``frames, frame_lens = lobe(wavs, wav_lens)``.
 
@@ -86,15 +91,6 @@ class Wav2Vec2Lobe(nn.Module):
         if self.freeze:
             self.model.eval()
         return self
-
-    def forward(
-        self,
-        wavs: torch.Tensor,
-        wav_lens: torch.Tensor | None = None,
-        reference_padding: bool = False,
-    ) -> EncoderOutput:
-        """:meth:`encode`."""
-        return self.encode(wavs, wav_lens, reference_padding)
 
     def encode(
         self,
