@@ -302,7 +302,8 @@ class TokenLM:
 
     Args:
         arpa_path: the model (read on first use).
-        tokenizer: the SentencePiece tokenizer, or a factory returning it (called on first use).
+        tokenizer: the SentencePiece tokenizer (anything with ``id_to_piece``), or a factory
+            returning it (called on first use).
         units: ``"words"``: the searcher hands over whole words (tuples of character ids) and
             learns the word-break id from ``word_boundary_id``; ``"characters"``: every token
             is a unit, ``"▁"`` standing for the break between words.
@@ -337,7 +338,9 @@ class TokenLM:
                     "one) or set test_search's lm to null"
                 )
             tokenizer = self._tokenizer_source
-            tokenizer = tokenizer() if callable(tokenizer) else tokenizer
+            # a factory: a class or a function; a tokenizer itself may be callable too
+            if isinstance(tokenizer, type) or not hasattr(tokenizer, "id_to_piece"):
+                tokenizer = tokenizer()
             self._pieces = [tokenizer.id_to_piece(i) for i in range(len(tokenizer))]
             self._model = BackoffLM.read_arpa(self.arpa_path)
         return self._model

@@ -97,6 +97,22 @@ class _CharTokenizer:
         return self.pieces[token_id]
 
 
+class _CallableCharTokenizer(_CharTokenizer):
+    """A tokenizer that also encodes when called, as speechlobes' SentencePiece does."""
+
+    def __call__(self, batch):
+        return [[self.pieces.index(c) for c in text] for text in batch]
+
+
+def test_token_lm_takes_a_callable_tokenizer_as_the_tokenizer_not_a_factory(tmp_path):
+    arpa = tmp_path / "chars.arpa"
+    kneser_ney([list("\u2581AB")] * 5, order=3).write_arpa(arpa)
+    by_instance = TokenLM(arpa, tokenizer=_CallableCharTokenizer(), units="characters")
+    by_factory = TokenLM(arpa, tokenizer=_CallableCharTokenizer, units="characters")
+    for lm in (by_instance, by_factory):
+        assert lm.score(lm.start_state(), 3) == by_factory.score(by_factory.start_state(), 3)
+
+
 def test_token_lm_scores_words_and_lets_the_searcher_pick_the_likely_spelling(tmp_path):
     arpa = tmp_path / "words.arpa"
     kneser_ney([["AB"]] * 20 + [["BA"]], order=2).write_arpa(arpa)
