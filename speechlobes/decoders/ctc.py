@@ -240,6 +240,11 @@ class CTCPrefixBeamSearcher:
         #                 log P(alignments ending in its last token)]
         beams: dict[int, list[float]] = {_PrefixTree.ROOT: [0.0, NEG_INF]}
         for frame in frames:
+            if len(frame) == 1 and frame[0][0] == blank:
+                # Only the blank: every prefix stays, now ending in blank, in the same order.
+                step = frame[0][1]
+                beams = {node: [_log_add(*ends) + step, NEG_INF] for node, ends in beams.items()}
+                continue
             # Candidates are keyed by (parent node, last token), which names a prefix uniquely
             # without creating a tree node for every extension that pruning then discards.
             extended: dict[tuple[int, int], list[float]] = {}

@@ -122,6 +122,22 @@ def test_token_pruning_by_log_prob_keeps_the_best_token_of_each_frame():
     assert [h.tokens for h in loose] == [h.tokens for h in exact]
 
 
+def test_frames_left_with_the_blank_alone_change_nothing_but_the_scores():
+    # A blank-only frame takes a shortcut; the same frame with a second, impossible blank
+    # entry goes through the general update: both must give identical n-bests.
+    log_probs = random_log_probs(1, 30, 6, seed=7)[0]
+    log_probs[::3] = torch.tensor([-1e-4] + [-12.0] * 5)  # blank-dominated frames
+    lm = NGramLM.from_sequences([[1, 2, 3], [2, 4, 5], [1, 5]] * 3, order=3, k=0.5)
+    searcher = CTCPrefixBeamSearcher(beam_size=6, lm=lm, lm_weight=0.7, min_token_log_prob=-6)
+    frames = searcher._frame_candidates(log_probs.double())
+    assert sum(frame == [(0, pytest.approx(-1e-4))] for frame in frames) >= 10
+    padded = [frame + [(0, -math.inf)] if len(frame) == 1 else frame for frame in frames]
+    fast, general = searcher.search(frames), searcher.search(padded)
+    assert [(h.tokens, h.score, h.lm_score) for h in fast] == [
+        (h.tokens, h.score, h.lm_score) for h in general
+    ]
+
+
 def token_case():
     """Blank 0, tokens 1..3. Acoustically "1 2" beats "1 3" (0.5 vs 0.4 in the second frame)."""
     probs = torch.tensor([[[0.05, 0.9, 0.03, 0.02], [0.05, 0.05, 0.5, 0.4]]])
