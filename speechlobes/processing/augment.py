@@ -124,7 +124,10 @@ def compute_span_mask(
 
 
 class SpecAugment(nn.Module):
-    """Time warping, time masks and frequency masks on (batch, time, freq) features.
+    """Time warping, time masks and frequency masks on (batch, time, freq) features, and
+    optionally a stretch of the frequency axis (``freq_warp``: each row's bins are stretched
+    or squeezed by a factor drawn in [1 - freq_warp, 1 + freq_warp], as a shorter or longer
+    vocal tract moves the formants: VTLP, Jaitly & Hinton 2013, on the filterbank axis).
 
     Active only in training mode (``.train()``); an identity in eval mode. With ``lengths``
     (relative, SpeechBrain style) everything happens inside each row's valid frames: the
@@ -148,8 +151,11 @@ class SpecAugment(nn.Module):
         freq_masks: int = 2,
         freq_mask_width: tuple[int, int] = (0, 20),
         replace_with_zero: bool = True,
+        freq_warp: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0 <= freq_warp < 1:
+            raise ValueError(f"SpecAugment: freq_warp must lie in [0, 1), got {freq_warp}")
         for name, (low, high) in [
             ("time_mask_width", time_mask_width),
             ("freq_mask_width", freq_mask_width),
@@ -165,6 +171,7 @@ class SpecAugment(nn.Module):
         self.freq_masks = freq_masks
         self.freq_mask_width = tuple(freq_mask_width)
         self.replace_with_zero = replace_with_zero
+        self.freq_warp = freq_warp
 
     def forward(
         self,
@@ -184,6 +191,8 @@ class SpecAugment(nn.Module):
         valid = ~lengths_to_padding_mask(lengths, max_len)
         if self.warp_window > 0:
             feats = self._warp(feats, lengths, generator)
+        if self.freq_warp > 0:
+            feats = self._stretch_bins(feats, generator)
         masked = self._bands(lengths, self.time_masks, self.time_mask_width, max_len, generator)
         full = torch.full_like(lengths, num_bins)
         bins = self._bands(full, self.freq_masks, self.freq_mask_width, num_bins, generator)
@@ -243,6 +252,21 @@ class SpecAugment(nn.Module):
         above = torch.minimum(below + 1, torch.where(inside, size.long() - 1, max_len - 1))
         fraction = (source - below)[..., None].to(feats.dtype)
         return _frames_at(feats, below) * (1 - fraction) + _frames_at(feats, above) * fraction
+
+    def _stretch_bins(self, feats: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Output bin i of a row reads its input at i / factor, linearly interpolated (the top
+        bin repeats where a squeezed row runs out): one (bins x bins) matrix per row."""
+        batch, _, num_bins = feats.shape
+        factor = 1 + self.freq_warp * (2 * _uniform((batch,), generator, feats.device) - 1)
+        bins = torch.arange(num_bins, device=feats.device, dtype=torch.float64)
+        source = (bins[None, :] / factor[:, None]).clamp(max=num_bins - 1)
+        below = source.floor().long()
+        above = (below + 1).clamp(max=num_bins - 1)
+        fraction = source - below
+        weights = torch.zeros(batch, num_bins, num_bins, device=feats.device, dtype=torch.float64)
+        weights.scatter_add_(1, below[:, None, :], (1 - fraction)[:, None, :])
+        weights.scatter_add_(1, above[:, None, :], fraction[:, None, :])
+        return torch.bmm(feats, weights.to(feats.dtype))
 
 
 def _frames_at(feats: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -175,6 +175,28 @@ def test_spec_augment_time_warp_is_one_piecewise_linear_stretch_within_valid_fra
     assert not torch.equal(out[:3], feats[:3])
 
 
+def test_spec_augment_freq_warp_stretches_each_row_by_one_factor_in_range():
+    augment = SpecAugment(warp_window=0, time_masks=0, freq_masks=0, freq_warp=0.2).train()
+    bins = 40
+    feats = torch.arange(bins, dtype=torch.float64).expand(64, 5, bins).clone()  # value = bin
+    out = augment(feats, generator=_seeded(7))
+    assert torch.equal(out, out[:, :1].expand_as(out))  # every frame of a row alike
+    slopes = out[:, 0, 1] - out[:, 0, 0]  # = 1 / factor
+    assert ((slopes >= 1 / 1.2 - 1e-9) & (slopes <= 1 / 0.8 + 1e-9)).all()
+    assert slopes.min() < 0.9 and slopes.max() > 1.1  # factors spread over the range
+    for row, slope in zip(out[:, 0], slopes, strict=True):
+        expected = (torch.arange(bins, dtype=torch.float64) * slope).clamp(max=bins - 1)
+        torch.testing.assert_close(row, expected)  # linear, the top bin repeated if squeezed
+
+
+def test_spec_augment_without_freq_warp_draws_as_before_and_rejects_bad_factors():
+    feats = torch.randn(2, 100, 20)
+    plain, zero_warp = SpecAugment().train(), SpecAugment(freq_warp=0.0).train()
+    assert torch.equal(plain(feats, generator=_seeded(8)), zero_warp(feats, generator=_seeded(8)))
+    with pytest.raises(ValueError, match="freq_warp"):
+        SpecAugment(freq_warp=1.0)
+
+
 def test_spec_augment_is_reproducible_with_a_generator():
     augment = SpecAugment().train()
     feats = torch.randn(2, 300, 40)
