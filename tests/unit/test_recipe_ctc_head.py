@@ -1,0 +1,37 @@
+"""The LibriSpeech CTC recipe's head: ``frame_split`` CTC outputs per encoder frame, in time
+order, with the frames' relative lengths unchanged."""
+
+from pathlib import Path
+
+import torch
+
+from speechlobes.utils.hparams import load_hparams
+
+YAML = (
+    Path(__file__).resolve().parents[2] / "recipes/LibriSpeech/ASR/CTC/hparams/conformer_small.yaml"
+)
+
+
+def test_each_encoder_frame_becomes_frame_split_output_frames_in_a_row(tmp_path):
+    overrides = {"output_folder": str(tmp_path), "frame_split": 3, "output_neurons": 5}
+    hparams = load_hparams(YAML, overrides)
+    head, linear = hparams["ctc_head"], hparams["ctc_head"][0]
+    frames = torch.randn(2, 4, hparams["d_model"])
+    out = head(frames)
+    assert out.shape == (2, 12, 5)
+    flat = linear(frames)  # (2, 4, 15): frame t's outputs j take columns 5j .. 5j + 4
+    for t in range(4):
+        for j in range(3):
+            assert torch.equal(out[:, 3 * t + j], flat[:, t, 5 * j : 5 * j + 5])
+
+
+def test_the_model_gives_twice_the_frames_and_the_encoders_relative_lengths(tmp_path):
+    hparams = load_hparams(YAML, {"output_folder": str(tmp_path)})
+    model = hparams["asr_model"].eval()
+    assert hparams["frame_split"] == 2
+    wavs, lengths = torch.randn(2, 32000), torch.tensor([1.0, 0.5])
+    with torch.no_grad():
+        logits, logit_lens = model.encode(wavs, lengths)
+        frames, frame_lens = model.encoder.encode(wavs, lengths)
+    assert logits.shape == (2, 2 * frames.shape[1], hparams["output_neurons"])
+    assert torch.equal(logit_lens, frame_lens)
