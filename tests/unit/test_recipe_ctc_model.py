@@ -1,10 +1,13 @@
-"""The LibriSpeech CTC recipe's head: ``frame_split`` CTC outputs per encoder frame, in time
-order, with the frames' relative lengths unchanged."""
+"""The LibriSpeech CTC recipe's model: ``frame_split`` CTC outputs per encoder frame, in time
+order, with the frames' relative lengths unchanged; speed perturbation of training batches."""
 
 from pathlib import Path
 
 import torch
+from recipe_modules import load_recipe_module
 
+from speechlobes.core import Stage
+from speechlobes.dataio.batch import PaddedBatch
 from speechlobes.utils.hparams import load_hparams
 
 YAML = (
@@ -35,3 +38,20 @@ def test_the_model_gives_twice_the_frames_and_the_encoders_relative_lengths(tmp_
         frames, frame_lens = model.encoder.encode(wavs, lengths)
     assert logits.shape == (2, 2 * frames.shape[1], hparams["output_neurons"])
     assert torch.equal(logit_lens, frame_lens)
+
+
+def test_speed_perturbation_stretches_training_batches_only(tmp_path):
+    overrides = (
+        f"output_folder: {tmp_path}\n"
+        "speed_perturb: !new:speechlobes.processing.augment.SpeedPerturb [[90]]\n"
+    )
+    hparams = load_hparams(YAML, overrides)
+    recipe = load_recipe_module("LibriSpeech/ASR/CTC/train.py")
+    brain = recipe.CTCRecogniser(hparams["modules"], None, hparams, {"device": "cpu"})
+    batch = PaddedBatch([{"id": "u", "sig": torch.randn(32000)}])
+    brain.modules.train()
+    perturbed, _ = brain.compute_forward(batch, Stage.TRAIN)
+    brain.modules.eval()
+    plain, _ = brain.compute_forward(batch, Stage.VALID)
+    assert plain.shape[1] == 2 * 48  # 2 s: 48 encoder frames, two CTC frames each
+    assert perturbed.shape[1] == 2 * 54  # 90 % speed: 35,556 samples, 54 encoder frames
