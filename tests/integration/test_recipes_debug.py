@@ -18,9 +18,14 @@ ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "recipes"
 
 
-def run_recipe(folder: Path, hparams: str, *overrides: str) -> subprocess.CompletedProcess:
+def run_recipe(
+    folder: Path, hparams: str, *overrides: str, processes: int = 1
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "train.py", hparams, "--debug", "--debug_persistently"]
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    command = [*launcher, "train.py", hparams, "--debug", "--debug_persistently"]
     command += ["--noprogressbar", *overrides]  # debug_persistently: keep the checkpoints
     result = subprocess.run(
         command, cwd=folder, env=env, capture_output=True, text=True, timeout=600
@@ -101,6 +106,20 @@ def test_librispeech_ctc_recipe_debug_run_and_transcriber(tiny_corpora, tmp_path
     asr = Transcriber.from_experiment(output)
     flac = next((tiny_corpora / "LibriSpeech" / "test-clean").rglob("*.flac"))
     assert isinstance(asr.transcribe_file(flac), str)
+
+
+def test_librispeech_ctc_recipe_under_torchrun_prints_one_results_table(tiny_corpora, tmp_path):
+    result = run_recipe(
+        RECIPES / "LibriSpeech/ASR/CTC",
+        "hparams/conformer_small.yaml",
+        f"--data_folder={tiny_corpora / 'LibriSpeech'}",
+        f"--output_folder={tmp_path / 'ctc'}",
+        "--heldout_sentences=null",
+        processes=2,
+    )
+    assert result.stdout.count("Results, error-rate alignments") == 1, result.stdout
+    table = [line.split() for line in result.stdout.splitlines() if line.startswith("test-")]
+    assert [row[0] for row in table] == ["test-clean", "test-other"]
 
 
 @pytest.mark.parametrize("data_format", ["json", "shards"])

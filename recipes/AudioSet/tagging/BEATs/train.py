@@ -26,7 +26,7 @@ from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.dataio.encoders import MultiLabelEncoder
 from speechlobes.dataio.pipeline import provides, takes
 from speechlobes.dataio.streaming import check_data_format, shard_loaders
-from speechlobes.distributed import run_on_main
+from speechlobes.distributed import if_main_process, run_on_main
 from speechlobes.utils.hparams import load_hparams
 
 logger = logging.getLogger(__name__)
@@ -215,7 +215,8 @@ def main(argv: list[str]) -> None:
     brain.evaluate(
         datasets["test"], max_key="mAP", test_loader_kwargs=hparams["valid_loader_kwargs"]
     )
-    print(f"Results, per-class AP and the model are in {hparams['output_folder']}")
+    if if_main_process():  # one line, not one per process
+        print(f"Results, per-class AP and the model are in {hparams['output_folder']}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from speechlobes.dataio.audio import read_audio
 from speechlobes.dataio.dataset import DynamicItemDataset
 from speechlobes.dataio.pipeline import provides, takes
 from speechlobes.dataio.streaming import check_data_format, shard_loaders
-from speechlobes.distributed import run_on_main
+from speechlobes.distributed import if_main_process, run_on_main
 from speechlobes.nnet.lengths import lengths_to_padding_mask
 from speechlobes.processing.waveform import normalize_waveforms
 from speechlobes.utils.hparams import load_hparams
@@ -233,7 +233,8 @@ def main(argv: list[str]) -> None:
     brain.evaluate(
         datasets["test"], min_key="loss", test_loader_kwargs=hparams["valid_loader_kwargs"]
     )
-    print(f"Results, hypotheses and the model are in {hparams['output_folder']}")
+    if if_main_process():  # one line, not one per process
+        print(f"Results, hypotheses and the model are in {hparams['output_folder']}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from speechlobes.dataio.pipeline import provides, takes
 from speechlobes.dataio.sampler import DynamicBatchSampler
 from speechlobes.dataio.streaming import check_data_format, shard_loaders
 from speechlobes.decoders.ngram import kneser_ney
-from speechlobes.distributed import run_on_main
+from speechlobes.distributed import if_main_process, run_on_main
 from speechlobes.utils.hparams import load_hparams
 
 logger = logging.getLogger(__name__)
@@ -278,6 +278,8 @@ def main(argv: list[str]) -> None:
         brain.test_name = name
         brain.evaluate(dataset, min_key="CER", test_loader_kwargs=hparams["valid_loader_kwargs"])
         results[name] = brain.last_stats
+    if not if_main_process():  # every process holds the gathered figures: one table
+        return
     print(f"Results, error-rate alignments and the model are in {hparams['output_folder']}")
     print(f"{'test set':<12} {'CER %':>7} {'WER %':>7}")
     for name, stats in results.items():
