@@ -2,7 +2,7 @@
 batching) beside length-sorted batches, same model, same files, same run.
 
 The model is a CTC experiment folder: ``--experiment`` (a trained one), else the LibriSpeech
-recipe's default Conformer-CTC (4 x 144, beam 16 with its character 5-gram LM) made on the
+recipe's default Conformer-CTC (4 x 144, its beam search and character n-gram LM) made on the
 fly with random weights (``tools/ctc_experiment.py``; it costs what a trained one does, its
 text means nothing). The audio is ``--audio`` (a folder, manifest or list), else a mini
 LibriSpeech test-clean of ``--utterances`` utterances generated with ``tools/mini_data``
