@@ -1,5 +1,6 @@
-"""Training-time augmentation, padding-aware and vectorised: speed perturbation of waveforms
-(:class:`SpeedPerturb`), SpecAugment on features, and the wav2vec2 span-masking helper.
+"""Training-time augmentation, padding-aware and vectorised: speed perturbation and additive
+noise on waveforms (:class:`SpeedPerturb`, :class:`AddNoise`), SpecAugment on features, and the
+wav2vec2 span-masking helper.
 
 All random draws go through an optional ``torch.Generator`` (on its own device; results are
 moved to the data's device), so a seeded generator makes every mask reproducible.
@@ -307,3 +308,54 @@ class SpeedPerturb(nn.Module):
             return wavs
         # the ratio speed : 100, as rates inside resample's range (the same reduced ratio)
         return resample(wavs, 1000 * speed, 100_000, lowpass_filter_width=self.filter_width)
+
+
+class AddNoise(nn.Module):
+    """Gaussian noise, white or pink (power falling as 1/f), added to (batch, samples)
+    waveforms at a signal-to-noise ratio drawn per utterance in ``snr_db``, measured over each
+    row's valid samples; the padded tail is left as it is. Active only in training mode.
+
+    Example:
+        >>> noisy = AddNoise(snr_db=(10.0, 20.0), colour="pink").train()(torch.randn(2, 8000))
+        >>> noisy.shape
+        torch.Size([2, 8000])
+    """
+
+    COLOURS = ("white", "pink")
+
+    def __init__(self, snr_db: tuple[float, float] = (5.0, 30.0), colour: str = "white") -> None:
+        super().__init__()
+        low, high = snr_db
+        if low > high:
+            raise ValueError(f"AddNoise: snr_db must be (min, max) with min <= max, got {snr_db}")
+        if colour not in self.COLOURS:
+            raise ValueError(f"AddNoise: colour must be one of {self.COLOURS}, got {colour!r}")
+        self.snr_db, self.colour = (float(low), float(high)), colour
+
+    def forward(
+        self,
+        wavs: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """wavs: (batch, samples); lengths: relative (or absolute) lengths or None."""
+        if not self.training:
+            return wavs
+        batch, samples = wavs.shape
+        valid = ~lengths_to_padding_mask(
+            _absolute_lengths(lengths, batch, samples, wavs.device), samples
+        )
+        source = generator.device if generator is not None else wavs.device
+        noise = torch.randn(wavs.shape, generator=generator, device=source).to(wavs.device)
+        if self.colour == "pink":
+            spectrum = torch.fft.rfft(noise)
+            frequency = torch.arange(spectrum.shape[-1], device=wavs.device).clamp_min(1)
+            noise = torch.fft.irfft(spectrum / frequency.sqrt(), n=samples)
+        noise = noise * valid
+        count = valid.sum(1).clamp_min(1)
+        signal_power = (wavs.float() ** 2 * valid).sum(1) / count
+        noise_power = (noise**2).sum(1).clamp_min(1e-20) / count
+        low, high = self.snr_db
+        snr = low + (high - low) * _uniform((batch,), generator, wavs.device).float()
+        scale = (signal_power / (noise_power * 10 ** (snr / 10))).sqrt()
+        return wavs + (noise * scale[:, None]).to(wavs.dtype)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechlobes.processing.augment import SpecAugment, SpeedPerturb, compute_span_mask
+from speechlobes.processing.augment import AddNoise, SpecAugment, SpeedPerturb, compute_span_mask
 
 
 def _runs(row: torch.Tensor) -> list[int]:
@@ -222,3 +222,30 @@ def test_speed_perturbation_is_identity_in_eval_mode_or_at_full_speed():
     assert SpeedPerturb(speeds=(100,)).train()(wavs) is wavs
     with pytest.raises(ValueError, match="positive percentages"):
         SpeedPerturb(speeds=(0,))
+
+
+def test_add_noise_reaches_the_drawn_snr_over_valid_samples_and_spares_padding():
+    wavs = torch.randn(3, 16000, generator=_seeded(9)) * torch.tensor([[0.1], [1.0], [3.0]])
+    lengths = torch.tensor([1.0, 0.5, 0.25])
+    out = AddNoise(snr_db=(12.0, 12.0)).train()(wavs, lengths, _seeded(10))
+    for row, valid in enumerate([16000, 8000, 4000]):
+        signal, noise = wavs[row, :valid], out[row, :valid] - wavs[row, :valid]
+        snr = 10 * torch.log10(signal.pow(2).mean() / noise.pow(2).mean())
+        assert snr.item() == pytest.approx(12.0, abs=1e-3)
+        assert torch.equal(out[row, valid:], wavs[row, valid:])
+    spread = AddNoise(snr_db=(0.0, 40.0)).train()(wavs, generator=_seeded(11)) - wavs
+    snrs = 10 * torch.log10(wavs.pow(2).mean(1) / spread.pow(2).mean(1))
+    assert ((snrs >= 0) & (snrs <= 40)).all() and snrs.max() - snrs.min() > 5
+
+
+def test_pink_noise_has_more_power_at_low_frequencies_and_eval_mode_adds_none():
+    wavs = torch.zeros(1, 32000)
+    wavs[0, ::50] = 1.0  # a click train: power at every frequency
+    noise = AddNoise(snr_db=(0.0, 0.0), colour="pink").train()(wavs, generator=_seeded(12)) - wavs
+    power = torch.fft.rfft(noise[0]).abs().pow(2)
+    assert power[20:200].mean() > 10 * power[4000:16000].mean()  # 1/f: ~80x between the bands
+    assert AddNoise().eval()(wavs) is wavs
+    with pytest.raises(ValueError, match="colour"):
+        AddNoise(colour="brown")
+    with pytest.raises(ValueError, match="snr_db"):
+        AddNoise(snr_db=(20.0, 10.0))

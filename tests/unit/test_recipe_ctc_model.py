@@ -1,5 +1,5 @@
 """The LibriSpeech CTC recipe's model: ``frame_split`` CTC outputs per encoder frame, in time
-order, with the frames' relative lengths unchanged; speed perturbation of training batches."""
+order, with the frames' relative lengths unchanged; waveform augmentation of training batches."""
 
 from pathlib import Path
 
@@ -43,7 +43,7 @@ def test_the_model_gives_twice_the_frames_and_the_encoders_relative_lengths(tmp_
 def test_speed_perturbation_stretches_training_batches_only(tmp_path):
     overrides = (
         f"output_folder: {tmp_path}\n"
-        "speed_perturb: !new:speechlobes.processing.augment.SpeedPerturb [[90]]\n"
+        "wav_augment: !new:speechlobes.processing.augment.SpeedPerturb [[90]]\n"
     )
     hparams = load_hparams(YAML, overrides)
     recipe = load_recipe_module("LibriSpeech/ASR/CTC/train.py")

@@ -41,9 +41,9 @@ class CTCRecogniser(Brain):
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
-        speed_perturb = getattr(self.hparams, "speed_perturb", None)
-        if stage == Stage.TRAIN and speed_perturb is not None:
-            wavs = speed_perturb(wavs)  # the whole batch: relative lengths stay valid
+        wav_augment = getattr(self.hparams, "wav_augment", None)
+        if stage == Stage.TRAIN and wav_augment is not None:
+            wavs = wav_augment(wavs, wav_lens)  # relative lengths stay valid
         log_probs = self.modules.asr_model(wavs, wav_lens).log_softmax(dim=-1)
         return log_probs, wav_lens
 
