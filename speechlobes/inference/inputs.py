@@ -1,5 +1,5 @@
 """Audio going into the inference interfaces: too-short files refused by name, the model's
-smallest input and frame step found by probing it, and long files cut into chunks.
+smallest input and frame stride found by probing it, and long files cut into chunks.
 
 The interfaces read audio with :func:`~speechlobes.dataio.audio.read_resampled`, so a long
 file is decoded a chunk at a time and memory does not grow with its length.
@@ -9,8 +9,8 @@ Example:
     >>> run = lambda wav: conv(wav[:, None])[:, 0]  # (batch, time) -> (batch, frames)
     >>> smallest_input(run, limit=16000)
     400
-    >>> frame_step(run, probe=16000)
-    160
+    >>> frame_stride(run, probe=16000)
+    FrameStride(samples=160, frames=1)
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -55,18 +56,30 @@ def smallest_input(run: Run, limit: int) -> int:
     return high
 
 
-def frame_step(run: Run, probe: int) -> int | None:
-    """Samples per output frame of a (batch, time) -> (batch, frames, ...) model, or None if
-    its frame count does not grow by a whole frame every so many samples."""
+class FrameStride(NamedTuple):
+    """A model's output grows by ``frames`` frames every ``samples`` input samples (the
+    smallest such whole group: a CTC head with two outputs per encoder frame has 2)."""
+
+    samples: int
+    frames: int
+
+
+def frame_stride(run: Run, probe: int, max_frames: int = 4) -> FrameStride | None:
+    """The frame stride of a (batch, time) -> (batch, frames, ...) model, or None if its frame
+    count does not grow by a whole group of at most ``max_frames`` frames every so many
+    samples."""
     with torch.no_grad():
         first = run(torch.zeros(1, probe)).shape[1]
         second = run(torch.zeros(1, 2 * probe)).shape[1]
     if second <= first:
         return None
-    step = round(probe / (second - first))
-    with torch.no_grad():  # the estimate must hold exactly over a whole number of steps
-        check = run(torch.zeros(1, probe + 7 * step)).shape[1]
-    return step if check == first + 7 else None
+    for frames in range(1, max_frames + 1):
+        samples = round(probe * frames / (second - first))
+        with torch.no_grad():  # the estimate must hold exactly over whole groups
+            check = run(torch.zeros(1, probe + 7 * samples)).shape[1]
+        if check == first + 7 * frames:
+            return FrameStride(samples, frames)
+    return None
 
 
 def check_long_enough(path: str, num_samples: int, minimum: int, sample_rate: int) -> None:
@@ -90,31 +103,35 @@ class Chunk:
     keep_to: int | None
 
 
-def plan_chunks(num_samples: int, step: int, chunk_frames: int, context_frames: int) -> list[Chunk]:
-    """Cut ``num_samples`` into chunks of ``chunk_frames`` kept frames, each read with
-    ``context_frames`` more on both sides; boundaries fall on whole frames (``step``
-    samples), so the kept frames tile the output of the whole input exactly.
+def plan_chunks(
+    num_samples: int, stride: FrameStride, chunk_strides: int, context_strides: int
+) -> list[Chunk]:
+    """Cut ``num_samples`` into chunks of ``chunk_strides`` kept strides, each read with
+    ``context_strides`` more on both sides; boundaries fall on whole strides, so the kept
+    frames tile the output of the whole input exactly.
 
     Example:
-        >>> for chunk in plan_chunks(1000, step=10, chunk_frames=40, context_frames=5):
+        >>> for chunk in plan_chunks(1000, FrameStride(10, 1), chunk_strides=40, context_strides=5):
         ...     print(chunk)
         Chunk(start=0, stop=450, keep_from=0, keep_to=40)
         Chunk(start=350, stop=850, keep_from=5, keep_to=45)
         Chunk(start=750, stop=1000, keep_from=5, keep_to=None)
     """
-    chunks, first = [], 0
+    step, frames = stride
+    chunks, first = [], 0  # in strides
     while first * step < num_samples:
-        start = max(0, (first - context_frames) * step)
-        stop = min(num_samples, (first + chunk_frames + context_frames) * step)
-        offset = first - start // step
+        start = max(0, (first - context_strides) * step)
+        stop = min(num_samples, (first + chunk_strides + context_strides) * step)
+        offset = (first - start // step) * frames
         last = stop == num_samples
-        chunks.append(Chunk(start, stop, offset, None if last else offset + chunk_frames))
+        keep_to = None if last else offset + chunk_strides * frames
+        chunks.append(Chunk(start, stop, offset, keep_to))
         if last:
             break
-        first += chunk_frames
+        first += chunk_strides
     return chunks
 
 
-def chunk_frames_for(seconds: float, sample_rate: int, step: int) -> int:
-    """How many frames of ``step`` samples make ``seconds`` (at least one)."""
-    return max(1, math.floor(seconds * sample_rate / step))
+def chunk_strides_for(seconds: float, sample_rate: int, stride: FrameStride) -> int:
+    """How many strides make ``seconds`` (at least one)."""
+    return max(1, math.floor(seconds * sample_rate / stride.samples))

@@ -43,7 +43,13 @@ import torch
 
 from speechlobes.inference.batching import FileBatcher, FileResult
 from speechlobes.inference.experiment import ExperimentSpec, Need, load_experiment
-from speechlobes.inference.inputs import Chunk, chunk_frames_for, frame_step, plan_chunks
+from speechlobes.inference.inputs import (
+    Chunk,
+    FrameStride,
+    chunk_strides_for,
+    frame_stride,
+    plan_chunks,
+)
 from speechlobes.nnet.lengths import relative_to_absolute_lengths
 
 logger = logging.getLogger(__name__)
@@ -179,9 +185,10 @@ class Transcriber(FileBatcher):
             return self.log_probs(wavs, torch.ones(wavs.shape[0]))[0]
 
     @functools.cached_property
-    def frame_step(self) -> int | None:
-        """Samples per output frame (probed once); None if the model has no constant step."""
-        return frame_step(self.probe, probe=2 * self.sample_rate)
+    def frame_stride(self) -> FrameStride | None:
+        """Output frames per so many samples (probed once); None if the model has no
+        constant stride."""
+        return frame_stride(self.probe, probe=2 * self.sample_rate)
 
     # ------------------------------------------------------------------ the batching engine
     def plan(self, path: str, total: int) -> list[Chunk]:
@@ -189,15 +196,15 @@ class Transcriber(FileBatcher):
         whole = (self.chunk_seconds + 2 * self.context_seconds) * self.sample_rate
         if total <= whole:
             return [Chunk(0, total, 0, None)]
-        step = self.frame_step
-        if step is None:
-            logger.warning("%s: the model has no constant frame step: not chunked", path)
+        stride = self.frame_stride
+        if stride is None:
+            logger.warning("%s: the model has no constant frame stride: not chunked", path)
             return [Chunk(0, total, 0, None)]
         return plan_chunks(
             total,
-            step,
-            chunk_frames_for(self.chunk_seconds, self.sample_rate, step),
-            chunk_frames_for(self.context_seconds, self.sample_rate, step),
+            stride,
+            chunk_strides_for(self.chunk_seconds, self.sample_rate, stride),
+            chunk_strides_for(self.context_seconds, self.sample_rate, stride),
         )
 
     def run(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> list[torch.Tensor]:

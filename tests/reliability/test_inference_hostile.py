@@ -21,9 +21,10 @@ from speechlobes.decoders.ctc import ctc_greedy_decode
 from speechlobes.inference.cli import main
 from speechlobes.inference.experiment import ExperimentError, ExperimentSpec, Need, load_experiment
 from speechlobes.inference.inputs import (
+    FrameStride,
     InputTooLongError,
     InputTooShortError,
-    frame_step,
+    frame_stride,
     plan_chunks,
 )
 from speechlobes.inference.transcriber import Transcriber, join_frames
@@ -34,6 +35,8 @@ VENV_BIN = Path(sys.executable).parent
 
 class ConvCTC(torch.nn.Module):
     """A stand-in CTC model with a local receptive field: (batch, time) -> (batch, frames, 5)."""
+
+    outputs_per_frame = 1
 
     def __init__(self):
         super().__init__()
@@ -49,7 +52,7 @@ class ConvCTC(torch.nn.Module):
         """Logits and the exact relative frame lengths (what the transcriber uses)."""
         logits = self(wavs)
         samples = (wav_lens * wavs.shape[1]).round()
-        return logits, ((samples - 400) // 160 + 1) / logits.shape[1]
+        return logits, ((samples - 400) // 160 + 1) * self.outputs_per_frame / logits.shape[1]
 
 
 class Letters:
@@ -68,8 +71,9 @@ def write_noise(path: Path, seconds: float, rate: int = 16000) -> Path:
     return path
 
 
-def stand_in_transcriber(**chunking) -> Transcriber:
-    return Transcriber(ConvCTC().eval(), Letters(), greedy, 16000, "cpu", **chunking)
+def stand_in_transcriber(model_class: type | None = None, **chunking) -> Transcriber:
+    model = (model_class or ConvCTC)().eval()
+    return Transcriber(model, Letters(), greedy, 16000, "cpu", **chunking)
 
 
 # ------------------------------------------------------------------ the command line
@@ -240,14 +244,16 @@ def test_too_short_files_are_an_error_naming_the_minimum(ctc_experiment, tmp_pat
     assert isinstance(asr.transcribe_file(tmp_path / "enough.wav"), str)
 
 
-def test_the_recipe_conformer_steps_640_samples_per_frame(ctc_experiment):
+def test_the_recipe_conformer_gives_two_ctc_frames_per_640_samples(ctc_experiment):
     asr = Transcriber.from_experiment(ctc_experiment)
-    assert asr.frame_step == 640
+    assert asr.frame_stride == FrameStride(640, 2)  # 40 ms encoder frames, two CTC frames each
 
 
-def test_chunked_log_probs_equal_the_whole_for_a_local_model(tmp_path):
+@pytest.mark.parametrize("model_class", ["ConvCTC", "SplitConvCTC"])
+def test_chunked_log_probs_equal_the_whole_for_a_local_model(tmp_path, model_class):
+    model_class = globals()[model_class]
     path = write_noise(tmp_path / "long.wav", 9.3)
-    asr = stand_in_transcriber(chunk_seconds=2.0, context_seconds=0.5)
+    asr = stand_in_transcriber(model_class, chunk_seconds=2.0, context_seconds=0.5)
     wav = torch.from_numpy(sf.read(path, dtype="float32")[0])[None]
     with torch.no_grad():
         whole = asr.model(wav).log_softmax(-1)[0]
@@ -258,22 +264,35 @@ def test_chunked_log_probs_equal_the_whole_for_a_local_model(tmp_path):
     chunked = join_frames(chunks, outputs)
     assert chunked.shape == whole.shape
     torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=0)
-    unchunked = stand_in_transcriber(chunk_seconds=100.0).transcribe_file(path)
+    unchunked = stand_in_transcriber(model_class, chunk_seconds=100.0).transcribe_file(path)
     assert asr.transcribe_file(path) == unchunked and len(unchunked) > 100
     batched = [r.value for r in asr.transcribe_files([path, path], batch_size=3)]
     assert batched == [unchunked, unchunked]
 
 
+class SplitConvCTC(ConvCTC):
+    """ConvCTC with two output frames per conv frame, as the recipe's CTC head gives."""
+
+    outputs_per_frame = 2
+
+    def forward(self, wavs, wav_lens=None):
+        logits = super().forward(wavs)
+        return (
+            logits.repeat_interleave(2, dim=1)
+            + torch.tensor([0.0, 0.5]).repeat(logits.shape[1])[None, :, None]
+        )
+
+
 @pytest.mark.parametrize("num_samples", [16000, 16001, 50_000, 123_457, 160_000, 333_333])
-def test_chunks_tile_the_frames_of_the_whole_input(num_samples):
-    model = ConvCTC()
-    step = frame_step(model, probe=16000)
-    assert step == 160
-    frames = (num_samples - 400) // 160 + 1
+@pytest.mark.parametrize("model, per_step", [(ConvCTC(), 1), (SplitConvCTC(), 2)])
+def test_chunks_tile_the_frames_of_the_whole_input(num_samples, model, per_step):
+    stride = frame_stride(model, probe=16000)
+    assert stride == FrameStride(160, per_step)
+    frames = ((num_samples - 400) // 160 + 1) * per_step
     kept = []
-    for chunk in plan_chunks(num_samples, step, chunk_frames=97, context_frames=5):
-        produced = (chunk.stop - chunk.start - 400) // 160 + 1
-        first = chunk.start // step
+    for chunk in plan_chunks(num_samples, stride, chunk_strides=97, context_strides=5):
+        produced = ((chunk.stop - chunk.start - 400) // 160 + 1) * per_step
+        first = chunk.start // stride.samples * stride.frames
         local = range(produced)[chunk.keep_from : chunk.keep_to]
         kept += [first + index for index in local]
     assert kept == list(range(frames))
