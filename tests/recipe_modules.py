@@ -1,4 +1,5 @@
-"""Import a recipe's script (recipes are folders of scripts, not packages) for testing."""
+"""Import a recipe's script (recipes are folders of scripts, not packages) for testing, and the
+command that starts one in one or several processes."""
 
 import importlib.util
 import sys
@@ -18,3 +19,13 @@ def load_recipe_module(relative_path: str):
     finally:
         sys.path.remove(str(path.parent))
     return module
+
+
+def python_launcher(torchrun_processes: int = 0) -> list[str]:
+    """The command before a script's path: this Python, or with ``torchrun_processes`` (>= 1)
+    torchrun's module starting that many processes on this machine."""
+    launcher = [sys.executable]
+    if torchrun_processes:
+        launcher += ["-m", "torch.distributed.run", "--standalone"]
+        launcher.append(f"--nproc_per_node={torchrun_processes}")
+    return launcher

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
+from recipe_modules import python_launcher
 from safetensors.torch import load_file
 
 RECIPE = Path(__file__).parent / "toy_recipe"
@@ -35,8 +36,7 @@ def recipe_args(output_folder: Path, epochs: int, batch_size: int) -> list[str]:
 
 
 def torchrun(output_folder: Path, epochs: int) -> None:
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    run(launcher + recipe_args(output_folder, epochs, GLOBAL_BATCH // 2))
+    run(python_launcher(2) + recipe_args(output_folder, epochs, GLOBAL_BATCH // 2))
 
 
 def step_losses(output_folder: Path) -> list[float]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from recipe_modules import python_launcher
 from safetensors.torch import load_file
 
 RECIPE = Path(__file__).parent / "toy_recipe"
@@ -38,9 +39,7 @@ def run(command: list[str]) -> None:
 
 
 def train(output_folder: Path, epochs: int, processes: int, torchrun: bool = True) -> None:
-    launcher = [sys.executable]
-    if torchrun:
-        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    launcher = python_launcher(processes if torchrun else 0)
     run(
         launcher
         + [

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from recipe_modules import python_launcher
 
 from speechlobes.dataio.shards import ShardIndex
 from tools.mini_data.audioset import AudioSetSizes, make_audioset
@@ -19,13 +20,16 @@ RECIPES = ROOT / "recipes"
 
 
 def run_recipe(
-    folder: Path, hparams: str, *overrides: str, processes: int = 1
+    folder: Path, hparams: str, *overrides: str, torchrun_processes: int = 0
 ) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    launcher = [sys.executable]
-    if processes > 1:
-        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-    command = [*launcher, "train.py", hparams, "--debug", "--debug_persistently"]
+    command = [
+        *python_launcher(torchrun_processes),
+        "train.py",
+        hparams,
+        "--debug",
+        "--debug_persistently",
+    ]
     command += ["--noprogressbar", *overrides]  # debug_persistently: keep the checkpoints
     result = subprocess.run(
         command, cwd=folder, env=env, capture_output=True, text=True, timeout=600
@@ -115,7 +119,7 @@ def test_librispeech_ctc_recipe_under_torchrun_prints_one_results_table(tiny_cor
         f"--data_folder={tiny_corpora / 'LibriSpeech'}",
         f"--output_folder={tmp_path / 'ctc'}",
         "--heldout_sentences=null",
-        processes=2,
+        torchrun_processes=2,
     )
     assert result.stdout.count("Results, error-rate alignments") == 1, result.stdout
     table = [line.split() for line in result.stdout.splitlines() if line.startswith("test-")]

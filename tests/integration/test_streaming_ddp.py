@@ -4,9 +4,9 @@ of steps, and resume mid-epoch exactly."""
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+from recipe_modules import python_launcher
 from shard_corpus import write_corpus
 
 from speechlobes.dataio.dataset import load_data_csv
@@ -20,9 +20,8 @@ def test_two_gloo_ranks_stream_every_utterance_once_and_resume(tmp_path):
     write_shards(
         manifest, tmp_path / "shards", replacements={"data_root": str(tmp_path)}, shard_utterances=4
     )
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     result = subprocess.run(
-        [*launcher, str(SCRIPT), str(tmp_path / "shards"), str(tmp_path)],
+        [*python_launcher(2), str(SCRIPT), str(tmp_path / "shards"), str(tmp_path)],
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,

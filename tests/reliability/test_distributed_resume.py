@@ -6,12 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from recipe_modules import python_launcher
 from safetensors.torch import load_file
 
 RECIPE = Path(__file__).resolve().parents[1] / "integration" / "toy_recipe"
@@ -20,11 +20,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 
 def torchrun_command(output_folder: Path, *options: str) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
+        *python_launcher(2),
         str(RECIPE / "train.py"),
         str(RECIPE / "hparams.yaml"),
         f"--output_folder={output_folder}",
