@@ -38,11 +38,12 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Literal
 
 import torch
+
+from speechlobes.utils.tensor_cache import tensor_cache
 
 Window = Literal["hann", "kaiser"]
 
@@ -70,7 +71,7 @@ def _support(orig: int, new: int, lowpass_filter_width: int, rolloff: float) -> 
     return scale, math.ceil(lowpass_filter_width / scale)
 
 
-@functools.lru_cache(maxsize=64)
+@tensor_cache(maxsize=64)
 def _polyphase_kernel(
     orig: int, new: int, lowpass_filter_width: int, rolloff: float, window: Window, beta: float
 ) -> tuple[torch.Tensor, int]:
@@ -85,7 +86,7 @@ def _polyphase_kernel(
     return (torch.special.sinc(distance) * envelope * scale)[:, None, :], width
 
 
-@functools.lru_cache(maxsize=16)
+@tensor_cache(maxsize=16)
 def _phase_bank(
     orig: int, new: int, lowpass_filter_width: int, rolloff: float, window: Window, beta: float
 ) -> torch.Tensor:

@@ -316,6 +316,18 @@ def test_unfrozen_model_gets_gradients_on_every_parameter(cases):
     assert no_grad == []
 
 
+def test_model_evaluated_in_inference_mode_first_still_trains(cases):
+    # the relative-position buckets are cached per length: built under inference mode they
+    # once became inference tensors, and the next training step on that length failed
+    relative_position_buckets.cache_clear()
+    model = BEATs(CHECKPOINT, freeze=False, cfg={"encoder_layerdrop": 0.0})
+    with torch.inference_mode():
+        model.eval()(cases["wav"])
+    features, _ = model.train()(cases["wav"])
+    features.square().mean().backward()
+    assert model.encoder.layers[0].self_attn.relative_attention_bias.weight.grad.abs().sum() > 0
+
+
 def test_layer_drop_skips_layers_in_training_only():
     torch.manual_seed(0)
     model = BEATs(cfg={**SMALL, "encoder_layerdrop": 1.0, "dropout": 0.0}, freeze=False)

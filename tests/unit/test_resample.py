@@ -106,3 +106,15 @@ def test_resample_rejects_bad_arguments():
         resample(torch.randn(100), 44100, 16000, rolloff=1.5)
     with pytest.raises(ValueError, match="window"):
         resample(torch.randn(100), 44100, 16000, window="triangle")
+
+
+def test_kernels_cached_under_inference_mode_serve_a_differentiable_resample():
+    _polyphase_kernel.cache_clear()
+    wav = torch.randn(800, dtype=torch.float64)
+    with torch.inference_mode():
+        first = resample(wav, 16000, 8000)
+    wav.requires_grad_(True)
+    again = resample(wav, 16000, 8000)
+    again.sum().backward()
+    torch.testing.assert_close(again.detach(), first)
+    assert wav.grad is not None and wav.grad.abs().sum() > 0

@@ -21,10 +21,11 @@ Example:
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import torch
 from torch import nn
+
+from speechlobes.utils.tensor_cache import tensor_cache
 
 
 def bucket_relative_positions(
@@ -51,7 +52,7 @@ def bucket_relative_positions(
     return buckets + torch.where(distance < max_exact, distance, far)
 
 
-@lru_cache(maxsize=64)
+@tensor_cache(maxsize=64)
 def relative_position_buckets(
     query_len: int,
     key_len: int,
