@@ -56,9 +56,10 @@ def additive_mask(
     """
     if key_padding_mask is None and not causal:
         return None if bias is None else bias.to(dtype)
-    mask = torch.zeros(1, 1, query_len, key_len, dtype=dtype, device=device)
-    if bias is not None:
-        mask = mask + bias.to(dtype)
+    if bias is None:
+        mask = torch.zeros(1, 1, query_len, key_len, dtype=dtype, device=device)
+    else:  # masked by the one pass that writes the mask (no zeros + bias pass first)
+        mask = bias.to(dtype)
     neg = torch.tensor(torch.finfo(dtype).min, dtype=dtype, device=device)
     if key_padding_mask is not None:
         mask = torch.where(key_padding_mask[:, None, None, :].to(device), neg, mask)

@@ -2,7 +2,13 @@
 
 import torch
 
-from speechlobes.nnet.attention import attend, attention_weights, merge_heads, split_heads
+from speechlobes.nnet.attention import (
+    additive_mask,
+    attend,
+    attention_weights,
+    merge_heads,
+    split_heads,
+)
 from speechlobes.nnet.lengths import (
     conv_output_length,
     lengths_to_padding_mask,
@@ -35,6 +41,16 @@ def test_attend_matches_plain_softmax_with_bias_and_padding():
     probs = attention_weights(q, k, bias=bias, key_padding_mask=pad)
     assert torch.all(probs[1, :, :, 4:] == 0)
     torch.testing.assert_close(probs.sum(-1), torch.ones(2, 3, 7))
+
+
+def test_padding_mask_over_a_strided_per_head_bias_broadcasts_to_every_item():
+    bias = torch.randn(3, 7, 9)[..., :7]  # (heads, queries, keys), not contiguous
+    pad = lengths_to_padding_mask(torch.tensor([7, 4]), 7)
+    mask = additive_mask(pad, bias, False, 7, 7, torch.float32, torch.device("cpu"))
+    assert mask.shape == (2, 3, 7, 7)
+    torch.testing.assert_close(mask[0], bias)
+    torch.testing.assert_close(mask[1, :, :, :4], bias[:, :, :4])
+    assert torch.all(mask[1, :, :, 4:] == torch.finfo(torch.float32).min)
 
 
 def test_attend_causal_with_cached_prefix_aligns_queries_to_the_end():
