@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,28 +42,53 @@ from speechlobes.nnet.dropout import FastDropout, fast_dropout
 from speechlobes.nnet.lengths import conv_output_length, lengths_to_padding_mask
 from speechlobes.nnet.positional_conv import PositionalConvEmbedding
 from speechlobes.nnet.precision import parameter_dtype
+from speechlobes.nnet.strided_conv import conv1d_rows
 from speechlobes.nnet.transformer import ConvPositionEncoder, LayerStack, zero_padding
 
 # ----------------------------------------------------------------------------- feature encoder
 
 
-def masked_group_norm(x: torch.Tensor, lengths: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
-    """``norm`` (one group per channel) with each row's statistics over its first ``lengths``
-    frames only. x: (batch, channels, frames); the statistics are taken in float32 at least."""
-    dtype = x.dtype
-    x = x.float() if dtype in (torch.float16, torch.bfloat16) else x
-    valid = ~lengths_to_padding_mask(lengths, x.shape[-1])[:, None, :]
-    count = valid.sum(-1, keepdim=True).clamp_min(1)
-    mean = x.masked_fill(~valid, 0.0).sum(-1, keepdim=True) / count
-    centred = (x - mean).masked_fill(~valid, 0.0)
-    variance = centred.square().sum(-1, keepdim=True) / count
-    normed = (x - mean) * torch.rsqrt(variance + norm.eps)
-    return (normed * norm.weight[:, None] + norm.bias[:, None]).to(dtype)
+def conv_stack_lengths(config: Wav2Vec2Config, input_lengths: torch.Tensor | int):
+    """Frames the conv feature encoder produces from ``input_lengths`` samples."""
+    for kernel, stride in zip(config.conv_kernel, config.conv_stride, strict=True):
+        input_lengths = conv_output_length(input_lengths, kernel, stride)
+    return input_lengths
+
+
+def channel_moments(frames: torch.Tensor, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and biased variance of ``frames`` (time, channels), in float32.
+
+    The centred squares are summed ``chunk`` rows at a time: a whole-size temporary (or
+    ``torch.var_mean`` over the time axis) is several times slower on CPU.
+    """
+    count = max(len(frames), 1)
+    mean = frames.sum(0, dtype=torch.float32) / count
+    squares = sum((part.float() - mean).square_().sum(0) for part in frames.split(chunk))
+    return mean, squares / count
+
+
+def group_norm_over_time(
+    x: torch.Tensor, lengths: torch.Tensor, norm: nn.GroupNorm
+) -> torch.Tensor:
+    """``norm`` (one group per channel) on time-major ``x`` (batch, slots, channels), each item's
+    statistics over its first ``lengths`` slots only (in float32); every slot is normalised."""
+    moments = [
+        channel_moments(item[:length]) for item, length in zip(x, lengths.tolist(), strict=True)
+    ]
+    mean = torch.stack([mean for mean, _ in moments])[:, None, :]
+    variance = torch.stack([variance for _, variance in moments])[:, None, :]
+    scale = torch.rsqrt(variance + norm.eps) * norm.weight.float()
+    shift = norm.bias.float() - mean * scale
+    return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
 
 
 class FeatureConvLayer(nn.Module):
     """Conv1d (no padding) -> optional norm (GroupNorm per channel, or LayerNorm over channels)
-    -> activation. x: (batch, channels, time)."""
+    -> activation, on time-major x: (batch, slots, channels) -> (batch, slots // stride, out).
+
+    The convolution runs as matrix products (:func:`conv1d_rows`); ``self.conv`` holds the
+    checkpoint's weights. Only each item's first frames are real (see :class:`FeatureEncoder`).
+    """
 
     def __init__(
         self,
@@ -82,18 +109,21 @@ class FeatureConvLayer(nn.Module):
             self.layer_norm = nn.LayerNorm(out_dim)
         self.activation = activation_fn(activation)
 
-    def output_length(self, lengths: torch.Tensor) -> torch.Tensor:
+    def output_length(self, lengths: torch.Tensor | int) -> torch.Tensor | int:
         return conv_output_length(lengths, self.conv.kernel_size[0], self.conv.stride[0])
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """``lengths``: valid input samples per row; the group norm then ignores the rest."""
-        x = self.conv(x)
-        if self.norm == "group" and lengths is not None:
-            x = masked_group_norm(x, self.output_length(lengths), self.layer_norm)
-        elif self.norm == "group":
-            x = self.layer_norm(x)
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``lengths``: real input frames per item; the group norm's statistics see only them."""
+        batch, slots, channels = x.shape
+        stride = self.conv.stride[0]
+        rows = conv1d_rows(
+            x.reshape(batch * slots, channels), self.conv.weight, self.conv.bias, stride
+        )
+        x = rows.view(batch, slots // stride, -1)
+        if self.norm == "group":
+            x = group_norm_over_time(x, self.output_length(lengths), self.layer_norm)
         elif self.norm == "layer":
-            x = self.layer_norm(x.transpose(1, 2)).transpose(1, 2)
+            x = self.layer_norm(x)
         return self.activation(x)
 
 
@@ -102,6 +132,10 @@ class FeatureEncoder(nn.Module):
 
     ``feat_extract_norm='group'``: only the first layer has a GroupNorm; ``'layer'``: every
     layer has a LayerNorm (eps 1e-5), which looks at one frame at a time.
+
+    The layers work time-major on a waveform zero-padded to a multiple of the total stride, so
+    every layer's rows divide evenly by its stride; the result is the real frames, returned as
+    a (batch, channels, frames) view of that time-major buffer.
     """
 
     def __init__(self, config: Wav2Vec2Config) -> None:
@@ -125,22 +159,44 @@ class FeatureEncoder(nn.Module):
                 )
             )
         self.conv_layers = nn.ModuleList(layers)
+        self.config = config
         self.gradient_checkpointing = False
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples behind one output frame."""
+        span = 1
+        for kernel, stride in zip(
+            self.config.conv_kernel[::-1], self.config.conv_stride[::-1], strict=True
+        ):
+            span = (span - 1) * stride + kernel
+        return span
 
     def forward(
         self, input_values: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``lengths``: valid samples per row (the group norm then counts only them). The
-        waveform is cast to the layers' dtype (float32 input to a bfloat16 model is fine)."""
-        x = input_values[:, None, :].to(parameter_dtype(self))
+        """``lengths``: valid samples per row (the group norm then counts only them; without
+        them it counts the whole padded row). The waveform is cast to the layers' dtype
+        (float32 input to a bfloat16 model is fine)."""
+        batch, samples = input_values.shape
+        frames = conv_stack_lengths(self.config, samples)
+        if frames < 1:
+            raise ValueError(
+                f"the waveform has {samples} samples, fewer than the feature encoder's "
+                f"receptive field ({self.receptive_field} samples)"
+            )
+        if lengths is None:
+            lengths = torch.full((batch,), samples, device=input_values.device)
+        total_stride = math.prod(self.config.conv_stride)
+        slots = -(-samples // total_stride) * total_stride
+        x = F.pad(input_values.to(parameter_dtype(self)), (0, slots - samples))[..., None]
         for layer in self.conv_layers:
             if self.gradient_checkpointing and self.training and x.requires_grad:
                 x = checkpoint(layer, x, lengths, use_reentrant=False)
             else:
                 x = layer(x, lengths)
-            if lengths is not None:
-                lengths = layer.output_length(lengths)
-        return x
+            lengths = layer.output_length(lengths)
+        return x[:, :frames].transpose(1, 2)
 
 
 class FeatureProjection(nn.Module):

@@ -33,18 +33,12 @@ from speechlobes.lobes.wav2vec2.blocks import (
     ConformerEncoder,
     FeatureEncoder,
     FeatureProjection,
+    conv_stack_lengths,
     transformer_encoder,
 )
 from speechlobes.lobes.wav2vec2.config import Wav2Vec2Config
 from speechlobes.nnet.lengths import conv_output_length, lengths_to_padding_mask
 from speechlobes.processing.augment import compute_span_mask
-
-
-def conv_stack_lengths(config: Wav2Vec2Config, input_lengths: torch.Tensor | int):
-    """Frames the conv feature encoder produces from ``input_lengths`` samples."""
-    for kernel, stride in zip(config.conv_kernel, config.conv_stride, strict=True):
-        input_lengths = conv_output_length(input_lengths, kernel, stride)
-    return input_lengths
 
 
 def adapter_lengths(config: Wav2Vec2Config, frame_lengths: torch.Tensor | int):
