@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,6 +142,11 @@ def compare(
     return rows
 
 
+def _share(value: float) -> str:
+    """A percentage, or why there is none (that dtype's peak was not measured here)."""
+    return "not measured" if math.isnan(value) else f"{value:.1%}"
+
+
 def print_rows(rows: list[Row]) -> None:
     """The markdown table of ``rows`` and the best-vs-best line per model."""
     print(
@@ -152,7 +158,7 @@ def print_rows(rows: list[Row]) -> None:
         print(
             f"| {row.name} | {row.impl} | {row.setting} | {row.seconds:.3f} "
             f"| {row.audio_seconds / row.seconds:.1f} | {row.cosine:.5f} | {row.gflop:.1f} "
-            f"| {row.mfu_own:.1%} | {row.mfu_bf16:.1%} |",
+            f"| {_share(row.mfu_own)} | {_share(row.mfu_bf16)} |",
             flush=True,
         )
     for name in dict.fromkeys(row.name for row in rows):
