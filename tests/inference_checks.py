@@ -34,13 +34,16 @@ def write_flac(path: Path, seconds: float, seed: int) -> Path:
 
 def record_decoded(asr) -> list[dict]:
     """Record, run after run, the log-probabilities each file is decoded from: call
-    ``runs.append({})`` before a run; its dict maps each path to its (frames, units)."""
+    ``runs.append({})`` before a run; its dict maps each path to its (frames, units), the
+    frames of its segments in a row."""
+    import torch
+
     from speechlobes.inference.transcriber import join_frames
 
     runs, finish = [], asr.finish
 
     def recording(path, chunks, outputs):
-        runs[-1][path] = join_frames(chunks, outputs)
+        runs[-1][path] = torch.cat(join_frames(chunks, outputs))
         return finish(path, chunks, outputs)
 
     asr.finish = recording

@@ -92,6 +92,7 @@ def _transcriber(kind: ModelKind, args: argparse.Namespace):
     options = {
         "chunk_seconds": args.chunk_seconds,
         "context_seconds": args.context_seconds,
+        "segment_seconds": args.segment_seconds or None,
         "precision": args.precision,
     }
     if kind is ModelKind.HF_FOLDER:
@@ -287,6 +288,13 @@ def build_parser(prog: str = "speechlobes") -> argparse.ArgumentParser:
         type=_non_negative_float,
         default=5.0,
         help="audio read on each side of a chunk",
+    )
+    transcribe.add_argument(
+        "--segment-seconds",
+        type=_non_negative_float,
+        default=8.0,
+        help="files longer than this are cut at pauses into segments of at most this length "
+        "where pauses allow, each decoded on its own (default 8; 0: not cut)",
     )
     tag = commands.add_parser(
         "tag", parents=[common], help="audio tagging (AudioSet experiment or BEATs checkpoint)"

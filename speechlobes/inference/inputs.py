@@ -95,12 +95,14 @@ def check_long_enough(path: str, num_samples: int, minimum: int, sample_rate: in
 @dataclass(frozen=True)
 class Chunk:
     """One piece of a long input: samples ``[start, stop)`` go into the model, and its output
-    frames ``[keep_from, keep_to)`` (``keep_to`` None: to the end) are kept."""
+    frames ``[keep_from, keep_to)`` (``keep_to`` None: to the end) are kept. The kept frames of
+    the chunks of one ``segment`` are joined; segments are decoded apart."""
 
     start: int
     stop: int
     keep_from: int
     keep_to: int | None
+    segment: int = 0
 
 
 def plan_chunks(

@@ -21,6 +21,7 @@ from speechlobes.decoders.ctc import ctc_greedy_decode
 from speechlobes.inference.cli import main
 from speechlobes.inference.experiment import ExperimentError, ExperimentSpec, Need, load_experiment
 from speechlobes.inference.inputs import (
+    Chunk,
     FrameStride,
     InputTooLongError,
     InputTooShortError,
@@ -249,6 +250,29 @@ def test_the_recipe_conformer_gives_two_ctc_frames_per_640_samples(ctc_experimen
     assert asr.frame_stride == FrameStride(640, 2)  # 40 ms encoder frames, two CTC frames each
 
 
+def test_a_long_file_is_cut_at_its_pauses_and_each_segment_decoded_alone(tmp_path):
+    rng = np.random.default_rng(2)
+    speech = [0.3 * rng.standard_normal(round(seconds * 16000)) for seconds in (3.0, 4.0, 2.5)]
+    pause = np.zeros(16000)  # 1 s
+    wav = np.concatenate([speech[0], pause, speech[1], pause, speech[2]]).astype(np.float32)
+    sf.write(tmp_path / "talk.wav", wav, 16000, subtype="FLOAT")
+    asr = stand_in_transcriber(segment_seconds=5.0)
+    plan = asr.plan(str(tmp_path / "talk.wav"), len(wav))
+    # 11.5 s: cut in the later pause (equal lengths), then the 8.2 s left part in the first;
+    # 0.2 s of a pause stays on each side of a cut
+    spans = [(0, 51200), (60800, 131200), (140800, 184000)]
+    assert [(c.start, c.stop, c.segment) for c in plan] == [(*s, i) for i, s in enumerate(spans)]
+    alone = []
+    for i, (start, stop) in enumerate(spans):
+        sf.write(tmp_path / f"{i}.wav", wav[start:stop], 16000, subtype="FLOAT")
+        alone.append(asr.transcribe_file(tmp_path / f"{i}.wav"))
+    assert all(alone) and asr.transcribe_file(tmp_path / "talk.wav") == " ".join(alone)
+    whole = stand_in_transcriber(segment_seconds=None)
+    assert whole.plan(str(tmp_path / "talk.wav"), len(wav)) == [Chunk(0, len(wav), 0, None)]
+    with pytest.raises(ValueError, match="segment_seconds > 0"):
+        stand_in_transcriber(segment_seconds=0.0)
+
+
 @pytest.mark.parametrize("model_class", ["ConvCTC", "SplitConvCTC"])
 def test_chunked_log_probs_equal_the_whole_for_a_local_model(tmp_path, model_class):
     model_class = globals()[model_class]
@@ -261,7 +285,7 @@ def test_chunked_log_probs_equal_the_whole_for_a_local_model(tmp_path, model_cla
     assert len(chunks) == 5
     pieces = [wav[:, c.start : c.stop] for c in chunks]
     outputs = [asr.run_batch(piece, torch.ones(1))[0] for piece in pieces]
-    chunked = join_frames(chunks, outputs)
+    (chunked,) = join_frames(chunks, outputs)  # noise has no pause: one segment
     assert chunked.shape == whole.shape
     torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=0)
     unchunked = stand_in_transcriber(model_class, chunk_seconds=100.0).transcribe_file(path)
