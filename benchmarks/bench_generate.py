@@ -1,9 +1,11 @@
 """Generation speed: speechlobes' SpeechEncoderDecoder vs transformers, identical weights.
 
-A light Wav2Vec2 encoder + an MBart decoder is built by speechlobes, saved, and loaded by
-transformers. Both run ``generate`` (encoder included) for a batch of 8 one-second utterances,
-64 new tokens per row (``min_length`` keeps every row going), greedy and 4-beam search; the ids
-are compared and the generated tokens per second printed with the ratio. Two decoder sizes:
+A Wav2Vec2 encoder (``--encoder light``: one small layer, so that the decoder's speed shows;
+``base``: wav2vec2-base, for the end to end figure) + an MBart decoder is built by speechlobes,
+saved, and loaded by transformers. Both run ``generate`` (encoder included) for a batch of 8
+utterances of ``--seconds`` (default 1) down to 65 % of it, 64 new tokens per row
+(``min_length`` keeps every row going), greedy and 4-beam search; the ids are compared and the
+generated tokens per second printed with the ratio. Two decoder sizes:
 "small" (d_model 128, 2 layers, vocabulary 500), where per-step overhead dominates, and
 "medium" (d_model 256, 4 layers, vocabulary 1000), where the matrix products dominate.
 
@@ -14,6 +16,7 @@ transformers' fastest setting. The ids of ours and transformers must be equal in
 
     python benchmarks/bench_generate.py            # best of >= 3 timed runs and >= 2 s each
     python benchmarks/bench_generate.py --quick    # 1 timed run each
+    python benchmarks/bench_generate.py --encoder base --seconds 5 --sizes medium --threads 2
     python benchmarks/bench_generate.py --device cuda --precision fp32 bf16
 """
 
@@ -34,7 +37,7 @@ from speechlobes.lobes.speech_encoder_decoder import (
 from speechlobes.lobes.text_decoders.bart import MBartDecoderConfig
 from speechlobes.lobes.wav2vec2 import Wav2Vec2Config
 
-BATCH, NEW_TOKENS, SAMPLES = 8, 64, 16000
+BATCH, NEW_TOKENS = 8, 64
 
 
 DECODERS = {
@@ -43,9 +46,8 @@ DECODERS = {
 }
 
 
-def build_model(size: str) -> SpeechEncoderDecoderModel:
-    encoder = Wav2Vec2Config(
-        model_type="wav2vec2",
+ENCODERS = {
+    "light": dict(
         hidden_size=256,
         num_attention_heads=4,
         num_hidden_layers=1,
@@ -57,7 +59,13 @@ def build_model(size: str) -> SpeechEncoderDecoderModel:
         do_stable_layer_norm=True,
         num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=4,
-    )
+    ),
+    "base": {},  # Wav2Vec2Config's defaults: wav2vec2-base, 12 x 768, seven 512-channel convs
+}
+
+
+def build_model(size: str, encoder_size: str = "light") -> SpeechEncoderDecoderModel:
+    encoder = Wav2Vec2Config(model_type="wav2vec2", **ENCODERS[encoder_size])
     decoder = MBartDecoderConfig(
         **DECODERS[size],
         decoder_attention_heads=4,
@@ -90,12 +98,13 @@ def best_time(run, repeats: int, min_seconds: float, device: str) -> tuple[float
     return min(times), ids
 
 
-def make_batch(device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """BATCH utterances from 0.6 s to 1 s, zero-padded, and their sample mask."""
-    wav = torch.randn(BATCH, SAMPLES, generator=torch.Generator().manual_seed(0))
-    mask = torch.ones(BATCH, SAMPLES, dtype=torch.long)
+def make_batch(device: str, seconds: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """BATCH utterances of ``seconds`` down to 65 % of it, zero-padded, and their sample mask."""
+    samples = round(16000 * seconds)
+    wav = torch.randn(BATCH, samples, generator=torch.Generator().manual_seed(0))
+    mask = torch.ones(BATCH, samples, dtype=torch.long)
     for row in range(BATCH):
-        mask[row, SAMPLES - 800 * row :] = 0
+        mask[row, samples - samples // 20 * row :] = 0
     return (wav * mask).to(device), mask.to(device)
 
 
@@ -105,21 +114,29 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--sizes", nargs="+", choices=list(DECODERS), default=list(DECODERS))
+    parser.add_argument(
+        "--encoder",
+        choices=list(ENCODERS),
+        default="light",
+        help="light: a 1-layer encoder, the decoder's speed; base: wav2vec2-base, end to end",
+    )
+    parser.add_argument("--seconds", type=float, default=1.0, help="longest utterance")
     parser.add_argument("--precision", nargs="+", choices=SETTINGS, default=["fp32"])
     parser.add_argument("--peer-precision", nargs="+", choices=SETTINGS, default=["fp32"])
     args = parser.parse_args()
     use_threads(args.threads)
     import transformers
 
-    wav, mask = make_batch(args.device)
+    wav, mask = make_batch(args.device, args.seconds)
     repeats, min_seconds = (1, 0.0) if args.quick else (3, 2.0)
     common = dict(max_new_tokens=NEW_TOKENS, min_length=NEW_TOKENS + 1)
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU threads {args.threads}"
-    print(f"batch {BATCH}, {NEW_TOKENS} new tokens, {where}")
+    batch = f"batch {BATCH} x {args.seconds:g} s"
+    print(f"{args.encoder} encoder, {batch}, {NEW_TOKENS} new tokens, {where}")
     print("| decoder | search | impl | setting | tok/s | ids = its fp32 ids |")
     print("|---|---|---|---|---|---|")
     for size in args.sizes:
-        ours = build_model(size).to(args.device)
+        ours = build_model(size, args.encoder).to(args.device)
         with tempfile.TemporaryDirectory() as folder:
             ours.save_pretrained(folder)
             theirs = transformers.SpeechEncoderDecoderModel.from_pretrained(folder)

@@ -52,7 +52,7 @@ def speech_segments(
     energies_db: torch.Tensor,
     sample_rate: int,
     num_samples: int,
-    max_seconds: float = 20.0,
+    max_seconds: float = 8.0,
     min_seconds: float = 1.0,
     min_pause: float = 0.25,
     quiet_db: float = 35.0,
