@@ -72,12 +72,14 @@ def relative_position_buckets(
 def relative_position_bias(
     table: nn.Embedding, query_len: int, key_len: int, max_distance: int
 ) -> torch.Tensor:
-    """Look the buckets up in a (num_buckets, heads) table: returns (heads, query_len, key_len)."""
+    """Look the buckets up in a (num_buckets, heads) table: returns (heads, query_len, key_len),
+    contiguous: every layer's gated bias then comes out in the layout attention reads (from
+    the permuted lookup it came out permuted, and each layer copied it, batch x heads x T x T)."""
     weight = table.weight
     buckets = relative_position_buckets(
         query_len, key_len, weight.shape[0], max_distance, weight.device
     )
-    return nn.functional.embedding(buckets, weight).permute(2, 0, 1)
+    return nn.functional.embedding(buckets, weight).permute(2, 0, 1).contiguous()
 
 
 def gated_relative_bias(
