@@ -122,6 +122,10 @@ def test_feature_encoder_group_norm_with_lengths_gives_each_item_its_single_run(
     batch = encoder(wav, torch.tensor([1203, 700]))
     single = encoder(wav[1:, :700])
     torch.testing.assert_close(batch[1:, :, : single.shape[-1]], single, atol=1e-5, rtol=1e-5)
+    # an item shorter than the receptive field has no frame: finite, its neighbour unchanged
+    with_a_stub = encoder(wav, torch.tensor([1203, 2]))
+    assert torch.isfinite(with_a_stub).all()
+    torch.testing.assert_close(with_a_stub[0], batch[0])
 
 
 def test_feature_encoder_names_the_receptive_field_for_a_too_short_waveform():

@@ -72,8 +72,9 @@ def group_norm_over_time(
 ) -> torch.Tensor:
     """``norm`` (one group per channel) on time-major ``x`` (batch, slots, channels), each item's
     statistics over its first ``lengths`` slots only (in float32); every slot is normalised."""
-    moments = [
-        channel_moments(item[:length]) for item, length in zip(x, lengths.tolist(), strict=True)
+    moments = [  # an item shorter than the receptive field (no frame) takes its first slot's
+        channel_moments(item[: max(length, 1)])
+        for item, length in zip(x, lengths.tolist(), strict=True)
     ]
     mean = torch.stack([mean for mean, _ in moments])[:, None, :]
     variance = torch.stack([variance for _, variance in moments])[:, None, :]
