@@ -1,4 +1,4 @@
-"""Cutting a long recording at its pauses, so that each piece is a few sentences long.
+"""Cutting a long recording at its pauses, so that each piece is about a sentence long.
 
 A model trained on single utterances reads a long, many-sentence recording worse than the same
 sentences one by one, even when it sees the recording whole. The transcriber therefore cuts a
