@@ -235,6 +235,16 @@ def test_split_words_drops_empty_words():
     assert split_words([], word_boundary_id=1) == []
 
 
+def test_prefix_search_takes_log_probs_normalised_to_their_own_precision():
+    log_probs = random_log_probs(1, 30, 6, seed=3)
+    low = log_probs.bfloat16()  # a bf16 log_softmax sums to 1 within ~0.005, not 1e-3
+    assert (low.double().logsumexp(-1).abs().max() > 1e-3).item()
+    best = ctc_prefix_beam_search(log_probs, beam_size=4)[0][0].tokens
+    assert ctc_prefix_beam_search(low, beam_size=4)[0][0].tokens == best
+    with pytest.raises(ValueError, match="log_softmax"):
+        ctc_prefix_beam_search((log_probs + 0.1).bfloat16(), beam_size=4)
+
+
 def test_bad_input_is_refused_with_a_clear_message():
     with pytest.raises(ValueError, match="log_softmax"):
         ctc_prefix_beam_search(torch.randn(1, 4, 3), beam_size=2)

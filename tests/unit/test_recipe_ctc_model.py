@@ -8,6 +8,7 @@ from recipe_modules import load_recipe_module
 
 from speechlobes.core import Stage
 from speechlobes.dataio.batch import PaddedBatch
+from speechlobes.decoders.ctc import CTCPrefixBeamSearcher
 from speechlobes.utils.hparams import load_hparams
 
 YAML = (
@@ -55,3 +56,17 @@ def test_speed_perturbation_stretches_training_batches_only(tmp_path):
     plain, _ = brain.compute_forward(batch, Stage.VALID)
     assert plain.shape[1] == 2 * 48  # 2 s: 48 encoder frames, two CTC frames each
     assert perturbed.shape[1] == 2 * 54  # 90 % speed: 35,556 samples, 54 encoder frames
+
+
+def test_log_probs_are_float32_and_normalised_under_bf16_autocast(tmp_path):
+    hparams = load_hparams(YAML, {"output_folder": str(tmp_path)})
+    recipe = load_recipe_module("LibriSpeech/ASR/CTC/train.py")
+    brain = recipe.CTCRecogniser(hparams["modules"], None, hparams, {"device": "cpu"})
+    batch = PaddedBatch([{"id": "u", "sig": torch.randn(32000)}])
+    brain.modules.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        log_probs, lengths = brain.compute_forward(batch, Stage.TEST)
+    assert log_probs.dtype == torch.float32
+    torch.testing.assert_close(log_probs.logsumexp(-1), torch.zeros(1, 96), atol=1e-5, rtol=0)
+    search = CTCPrefixBeamSearcher(blank_id=hparams["blank_index"], beam_size=4)
+    assert len(search(log_probs, lengths)) == 1  # its normalisation check passes

@@ -59,7 +59,8 @@ class Translator(Brain):
     def ctc_loss(self, out, source_tokens):
         """CTC of the encoder frames against the source transcript: teaches the encoder the
         acoustics early, so the decoder's cross-attention has something to align to."""
-        log_probs = self.modules.ctc_head(out.encoder_last_hidden_state).log_softmax(dim=-1)
+        # in float32 whatever the precision (bf16 log-probabilities are not normalised enough)
+        log_probs = self.modules.ctc_head(out.encoder_last_hidden_state).float().log_softmax(-1)
         tokens, token_lens = source_tokens
         return self.hparams.ctc_cost(log_probs, tokens, out.encoder_lens, token_lens)
 

@@ -44,7 +44,8 @@ class CTCRecogniser(Brain):
         wav_augment = getattr(self.hparams, "wav_augment", None)
         if stage == Stage.TRAIN and wav_augment is not None:
             wavs = wav_augment(wavs, wav_lens)  # relative lengths stay valid
-        log_probs = self.modules.asr_model(wavs, wav_lens).log_softmax(dim=-1)
+        # in float32 whatever the precision: the loss and the searches need normalised frames
+        log_probs = self.modules.asr_model(wavs, wav_lens).float().log_softmax(dim=-1)
         return log_probs, wav_lens
 
     def compute_objectives(self, predictions, batch, stage):
