@@ -18,7 +18,7 @@ text of its one-by-one run. A file longer than ``segment_seconds`` (default 8 s)
 the speaker pauses into segments of at most that length where pauses allow
 (:mod:`speechlobes.inference.pauses`), each decoded on its own and the texts joined: a model
 trained on single utterances reads a many-sentence recording much worse whole (the main job's
-model: 30 % CER on a 210-s recording read whole, 14 % cut at its pauses). A segment longer
+model: 28 % CER on a 210-s recording read whole, 14 % cut at its pauses). A segment longer
 than one chunk plus its context, with no pause to cut at, is read in chunks of
 ``chunk_seconds`` (default 30 s), each with ``context_seconds`` (default 5 s) of audio on both
 sides; the frames of each chunk's middle are joined and decoded once. Memory therefore stays
@@ -135,8 +135,8 @@ class Transcriber(FileBatcher):
         device: where the inputs go (the model must already be there).
         chunk_seconds: the length of the chunks of a long file.
         context_seconds: the audio read on each side of a chunk.
-        segment_seconds: the longest segment a long file is cut into at pauses (None: not
-            cut; read in chunks and decoded once).
+        segment_seconds: a file longer than this is cut at its pauses into segments of at
+            most this length where pauses allow (None: never cut at pauses).
         precision: ``fp32``, ``bf16`` or ``fp16`` (autocast; see :mod:`.batching`).
     """
 
