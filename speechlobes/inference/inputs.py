@@ -115,9 +115,9 @@ def plan_chunks(
     Example:
         >>> for chunk in plan_chunks(1000, FrameStride(10, 1), chunk_strides=40, context_strides=5):
         ...     print(chunk)
-        Chunk(start=0, stop=450, keep_from=0, keep_to=40)
-        Chunk(start=350, stop=850, keep_from=5, keep_to=45)
-        Chunk(start=750, stop=1000, keep_from=5, keep_to=None)
+        Chunk(start=0, stop=450, keep_from=0, keep_to=40, segment=0)
+        Chunk(start=350, stop=850, keep_from=5, keep_to=45, segment=0)
+        Chunk(start=750, stop=1000, keep_from=5, keep_to=None, segment=0)
     """
     step, frames = stride
     chunks, first = [], 0  # in strides
