@@ -24,16 +24,43 @@ from __future__ import annotations
 
 import torch
 
+from speechlobes.dataio.audio import read_resampled
+
 FRAME_SECONDS, HOP_SECONDS = 0.02, 0.01
+
+
+def frame_geometry(sample_rate: int) -> tuple[int, int]:
+    """Samples per energy frame and per hop at ``sample_rate``."""
+    return round(FRAME_SECONDS * sample_rate), round(HOP_SECONDS * sample_rate)
 
 
 def frame_energies_db(wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """Mean-square energy in dB of 20 ms frames every 10 ms of a mono ``wav``."""
-    size, hop = round(FRAME_SECONDS * sample_rate), round(HOP_SECONDS * sample_rate)
+    size, hop = frame_geometry(sample_rate)
     if wav.numel() < size:
         return torch.empty(0)
     frames = wav.float().unfold(0, size, hop)
     return 10 * torch.log10(frames.square().mean(-1) + 1e-10)
+
+
+def file_energies_db(
+    path: str, sample_rate: int, num_samples: int, block_seconds: int = 60
+) -> torch.Tensor:
+    """:func:`frame_energies_db` of a file of ``num_samples`` (at ``sample_rate``), read
+    ``block_seconds`` at a time so that memory does not grow with its length."""
+    size, hop = frame_geometry(sample_rate)
+    block = block_seconds * sample_rate // hop * hop  # blocks start on a frame
+    return torch.cat(
+        [
+            frame_energies_db(
+                read_resampled(
+                    path, sample_rate, start, min(num_samples, start + block + size - hop)
+                ),
+                sample_rate,
+            )
+            for start in range(0, num_samples, block)
+        ]
+    )
 
 
 def pauses(energies_db: torch.Tensor, min_frames: int, quiet_db: float) -> list[tuple[int, int]]:
@@ -62,7 +89,7 @@ def speech_segments(
     ``energies_db`` (:func:`frame_energies_db`): cut at its pauses until each is at most
     ``max_seconds`` long where pauses allow (see the module docstring). A cut drops the pause
     but ``margin`` seconds of it on each side."""
-    hop, size = round(HOP_SECONDS * sample_rate), round(FRAME_SECONDS * sample_rate)
+    size, hop = frame_geometry(sample_rate)
     keep = round(margin * sample_rate)
     # (length, first quiet sample, end of the last quiet frame) per pause
     found = [

@@ -47,7 +47,6 @@ from typing import Any
 
 import torch
 
-from speechlobes.dataio.audio import read_resampled
 from speechlobes.inference.batching import FileBatcher, FileResult
 from speechlobes.inference.experiment import ExperimentSpec, Need, load_experiment
 from speechlobes.inference.inputs import (
@@ -57,12 +56,7 @@ from speechlobes.inference.inputs import (
     frame_stride,
     plan_chunks,
 )
-from speechlobes.inference.pauses import (
-    FRAME_SECONDS,
-    HOP_SECONDS,
-    frame_energies_db,
-    speech_segments,
-)
+from speechlobes.inference.pauses import file_energies_db, speech_segments
 from speechlobes.nnet.lengths import relative_to_absolute_lengths
 
 logger = logging.getLogger(__name__)
@@ -104,21 +98,6 @@ def join_frames(chunks: list[Chunk], outputs: list[torch.Tensor]) -> list[torch.
     for chunk, out in zip(chunks, outputs, strict=True):
         segments.setdefault(chunk.segment, []).append(out[chunk.keep_from : chunk.keep_to])
     return [torch.cat(kept) for _, kept in sorted(segments.items())]
-
-
-def read_energies_db(path: str, sample_rate: int, total: int, block_seconds: int = 60):
-    """:func:`frame_energies_db` of a whole file, read ``block_seconds`` at a time."""
-    size, hop = (round(s * sample_rate) for s in (FRAME_SECONDS, HOP_SECONDS))
-    block = block_seconds * sample_rate // hop * hop
-    return torch.cat(
-        [
-            frame_energies_db(
-                read_resampled(path, sample_rate, start, min(total, start + block + size - hop)),
-                sample_rate,
-            )
-            for start in range(0, total, block)
-        ]
-    )
 
 
 class Transcriber(FileBatcher):
@@ -232,7 +211,7 @@ class Transcriber(FileBatcher):
         whole = (self.chunk_seconds + 2 * self.context_seconds) * self.sample_rate
         segments = [(0, total)]
         if self.segment_seconds is not None and total > self.segment_seconds * self.sample_rate:
-            energies = read_energies_db(path, self.sample_rate, total)
+            energies = file_energies_db(path, self.sample_rate, total)
             segments = speech_segments(energies, self.sample_rate, total, self.segment_seconds)
         plan = []
         for segment, (start, stop) in enumerate(segments):

@@ -2,9 +2,15 @@
 
 import math
 
+import soundfile as sf
 import torch
 
-from speechlobes.inference.pauses import frame_energies_db, pauses, speech_segments
+from speechlobes.inference.pauses import (
+    file_energies_db,
+    frame_energies_db,
+    pauses,
+    speech_segments,
+)
 
 RATE = 16000
 
@@ -69,3 +75,10 @@ def test_segments_keep_min_seconds_each_side_and_split_a_short_pause_at_its_midd
     assert speech_segments(frame_energies_db(noise, RATE), RATE, len(noise), 8.0) == [
         (0, len(noise))
     ]
+
+
+def test_file_energies_read_in_blocks_equal_the_whole_waveforms(tmp_path):
+    wav = torch.cat([tone(1.3), silence(0.45), tone(0.9, 0.1)])  # blocks of 1 s: 3 of them
+    sf.write(tmp_path / "a.wav", wav.numpy(), RATE, subtype="FLOAT")
+    blocks = file_energies_db(str(tmp_path / "a.wav"), RATE, len(wav), block_seconds=1)
+    torch.testing.assert_close(blocks, frame_energies_db(wav, RATE), atol=1e-4, rtol=0)
