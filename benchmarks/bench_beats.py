@@ -1,10 +1,14 @@
-"""BEATs speed: our SDPA attention against a plain matmul-softmax attention, same model, same run.
+"""BEATs speed against the original (unilm) code, or against a plain attention, same run.
 
 The base configuration of the released checkpoints (12 layers x 768, relative position bias
-with GRU gate, deep norm) with random weights. The original (unilm) is not installed and no
-other library runs BEATs, so the reference ("peer") is the same model with the attention
-kernel swapped for the textbook one: scores = q k^T * scale + gated bias, padded keys to
--inf, softmax, times v. Both paths must give the same outputs within 1e-4 in float32.
+with GRU gate, deep norm) with random weights. No library ships the original, so by default
+the reference ("peer") is the same model with the attention kernel swapped for the textbook
+one: scores = q k^T * scale + gated bias, padded keys to -inf, softmax, times v. With
+``--unilm BEATS_FOLDER --torchaudio KALDI`` (unilm's ``beats/`` folder and torchaudio 2.11.0's
+``compliance/kaldi.py``, the two files the fixtures are made from: see
+``tests/fixtures/beats/README.md``) the peer is the original model itself, and ours loads its
+weights from the original checkpoint format. Either way both must give the same outputs within
+1e-4 in float32.
 
 Inference (default): ours and the plain path in every precision setting (float32, autocast
 bf16, bf16 weights; ``--precision``/``--peer-precision``), each output checked against its
@@ -16,6 +20,7 @@ process's peak RSS, which includes the weights); ``--dtype bfloat16`` runs those
 autocast.
 
     python benchmarks/bench_beats.py                  # batch 2 x 10 s, CPU, 2 threads
+    python benchmarks/bench_beats.py --unilm /tmp/unilm/beats --torchaudio /tmp/ta
     python benchmarks/bench_beats.py --device cuda --batch 8
     python benchmarks/bench_beats.py --train --batch 8 --quick
 """
@@ -23,9 +28,12 @@ autocast.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import multiprocessing
 import resource
+import tempfile
 import time
+from pathlib import Path
 from unittest import mock
 
 import torch
@@ -50,6 +58,7 @@ RELEASED_BASE = {
     "conv_pos_groups": 16,
 }
 SAMPLE_RATE = 16000
+FIXTURE_MAKER = Path(__file__).resolve().parents[1] / "tests/fixtures/beats/make_fixtures.py"
 
 
 def plain_attend(
@@ -101,6 +110,40 @@ class WithAttention(torch.nn.Module):
             return self.model(wav, wav_lens)[0]
 
 
+class Original(torch.nn.Module):
+    """The unilm model called as the original is: a (batch, samples) padding mask, True = pad."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
+        samples = wav.shape[1]
+        valid = (wav_lens * samples).round().long()
+        padding_mask = torch.arange(samples, device=wav.device)[None, :] >= valid[:, None]
+        return self.model.extract_features(wav, padding_mask=padding_mask)[0]
+
+
+def original_pair(
+    unilm: Path, torchaudio: Path, device: str, layers: int
+) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(ours, the original), same weights: the original built at random, ours loaded from its
+    checkpoint; ours under the original's padding-mask rule, so that padded items agree too.
+    The two source folders are checked against the versions the fixtures were made with."""
+    spec = importlib.util.spec_from_file_location("make_beats_fixtures", FIXTURE_MAKER)
+    fixture_maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixture_maker)
+    reference = fixture_maker.import_reference(unilm.resolve(), torchaudio)
+    cfg = {**RELEASED_BASE, "encoder_layers": layers}
+    torch.manual_seed(0)
+    original = reference.BEATs(reference.BEATsConfig(cfg)).eval()
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = Path(folder) / "BEATs.pt"
+        torch.save({"cfg": cfg, "model": original.state_dict()}, checkpoint)
+        ours = beats.BEATs(checkpoint, padding_mask_rule="original")
+    return WithAttention(ours.to(device), "sdpa"), Original(original.to(device))
+
+
 def measure(
     path: str,
     mode: str,
@@ -146,16 +189,14 @@ def measure(
     return batch * seconds * iters / elapsed, peak
 
 
-def check_equal(device: str) -> float:
-    """Largest difference between the two paths on a short padded batch (same weights)."""
-    model = build_model(device)
+def check_equal(models: dict[str, torch.nn.Module], device: str) -> float:
+    """Largest difference between ours and the peer over the unpadded patches of a short
+    padded batch (same weights)."""
     wav, wav_lens = make_batch(2, 3.0, device)
-    outputs = {}
     with torch.no_grad():
-        for path in ("sdpa", "plain"):
-            with attention_path(path):
-                outputs[path] = model(wav, wav_lens)[0]
-    return (outputs["sdpa"] - outputs["plain"]).abs().max().item()
+        ours, peer = (models[impl](wav, wav_lens) for impl in ("ours", "peer"))
+    patches = (wav_lens * ours.shape[1]).floor().long()
+    return max((ours[i, :n] - peer[i, :n]).abs().max().item() for i, n in enumerate(patches))
 
 
 def memory_table(args, batch: int) -> None:
@@ -183,25 +224,38 @@ def memory_table(args, batch: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser, "the plain path")
+    add_arguments(parser, "the peer")
     parser.add_argument("--train", action="store_true", help="the per-process memory table")
     parser.add_argument(
         "--dtype", choices=("float32", "bfloat16"), default="float32", help="--train: autocast"
     )
+    parser.add_argument("--unilm", type=Path, help="unilm's beats/ folder: the original as peer")
+    parser.add_argument("--torchaudio", type=Path, help="with --unilm: torchaudio's kaldi.py")
     args = parser.parse_args()
+    if (args.unilm is None) != (args.torchaudio is None):
+        parser.error("--unilm and --torchaudio go together")
+    if args.unilm is not None and args.train:
+        parser.error("--train compares the attention paths; drop --unilm")
     use_threads(args.threads)
 
-    difference = check_equal(args.device)
-    print(f"max |sdpa - plain| on a padded batch: {difference:.2e} (must be <= 1e-4)")
+    if args.unilm is not None:
+        ours, peer = original_pair(args.unilm, args.torchaudio, args.device, args.layers)
+        models = {"ours": ours, "peer": peer}
+        peer_name = "the original unilm code (same weights)"
+    else:
+        model = build_model(args.device, args.layers)
+        models = {"ours": WithAttention(model, "sdpa"), "peer": WithAttention(model, "plain")}
+        peer_name = "our model with plain attention (pass --unilm for the original)"
+    difference = check_equal(models, args.device)
+    print(f"max |ours - peer| on a padded batch: {difference:.2e} (must be <= 1e-4)")
     if difference > 1e-4:
-        raise SystemExit("the two attention paths disagree")
+        raise SystemExit("ours and the peer disagree")
     if args.train:
         memory_table(args, args.batch)
         return
     rounds = 1 if args.quick else 3
     peaks = measure_peaks(args)
-    print("peer = our model with plain attention (unilm's original is not installed)")
-    model = build_model(args.device, args.layers)
+    print(f"peer = {peer_name}")
     wav, wav_lens = make_batch(args.batch, args.seconds, args.device)
 
     def infer(module, dtype):
@@ -211,7 +265,7 @@ def main() -> None:
 
     compare(
         f"BEATs base ({args.layers} layers)",
-        {"ours": WithAttention(model, "sdpa"), "peer": WithAttention(model, "plain")},
+        models,
         infer,
         args.precision,
         args.peer_precision,

@@ -6,11 +6,15 @@ A *setting* is how a model meets a precision, the three ways a PyTorch user has:
 - ``autocast-bf16`` (``autocast-fp16``): float32 weights, the forward under ``torch.autocast``;
 - ``bf16`` (``fp16``): the weights cast (``model.to(dtype)``) and the inputs given in that dtype.
 
+and each of them with ``+compile`` (``fp32+compile``): the same under ``torch.compile``
+(default inductor backend; the first call, which compiles, is timed apart and printed).
+
 :func:`compare` times ours and the peer in every setting asked for (alternating rounds, best
 of each), checks each output against its own float32 output (cosine), and prints a markdown
 table with seconds, audio seconds per second, FLOPs and MFU against the measured product
 peaks (:mod:`peak`: against the peak of the setting's compute dtype, and against the bf16
 peak, the figure the targets use), then one line: our setting vs the peer's fastest, and the ratio.
+A setting a model cannot run in (an error) is a row saying so, and is left out of "fastest".
 
 Example:
     >>> model = torch.nn.Linear(8, 4)
@@ -34,7 +38,9 @@ from dataclasses import dataclass
 import torch
 from peak import DTYPES, count_flops, cpu_flags, mfu, peak_gflops, synchronize
 
-SETTINGS = ("fp32", "autocast-bf16", "bf16", "autocast-fp16", "fp16")
+EAGER_SETTINGS = ("fp32", "autocast-bf16", "bf16", "autocast-fp16", "fp16")
+COMPILED = "+compile"
+SETTINGS = EAGER_SETTINGS + tuple(setting + COMPILED for setting in EAGER_SETTINGS)
 LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -51,15 +57,17 @@ class Row:
     gflop: float
     mfu_own: float  # against the product peak of the setting's compute dtype
     mfu_bf16: float  # against the bfloat16 product peak (the issue's target)
+    error: str = ""  # why this setting did not run ("" when it ran)
 
 
 def weights_dtype(setting: str) -> torch.dtype:
     """The dtype of the weights and inputs of ``setting``."""
-    return LOW.get(setting, torch.float32)
+    return LOW.get(setting.removesuffix(COMPILED), torch.float32)
 
 
 def autocast(setting: str, device: str) -> contextlib.AbstractContextManager:
     """The autocast context of ``setting`` (a no-op unless it is ``autocast-*``)."""
+    setting = setting.removesuffix(COMPILED)
     if not setting.startswith("autocast-"):
         return contextlib.nullcontext()
     return torch.autocast(device.split(":")[0], dtype=LOW[setting.split("-")[1]])
@@ -73,7 +81,7 @@ def cast_model(model: torch.nn.Module, setting: str) -> torch.nn.Module:
 
 def cosine(output: torch.Tensor, reference: torch.Tensor) -> float:
     """Cosine similarity of two tensors, flattened, in float64."""
-    a, b = output.double().flatten(), reference.double().flatten()
+    a, b = output.detach().double().flatten(), reference.detach().double().flatten()
     return round(float(a @ b / (a.norm() * b.norm()).clamp_min(1e-300)), 6)
 
 
@@ -114,14 +122,27 @@ def compare(
     for impl, settings in (("ours", ours_settings), ("peer", peer_settings)):
         for setting in settings:
             model = cast_model(models[impl], setting)
+            if setting.endswith(COMPILED):
+                model = torch.compile(model)
             dtype = weights_dtype(setting)
-            compute = setting.split("-")[-1]  # fp32, bf16 or fp16
+            compute = setting.removesuffix(COMPILED).split("-")[-1]  # fp32, bf16 or fp16
 
             def call(model=model, dtype=dtype, setting=setting) -> torch.Tensor:
                 with autocast(setting, device):
                     return run(model, dtype)
 
-            agreement = cosine(call(), references[impl])
+            start = time.perf_counter()
+            try:
+                agreement = cosine(call(), references[impl])
+            except (RuntimeError, TypeError, NotImplementedError) as error:
+                rows.append(failed_row(name, impl, setting, audio_seconds, flops, error))
+                continue
+            if setting.endswith(COMPILED) and not quiet:
+                print(
+                    f"{name}, {impl} {setting}: first call (compiling) "
+                    f"{time.perf_counter() - start:.1f} s",
+                    flush=True,
+                )
             seconds = best_seconds(call, device, rounds)
             rows.append(
                 Row(
@@ -142,6 +163,15 @@ def compare(
     return rows
 
 
+def failed_row(
+    name: str, impl: str, setting: str, audio_seconds: float, flops: float, error: Exception
+) -> Row:
+    """The row of a setting that raised ``error`` (its first line is kept)."""
+    reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    nan = float("nan")
+    return Row(name, impl, setting, math.inf, audio_seconds, nan, flops / 1e9, nan, nan, reason)
+
+
 def _share(value: float) -> str:
     """A percentage, or why there is none (that dtype's peak was not measured here)."""
     return "not measured" if math.isnan(value) else f"{value:.1%}"
@@ -155,6 +185,9 @@ def print_rows(rows: list[Row]) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
+        if row.error:
+            print(f"| {row.name} | {row.impl} | {row.setting} | fails: {row.error[:120]} |")
+            continue
         print(
             f"| {row.name} | {row.impl} | {row.setting} | {row.seconds:.3f} "
             f"| {row.audio_seconds / row.seconds:.1f} | {row.cosine:.5f} | {row.gflop:.1f} "
@@ -162,8 +195,12 @@ def print_rows(rows: list[Row]) -> None:
             flush=True,
         )
     for name in dict.fromkeys(row.name for row in rows):
-        ours = min((r for r in rows if r.name == name and r.impl == "ours"), key=seconds_of)
-        peer = min((r for r in rows if r.name == name and r.impl == "peer"), key=seconds_of)
+        ran = [r for r in rows if r.name == name and not r.error]
+        if {r.impl for r in ran} != {"ours", "peer"}:
+            print(f"{name}: no ratio (one side ran in none of its settings)", flush=True)
+            continue
+        ours = min((r for r in ran if r.impl == "ours"), key=seconds_of)
+        peer = min((r for r in ran if r.impl == "peer"), key=seconds_of)
         print(
             f"{name}: ours {ours.setting} {ours.seconds:.3f} s vs peer's fastest "
             f"({peer.setting}) {peer.seconds:.3f} s: ratio {peer.seconds / ours.seconds:.2f}x",
@@ -198,7 +235,8 @@ def add_arguments(parser: argparse.ArgumentParser, peer: str) -> None:
 def measure_peaks(args: argparse.Namespace) -> dict[str, float]:
     """Product peaks (GFLOP/s) of float32 and of every dtype the settings use; prints them
     with the machine and the run's sizes."""
-    low = {setting.split("-")[-1] for setting in args.precision + args.peer_precision}
+    settings = args.precision + args.peer_precision
+    low = {setting.removesuffix(COMPILED).split("-")[-1] for setting in settings}
     peaks = {
         dtype: peak_gflops(DTYPES[dtype], args.device, 0.3 if args.quick else 1.0)
         for dtype in sorted(low | {"fp32"})
