@@ -33,14 +33,19 @@ def conv_output_length(
 
 
 def check_relative_lengths(lengths: torch.Tensor, batch: int, name: str = "lengths") -> None:
-    """Raise a ValueError unless ``lengths`` are ``batch`` relative lengths in (0, 1]."""
+    """Raise a ValueError unless ``lengths`` are ``batch`` relative lengths in (0, 1].
+
+    Under ``torch.compile`` only the shape is checked (the values would split the graph).
+    """
     if lengths.dim() != 1 or lengths.shape[0] != batch or lengths.dtype == torch.bool:
         raise ValueError(
             f"{name}: expected relative lengths of shape ({batch},) (length / padded length), "
             f"got a {lengths.dtype} tensor of shape {tuple(lengths.shape)}; a padding or "
             "attention mask is not a length"
         )
-    if lengths.numel() and (bool((lengths <= 0).any()) or bool((lengths > 1 + 1e-6).any())):
+    if torch.compiler.is_compiling() or not lengths.numel():
+        return
+    if bool((lengths <= 0).any()) or bool((lengths > 1 + 1e-6).any()):
         raise ValueError(f"{name}: relative lengths must lie in (0, 1], got {lengths.tolist()}")
 
 

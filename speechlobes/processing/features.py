@@ -335,8 +335,8 @@ class Fbank(FullPrecisionBuffers, nn.Module):
         padded = frames.new_zeros(*frames.shape[:-1], self.fft_size)
         windowed = padded[..., : self.window_size]
         coefficient = self.preemphasis_coefficient
-        torch.sub(frames[..., 1:], frames[..., :-1], alpha=coefficient, out=windowed[..., 1:])
-        torch.mul(frames[..., :1], 1.0 - coefficient, out=windowed[..., :1])
+        windowed[..., 1:].copy_(frames[..., 1:]).sub_(frames[..., :-1], alpha=coefficient)
+        windowed[..., :1].copy_(frames[..., :1]).mul_(1.0 - coefficient)
         windowed.mul_(self.window.to(frames.dtype))
         if self.use_energy and not self.raw_energy:
             log_energy = self._log_energy(windowed)

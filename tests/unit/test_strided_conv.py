@@ -58,15 +58,25 @@ def test_rows_must_divide_by_the_stride_and_match_the_channels():
         conv1d_rows(torch.randn(8, 4), weight, None, 2)
 
 
-def test_channel_moments_are_the_biased_float32_statistics():
-    frames = torch.randn(5000, 7, dtype=torch.float64) * 3 + 100
-    mean, variance = channel_moments(frames.to(torch.bfloat16), chunk=512)
-    assert mean.dtype == variance.dtype == torch.float32
-    reference = frames.to(torch.bfloat16).double()
-    torch.testing.assert_close(mean.double(), reference.mean(0), rtol=1e-6, atol=1e-4)
-    torch.testing.assert_close(
-        variance.double(), reference.var(0, unbiased=False), rtol=1e-4, atol=1e-4
-    )
+def test_channel_moments_are_each_items_biased_float32_statistics():
+    frames = torch.randn(2, 5000, 7, dtype=torch.float64) * 3 + 100
+    frames[1, 3000:] = 1e4  # beyond item 1's length: must not count
+    low = frames.to(torch.bfloat16)
+    mean, variance = channel_moments(low, torch.tensor([5000, 3000]), chunk=512)
+    assert mean.dtype == variance.dtype == torch.float32 and mean.shape == (2, 7)
+    for item, length in enumerate((5000, 3000)):
+        reference = low[item, :length].double()
+        torch.testing.assert_close(mean[item].double(), reference.mean(0), rtol=1e-6, atol=1e-4)
+        torch.testing.assert_close(
+            variance[item].double(), reference.var(0, unbiased=False), rtol=1e-4, atol=1e-4
+        )
+
+
+def test_channel_moments_of_an_item_without_frames_are_its_first_slot():
+    frames = torch.randn(2, 6, 3)
+    mean, variance = channel_moments(frames, torch.tensor([6, 0]))
+    torch.testing.assert_close(mean[1], frames[1, 0])
+    torch.testing.assert_close(variance[1], torch.zeros(3))
 
 
 def test_group_norm_over_time_uses_each_items_own_frames():

@@ -625,6 +625,8 @@ class BEATs(PretrainedMixin, nn.Module):
             raise ValueError(
                 f"BEATs expects a (batch, samples) waveform, got shape {tuple(wav.shape)}"
             )
+        if torch.compiler.is_compiling():  # the lengths' values would split the graph
+            return
         lengths = wav_lengths if wav_lengths is not None else torch.tensor([wav.shape[-1]])
         short = (lengths < self.min_samples).nonzero().flatten().tolist()
         if short:

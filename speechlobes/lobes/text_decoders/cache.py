@@ -42,13 +42,14 @@ def memory_mask(
     memory: torch.Tensor | None, memory_lens: torch.Tensor | None
 ) -> torch.Tensor | None:
     """Relative lengths of the memory frames -> additive bias (batch, 1, 1, frames) hiding the
-    padded ones, or None when nothing is padded (attention then runs without a mask)."""
+    padded ones, or None when nothing is padded (attention then runs without a mask; under
+    ``torch.compile`` the bias is always built, since that test would split the graph)."""
     if memory is None or memory_lens is None:
         return None
     check_relative_lengths(memory_lens, memory.shape[0], "memory_lens")
     frames = memory.shape[1]
     padding = relative_padding_mask(memory_lens.to(memory.device), frames)
-    if not bool(padding.any()):
+    if not torch.compiler.is_compiling() and not bool(padding.any()):
         return None
     return additive_mask(padding, None, False, 1, frames, memory.dtype, memory.device)
 

@@ -55,16 +55,29 @@ def conv_stack_lengths(config: Wav2Vec2Config, input_lengths: torch.Tensor | int
     return input_lengths
 
 
-def channel_moments(frames: torch.Tensor, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and biased variance of ``frames`` (time, channels), in float32.
+def channel_moments(
+    frames: torch.Tensor, lengths: torch.Tensor, chunk: int = 2048
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-item, per-channel mean and biased variance of time-major ``frames`` (batch, slots,
+    channels) over each item's first ``lengths`` slots (at least one), in float32: (batch,
+    channels) each.
 
-    The centred squares are summed ``chunk`` rows at a time: a whole-size temporary (or
-    ``torch.var_mean`` over the time axis) is several times slower on CPU.
+    Sums are masked products over ``chunk`` rows at a time (a whole-size temporary, or
+    ``torch.var_mean`` over the time axis, is several times slower on CPU), with no
+    data-dependent slicing, so that ``torch.compile`` captures them in one graph.
     """
-    count = max(len(frames), 1)
-    mean = frames.sum(0, dtype=torch.float32) / count
-    squares = sum((part.float() - mean).square_().sum(0) for part in frames.split(chunk))
-    return mean, squares / count
+    batch, slots, _ = frames.shape
+    counts = lengths.clamp(1, slots)  # an item without a frame takes its first slot
+    positions = torch.arange(slots, device=frames.device)
+    weights = (positions < counts[:, None]).float()[:, None, :]  # (batch, 1, slots)
+    step = max(1, chunk // batch)
+    parts = list(zip(frames.split(step, dim=1), weights.split(step, dim=2), strict=True))
+    count = counts.float()[:, None]
+    mean = sum(torch.bmm(weight, part.float()) for part, weight in parts)[:, 0] / count
+    squares = sum(
+        torch.bmm(weight, (part.float() - mean[:, None]).square_()) for part, weight in parts
+    )
+    return mean, squares[:, 0] / count
 
 
 def group_norm_over_time(
@@ -72,14 +85,9 @@ def group_norm_over_time(
 ) -> torch.Tensor:
     """``norm`` (one group per channel) on time-major ``x`` (batch, slots, channels), each item's
     statistics over its first ``lengths`` slots only (in float32); every slot is normalised."""
-    moments = [  # an item shorter than the receptive field (no frame) takes its first slot's
-        channel_moments(item[: max(length, 1)])
-        for item, length in zip(x, lengths.tolist(), strict=True)
-    ]
-    mean = torch.stack([mean for mean, _ in moments])[:, None, :]
-    variance = torch.stack([variance for _, variance in moments])[:, None, :]
-    scale = torch.rsqrt(variance + norm.eps) * norm.weight.float()
-    shift = norm.bias.float() - mean * scale
+    mean, variance = channel_moments(x, lengths)
+    scale = torch.rsqrt(variance[:, None, :] + norm.eps) * norm.weight.float()
+    shift = norm.bias.float() - mean[:, None, :] * scale
     return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
 
 

@@ -39,7 +39,7 @@ from speechlobes.lobes.wav2vec2.model import (
     Wav2Vec2PretrainedModel,
 )
 from speechlobes.nnet.dropout import FastDropout
-from speechlobes.nnet.lengths import conv_output_length
+from speechlobes.nnet.lengths import conv_output_length, lengths_to_padding_mask
 
 
 @dataclass
@@ -334,8 +334,12 @@ class ForXVector(_LayerSumMixin):
         if attention_mask is None:
             return torch.cat([tdnn_output.mean(dim=1), tdnn_output.std(dim=1)], dim=-1)
         lengths = self.tdnn_lengths(self.output_lengths(attention_mask.sum(-1), add_adapter=False))
-        rows = [tdnn_output[i, : int(n)] for i, n in enumerate(lengths)]
-        return torch.stack([torch.cat([row.mean(dim=0), row.std(dim=0)]) for row in rows])
+        padding = lengths_to_padding_mask(lengths, tdnn_output.shape[1])
+        valid = (~padding).unsqueeze(-1).to(tdnn_output.dtype)
+        count = valid.sum(dim=1)
+        mean = (tdnn_output * valid).sum(dim=1) / count
+        squares = ((tdnn_output - mean[:, None]) * valid).square().sum(dim=1)
+        return torch.cat([mean, (squares / (count - 1)).sqrt()], dim=-1)
 
     def forward(
         self,
