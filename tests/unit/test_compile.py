@@ -10,10 +10,9 @@ checks that read tensor values (lengths in (0, 1], BEATs' shortest input) are sk
 compiling, by design, and tested eagerly elsewhere.
 """
 
-from pathlib import Path
-
 import pytest
 import torch
+from test_bf16 import FIXTURES, HEADS, HF, hf_cases
 from test_conformer import small_encoder
 from test_text_decoders import tiny_decoders
 
@@ -21,19 +20,6 @@ import speechlobes.lobes.wav2vec2 as w2v
 from speechlobes.lobes.beats import BEATs
 from speechlobes.lobes.hf_io import read_config
 from speechlobes.lobes.speech_encoder_decoder import SpeechEncoderDecoderModel
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-HF = FIXTURES / "hf"
-HEADS = {
-    "wav2vec2_group": "logits",
-    "wav2vec2_layer": "logits",
-    "w2v2_conformer_relpos": "logits",
-    "w2v2_conformer_rotary": "logits",
-    "hubert": "last_hidden_state",
-    "seq_cls": "logits",
-    "frame_cls": "logits",
-    "xvector": "embeddings",
-}
 
 
 def check_one_graph(model: torch.nn.Module, run) -> None:
@@ -49,10 +35,6 @@ def check_one_graph(model: torch.nn.Module, run) -> None:
         got = run(compiled)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     torch._dynamo.reset()
-
-
-def hf_cases(folder: str) -> dict:
-    return torch.load(HF / folder / "cases.pt", weights_only=True)
 
 
 @pytest.mark.parametrize("folder", list(HEADS))
