@@ -8,6 +8,7 @@
 # and the best-vs-best lines), $OUT defaulting to /tmp/gpu_session_out.
 #
 #   bash benchmarks/gpu_session.sh                      # the full session (~5.5 min at most)
+#   BUDGET=450 bash benchmarks/gpu_session.sh           # ... with the compiled CUDA step too
 #   bash benchmarks/gpu_session.sh --cpu-only --quick   # rehearsal on any CPU (tiny inputs;
 #       on a busy machine: STEP_SCALE=5 BUDGET=1500 bash benchmarks/gpu_session.sh ...)
 #   bash benchmarks/gpu_session.sh --dry-run            # print the steps, run nothing
@@ -114,6 +115,11 @@ else
     step 60 "SpeechEncoderDecoder generate, CPU 2 threads" \
         $PY benchmarks/bench_generate.py --threads 2 $GEN \
         --precision fp32 bf16 --peer-precision fp32 autocast-bf16 bf16
+fi
+if [ "$HAS_CUDA" = 1 ]; then  # last: the deadline cuts it first (BUDGET=450 leaves it room)
+    step 120 "Wav2Vec2-Conformer rel-pos base, CUDA, compiled: ours vs transformers" \
+        $PY benchmarks/bench_wav2vec2.py --device cuda $SIZE --batch $CUDA_BATCH --rows "conformer rel-pos" \
+        --precision bf16 bf16+compile --peer-precision bf16 bf16+compile --quick
 fi
 
 {
