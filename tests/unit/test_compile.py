@@ -2,7 +2,9 @@
 
 ``torch._dynamo.explain`` captures the forward without compiling it and lists the breaks (a
 data-dependent branch, a ``.tolist()``, an ``out=`` into a view...); each break costs a
-compiled model a round trip through Python and rules out ``fullgraph=True``. Then the lobe is
+compiled model a round trip through Python. (A ``fullgraph=True`` compile alone is not enough
+of a check: the old per-item ``.tolist()`` of the group norm went through it, while explain
+counted 8 breaks.) Then the lobe is
 compiled with ``fullgraph=True`` on the ``aot_eager`` backend, which traces it through
 AOTAutograd as inductor does (the same capture, the same handling of in-place writes) but runs
 the traced graph eagerly, so no C++ compiler is needed; its output must equal eager's. Input
