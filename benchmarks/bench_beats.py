@@ -41,6 +41,7 @@ from compare import add_arguments, compare, measure_peaks
 from peak import synchronize, use_threads
 
 from speechlobes.lobes.beats import model as beats
+from speechlobes.nnet.lengths import relative_padding_mask
 
 RELEASED_BASE = {
     "input_patch_size": 16,
@@ -118,9 +119,7 @@ class Original(torch.nn.Module):
         self.model = model
 
     def forward(self, wav: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
-        samples = wav.shape[1]
-        valid = (wav_lens * samples).round().long()
-        padding_mask = torch.arange(samples, device=wav.device)[None, :] >= valid[:, None]
+        padding_mask = relative_padding_mask(wav_lens, wav.shape[1])
         return self.model.extract_features(wav, padding_mask=padding_mask)[0]
 
 

@@ -65,6 +65,11 @@ def weights_dtype(setting: str) -> torch.dtype:
     return LOW.get(setting.removesuffix(COMPILED), torch.float32)
 
 
+def compute_dtype(setting: str) -> str:
+    """The dtype name (``fp32``, ``bf16`` or ``fp16``) the products of ``setting`` run in."""
+    return setting.removesuffix(COMPILED).split("-")[-1]
+
+
 def autocast(setting: str, device: str) -> contextlib.AbstractContextManager:
     """The autocast context of ``setting`` (a no-op unless it is ``autocast-*``)."""
     setting = setting.removesuffix(COMPILED)
@@ -125,7 +130,7 @@ def compare(
             if setting.endswith(COMPILED):
                 model = torch.compile(model)
             dtype = weights_dtype(setting)
-            compute = setting.removesuffix(COMPILED).split("-")[-1]  # fp32, bf16 or fp16
+            compute = compute_dtype(setting)
 
             def call(model=model, dtype=dtype, setting=setting) -> torch.Tensor:
                 with autocast(setting, device):
@@ -235,8 +240,7 @@ def add_arguments(parser: argparse.ArgumentParser, peer: str) -> None:
 def measure_peaks(args: argparse.Namespace) -> dict[str, float]:
     """Product peaks (GFLOP/s) of float32 and of every dtype the settings use; prints them
     with the machine and the run's sizes."""
-    settings = args.precision + args.peer_precision
-    low = {setting.removesuffix(COMPILED).split("-")[-1] for setting in settings}
+    low = {compute_dtype(setting) for setting in args.precision + args.peer_precision}
     peaks = {
         dtype: peak_gflops(DTYPES[dtype], args.device, 0.3 if args.quick else 1.0)
         for dtype in sorted(low | {"fp32"})
